@@ -1,0 +1,237 @@
+"""Pure ASGI middleware: receive/send glue around an :class:`~piimw.exchange.Exchange`.
+
+Never built on Starlette's ``BaseHTTPMiddleware`` (it breaks contextvars and streaming).
+Websocket and lifespan scopes pass straight through; so does every HTTP request whose route
+has no plan and that carries no opt-out signal, apart from a watch on error statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from piimw.config import Config
+from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, header
+from piimw.problem import Problem
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("piimw")
+
+
+def _coerce_config(config: Any) -> Config:
+    if config is None:
+        from piimw.api import default_config
+
+        return default_config()
+    if isinstance(config, Config):
+        return config
+    from piimw.api import _coerce
+
+    return _coerce(config)
+
+
+async def send_problem(send: Send, problem: Problem) -> None:
+    body = problem.body()
+    await send({"type": "http.response.start", "status": problem.status,
+                "headers": problem.headers(body)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class PIIMiddleware:
+    """``app = PIIMiddleware(app, config="piimw.toml")``. Holds configuration only."""
+
+    def __init__(self, app: ASGIApp, config: Config | str | dict[str, Any] | None = None) -> None:
+        self.app = app
+        self.config = _coerce_config(config)
+
+    # Hooks for adapters: translate framework knowledge into the core's terms.
+    def route_template(self, scope: Scope) -> str | None:
+        return None
+
+    def prepare(self, exchange: Exchange, scope: Scope) -> None:
+        """Called once the exchange exists; adapters add session or registry consent here."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: Headers = list(scope.get("headers") or ())
+        exchange = Exchange(self.config, scope["method"], scope.get("path", "/"), headers,
+                            scope.get("query_string", b""),
+                            route_template=self.route_template(scope))
+        client = scope.get("client")
+        if client:
+            exchange.add_client_address(client[0])
+        self.prepare(exchange, scope)
+        scope = dict(scope)
+        scope["piimw"] = exchange
+        responder = _Responder(exchange, send)
+        with activate(exchange):
+            if exchange.passthrough:
+                await self.app(scope, receive, responder.send)
+                return
+            await self._inspect(exchange, scope, receive, responder)
+
+    async def _inspect(self, exchange: Exchange, scope: Scope, receive: Receive,
+                       responder: _Responder) -> None:
+        try:
+            new_qs = exchange.scrub_query()
+        except Exception as exc:  # fail closed: never let the unscrubbed query through
+            logger.error("piimw: query inspection failed (%s); request refused",
+                         type(exc).__name__)
+            await send_problem(responder.raw_send, _internal())
+            return
+        if new_qs is not exchange.query_string:
+            scope["query_string"] = new_qs
+        if exchange.wants_request_body:
+            outcome = await self._read_body(exchange, scope, receive)
+            if outcome is None:
+                return  # client went away
+            problem, receive = outcome
+            if problem is not None:
+                exchange.status = problem.status
+                await send_problem(responder.raw_send, problem)
+                return
+        await self.app(scope, receive, responder.send)
+
+    async def _read_body(self, exchange: Exchange, scope: Scope,
+                         receive: Receive) -> tuple[Problem | None, Receive] | None:
+        limit = self.config.max_body_bytes
+        headers: Headers = scope["headers"]
+        declared = header(headers, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return _too_large(), receive
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return _too_large(), receive
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            result = exchange.request_body(headers, body)
+        except Exception as exc:
+            logger.error("piimw: request inspection failed (%s); request refused",
+                         type(exc).__name__)
+            return _internal(), receive
+        if result.problem is not None:
+            return result.problem, receive
+        new_body = result.body if result.body is not None else body
+        if result.changed:
+            scope["headers"] = [(k, v) for k, v in headers if k != b"content-length"] + [
+                (b"content-length", str(len(new_body)).encode())]
+        return None, _replay(new_body, receive)
+
+
+def _too_large() -> Problem:
+    return Problem(413, "too-large", "The request body is larger than this endpoint inspects.")
+
+
+def _internal() -> Problem:
+    return Problem(500, "inspection-failed", "The request could not be inspected.")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Yield the buffered body once, then delegate so that ``http.disconnect`` still arrives."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _Responder:
+    """Per-request response state: hold the start message until the body is decided."""
+
+    __slots__ = ("buffer", "exchange", "raw_send", "size", "start", "state")
+
+    def __init__(self, exchange: Exchange, send: Send) -> None:
+        self.exchange = exchange
+        self.raw_send = send
+        self.start: Message | None = None
+        self.buffer: list[bytes] = []
+        self.size = 0
+        self.state = "start"  # start -> stream | buffer -> done
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            status = message["status"]
+            headers = list(message.get("headers") or ())
+            try:
+                wants = self.exchange.wants_response_body(status, headers)
+            except Exception as exc:
+                logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
+                wants = True
+            if wants:
+                self.start = message
+                self.state = "buffer"
+                return
+            self.state = "stream"
+            await self.raw_send(message)
+            return
+        if self.state == "stream":
+            await self.raw_send(message)
+            return
+        if self.state == "done":
+            return  # the rest of a withheld or already-answered response
+        if kind == "http.response.body":
+            await self._buffer(message)
+            return
+        if kind == "http.response.pathsend":
+            # A file we cannot read in flight: on a protected response, withhold it.
+            await self._finish(self.exchange.too_large())
+            return
+        await self.raw_send(message)  # e.g. trailers after the final body
+
+    async def _buffer(self, message: Message) -> None:
+        chunk = message.get("body", b"")
+        self.size += len(chunk)
+        if self.size > self.exchange.config.max_response_bytes:
+            self.buffer.clear()
+            await self._finish(self.exchange.too_large())
+            return
+        self.buffer.append(chunk)
+        if message.get("more_body", False):
+            return
+        assert self.start is not None
+        start = self.start
+        try:
+            outcome = self.exchange.response_body(
+                start["status"], list(start.get("headers") or ()), b"".join(self.buffer))
+        except Exception as exc:
+            logger.error("piimw: response inspection failed (%s); withheld",
+                         type(exc).__name__)
+            outcome = self.exchange._withheld()
+        self.buffer.clear()
+        await self._finish(outcome, trailers=bool(start.get("trailers")))
+
+    async def _finish(self, outcome: ResponseOutcome, trailers: bool = False) -> None:
+        self.state = "done" if not trailers else "trailers"
+        start: Message = {"type": "http.response.start", "status": outcome.status,
+                          "headers": outcome.headers}
+        if trailers:
+            start["trailers"] = True
+        await self.raw_send(start)
+        await self.raw_send({"type": "http.response.body", "body": outcome.body,
+                             "more_body": False})
+        if trailers:
+            self.state = "stream"  # let the trailers message through

@@ -1,0 +1,347 @@
+"""Configuration: one schema of settings from a TOML file, a dict or keyword arguments.
+
+Validated at start-up; every error names the file, the JSON pointer and what is wrong.
+Secrets (the hash key) come from the environment, never from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+
+from piimw.detect import DEFAULT_DETECTORS, Detectors
+from piimw.engine import Scrubber
+from piimw.errors import ConfigError, SchemaError
+from piimw.findings import ACTIONS, SINKS, Action, Sink
+from piimw.plan import Plan
+from piimw.policy import REASONS, Policy, Rule
+from piimw.routes import Body, OpenAPIRoutes, Route, RouteTable
+from piimw.schema.compiler import Compiler
+from piimw.schema.loader import SchemaStore
+from piimw.schema.validate import Validator
+from piimw.taxonomy import UnknownCategoryError, resolve, resolve_use
+from piimw.transform import Hasher
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+_STR_LIST = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "environment": {"type": "string", "minLength": 1},
+        "schemas": _STR_LIST,
+        "openapi": _STR_LIST,
+        "detectors": {"anyOf": [{"const": "all"}, {"type": "array", "items": {
+            "enum": list(DEFAULT_DETECTORS)}}]},
+        "detect_undeclared": {"type": "boolean"},
+        "max_body_bytes": {"type": "integer", "minimum": 0},
+        "max_response_bytes": {"type": "integer", "minimum": 0},
+        "validate_requests": {"type": "boolean"},
+        "validate_responses": {"type": "boolean"},
+        "scrub_error_pages": {"type": "boolean"},
+        "hash": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"key_env": {"type": "string", "minLength": 1},
+                           "key_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}},
+        },
+        "routes": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["route"],
+            "properties": {
+                "route": {"type": "string", "pattern": "^([A-Z]+|\\*) /"},
+                "request": {"type": "string"},
+                "response": {"anyOf": [{"type": "string"}, {
+                    "type": "object", "additionalProperties": {"type": "string"}}]},
+                "query": {"type": "string"},
+            },
+        }},
+        "rules": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["id", "action"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1},
+                "action": {"enum": list(ACTIONS)},
+                "categories": _STR_LIST, "category": _STR_LIST,
+                "sinks": {"anyOf": [{"enum": list(SINKS)},
+                                    {"type": "array", "items": {"enum": list(SINKS)}}]},
+                "sink": {"anyOf": [{"enum": list(SINKS)},
+                                   {"type": "array", "items": {"enum": list(SINKS)}}]},
+                "uses": _STR_LIST, "use": _STR_LIST,
+                "environments": _STR_LIST, "environment": _STR_LIST,
+                "routes": _STR_LIST, "route": _STR_LIST,
+                "event_types": _STR_LIST, "event_type": _STR_LIST,
+                "subjects": {"type": "array", "items": {"type": "string",
+                                                         "pattern": "^hmac:"}},
+                "tiers": {"type": "array", "items": {"enum": ["identifier", "quasi",
+                                                              "sensitive"]}},
+                "requires_opt_in": {"type": "boolean"},
+                "reason": {"enum": list(REASONS)},
+            },
+        }},
+        "consent": {"type": "object"},
+        "registry": {"type": "object"},
+        "audit": {"type": "object"},
+        "logging": {"type": "object"},
+        "events": {"type": "object"},
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """A message from the keyword, not jsonschema's (which quotes the value)."""
+    kw, expected = error.validator, error.validator_value
+    if kw == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - allowed)
+        return f"unknown setting(s) {', '.join(map(repr, extra))}"
+    if kw == "type":
+        return f"expected {expected}"
+    if kw in ("enum", "const"):
+        options = expected if isinstance(expected, list) else [expected]
+        return f"expected one of: {', '.join(map(str, options))}"
+    if kw == "required":
+        missing = [k for k in expected if isinstance(error.instance, Mapping)
+                   and k not in error.instance]
+        return f"missing required setting(s) {', '.join(map(repr, missing))}"
+    if kw == "anyOf":
+        return "has the wrong type or value"
+    if kw == "pattern":
+        return f"must match {expected}"
+    return f"fails {kw} {expected!r}"
+
+
+def _pointer(parts: Any) -> str:
+    return "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in parts)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+@dataclass
+class Config:
+    """Validated settings plus everything compiled from them (schemas, routes, policy)."""
+
+    environment: str = "production"
+    routes: RouteTable = field(default_factory=RouteTable)
+    policy: Policy = field(default_factory=Policy)
+    detectors: Detectors = field(default_factory=Detectors)
+    hasher: Hasher | None = None
+    detect_undeclared: bool = True
+    max_body_bytes: int = 1 << 20
+    max_response_bytes: int = 4 << 20
+    validate_requests: bool = True
+    validate_responses: bool = True
+    scrub_error_pages: bool = True
+    store: SchemaStore = field(default_factory=SchemaStore)
+    source: str = "<dict>"
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        return Scrubber(self.policy, self.detectors, self.hasher,
+                        detect_undeclared=self.detect_undeclared)
+
+    # -- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *,
+                  environ: Mapping[str, str] | None = None) -> Config:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text("utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read configuration: {e.strerror}", source=str(p)) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"invalid TOML: {e}", source=str(p)) from None
+        return cls.from_dict(data, base_dir=p.parent, source=str(p), environ=environ)
+
+    @classmethod
+    def from_kwargs(cls, **settings: Any) -> Config:
+        return cls.from_dict(settings, source="<keyword arguments>")
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        source: str = "<dict>",
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        env = os.environ if environ is None else environ
+        if not isinstance(data, Mapping):
+            raise ConfigError("configuration must be a table/dict", source=source)
+        if "hash" in data and isinstance(data["hash"], Mapping) and "key" in data["hash"]:
+            raise ConfigError("secrets never go in configuration; set the key in the "
+                              "environment variable named by hash.key_env",
+                              source=source, pointer="/hash/key")
+        errors = sorted(_VALIDATOR.iter_errors(dict(data)), key=lambda e: list(e.path))
+        if errors:
+            e = errors[0]
+            raise ConfigError(_describe(e), source=source, pointer=_pointer(e.absolute_path))
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        cfg = cls(source=source, raw=data)
+        cfg.environment = str(data.get("environment") or env.get("PIIMW_ENVIRONMENT")
+                              or "production")
+        for key in ("detect_undeclared", "validate_requests", "validate_responses",
+                    "scrub_error_pages", "max_body_bytes", "max_response_bytes"):
+            if key in data:
+                setattr(cfg, key, data[key])
+        det = data.get("detectors", "all")
+        cfg.detectors = Detectors(None if det == "all" else det)
+        rules = [_rule(r, source, f"/rules/{i}") for i, r in enumerate(data.get("rules", []))]
+        cfg.policy = Policy(rules, environment=cfg.environment)
+        cfg._load_schemas(data, base, source)
+        cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
+        return cfg
+
+    def _uses_hash(self, rules: list[Rule]) -> bool:
+        if any(r.action == "hash" for r in rules):
+            return True
+        for route in self.routes:
+            bodies = [route.request, *route.responses.values()]
+            for b in bodies:
+                if b is not None and any(e.tag.action == "hash" for e in b.plan.entries):
+                    return True
+        return False
+
+    def _load_schemas(self, data: Mapping[str, Any], base: Path, source: str) -> None:
+        store = self.store
+        openapi_uris: list[str] = []
+        for i, entry in enumerate(_as_list(data.get("schemas"))):
+            p = _path(base, entry, source, f"/schemas/{i}")
+            if p.is_dir():
+                store.add_directory(p)
+            else:
+                store.add_file(p)
+        for i, entry in enumerate(_as_list(data.get("openapi"))):
+            p = _path(base, entry, source, f"/openapi/{i}")
+            openapi_uris.append(store.add_file(p))
+        registry = store.registry()
+        compiler = Compiler(store)
+        extractor = OpenAPIRoutes(store, compiler, registry)
+        for uri in openapi_uris:
+            doc = store.documents[uri]
+            if not isinstance(doc, Mapping) or "openapi" not in doc:
+                raise SchemaError("not an OpenAPI document (no 'openapi' field)",
+                                  source=store.names[uri])
+            for route in extractor.routes(uri):
+                if route.has_plan:
+                    self.routes.add(route)
+        for i, entry in enumerate(data.get("routes", [])):
+            self.routes.add(_explicit_route(entry, store, compiler, registry, base, source,
+                                            f"/routes/{i}"))
+
+
+def _path(base: Path, entry: str, source: str, pointer: str) -> Path:
+    p = Path(entry)
+    p = p if p.is_absolute() else base / p
+    if not p.exists():
+        raise ConfigError(f"file or directory {entry!r} does not exist", source=source,
+                          pointer=pointer)
+    return p
+
+
+def _schema_ref(ref: str, store: SchemaStore, base: Path, source: str,
+                pointer: str) -> tuple[str, str]:
+    file, _, frag = ref.partition("#")
+    p = _path(base, file, source, pointer)
+    uri = p.resolve().as_uri()
+    if uri not in store.documents:
+        store.add_file(p)
+    try:
+        store.at(uri, frag)
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise ConfigError(f"schema reference {ref!r} points at nothing", source=source,
+                          pointer=pointer) from None
+    return uri, frag
+
+
+def _explicit_route(entry: Mapping[str, Any], store: SchemaStore, compiler: Compiler,
+                    registry: Any, base: Path, source: str, pointer: str) -> Route:
+    method, _, template = str(entry["route"]).partition(" ")
+    route = Route(method, template.strip())
+
+    def body(ref: str, ptr: str, name: str) -> Body:
+        uri, frag = _schema_ref(ref, store, base, source, ptr)
+        # Files named here may have been added after the registry was built.
+        return Body(compiler.compile(uri, frag, name),
+                    Validator(store, uri, frag, store.registry()))
+
+    if "request" in entry:
+        route.request = body(entry["request"], f"{pointer}/request", f"{entry['route']} request")
+    resp = entry.get("response")
+    if isinstance(resp, str):
+        route.responses["default"] = body(resp, f"{pointer}/response",
+                                          f"{entry['route']} response")
+    elif isinstance(resp, Mapping):
+        for status, ref in resp.items():
+            route.responses[str(status).upper()] = body(
+                ref, f"{pointer}/response/{status}", f"{entry['route']} response {status}")
+    if "query" in entry:
+        uri, frag = _schema_ref(entry["query"], store, base, source, f"{pointer}/query")
+        route.query = compiler.compile(uri, frag, "query")
+    return route
+
+
+def _rule(raw: Mapping[str, Any], source: str, pointer: str) -> Rule:
+    def pick(*names: str) -> list[str]:
+        for n in names:
+            if n in raw:
+                return _as_list(raw[n])
+        return []
+
+    cats = []
+    for i, c in enumerate(pick("categories", "category")):
+        try:
+            cats.append(resolve(c))
+        except UnknownCategoryError:
+            raise ConfigError(f"unknown data category {c!r}", source=source,
+                              pointer=f"{pointer}/categories/{i}") from None
+    uses = []
+    for i, u in enumerate(pick("uses", "use")):
+        try:
+            uses.append(resolve_use(u))
+        except ValueError as e:
+            raise ConfigError(str(e), source=source, pointer=f"{pointer}/uses/{i}") from None
+    try:
+        return Rule(
+            id=raw["id"], action=cast(Action, raw["action"]), categories=tuple(cats),
+            sinks=tuple(cast(Sink, s) for s in pick("sinks", "sink")), uses=tuple(uses),
+            environments=tuple(pick("environments", "environment")),
+            routes=tuple(pick("routes", "route")),
+            event_types=tuple(pick("event_types", "event_type")),
+            subjects=tuple(raw.get("subjects", ())), tiers=tuple(raw.get("tiers", ())),
+            requires_opt_in=bool(raw.get("requires_opt_in", False)),
+            reason=raw.get("reason", "policy.rule"),
+        )
+    except ValueError as e:
+        raise ConfigError(str(e), source=source, pointer=pointer) from None
+
+
+def _hasher(raw: Mapping[str, Any], env: Mapping[str, str], source: str,
+            needed: bool) -> Hasher | None:
+    var = raw.get("key_env", "PIIMW_HASH_KEY")
+    if not env.get(var):
+        if needed:
+            raise ConfigError(f"action 'hash' is used but the environment variable {var} "
+                              "holding the secret key is not set", source=source,
+                              pointer="/hash/key_env")
+        return None
+    try:
+        return Hasher.from_env(var, raw.get("key_id"), environ=env)
+    except ConfigError as e:
+        raise ConfigError(e.reason, source=source, pointer="/hash") from None

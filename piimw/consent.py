@@ -1,0 +1,141 @@
+"""Consent: the privacy state of one request, and the opt-out signals it was read from.
+
+Sans-IO: signals are read from header pairs the adapters hand over; the registry (shared state)
+lives in :mod:`piimw.stores` and feeds in through :meth:`Consent.merge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from piimw.taxonomy import USES, is_within, resolve, resolve_use, use_within
+
+#: What each signal opts out of. GPC: sale/sharing and targeted advertising, not essential use.
+SIGNAL_USES: dict[str, tuple[str, ...]] = {
+    "gpc": ("marketing", "third_party"),
+    "dnt": ("marketing", "third_party", "analytics"),
+    "header": (),  # X-PII-Opt-Out lists its uses explicitly
+    "session": (),
+    "registry": (),
+}
+NON_ESSENTIAL: tuple[str, ...] = tuple(u for u in USES if u != "essential")
+
+OPT_OUT_HEADER = "x-pii-opt-out"
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Who the request is about and what they refused or asked for.
+
+    ``sources`` maps each opted-out use or category to the signal that set it, so that every
+    decision can name its reason (``optout.gpc``). Frozen and hashable: policy caches on it.
+    """
+
+    subject: str | None = None
+    opted_out_uses: frozenset[str] = frozenset()
+    opted_out_categories: frozenset[str] = frozenset()
+    opted_in: frozenset[str] = frozenset()
+    sources: tuple[tuple[str, str], ...] = ()
+    signals: tuple[str, ...] = field(default=())
+
+    @property
+    def is_default(self) -> bool:
+        return not (self.opted_out_uses or self.opted_out_categories or self.opted_in)
+
+    def signal_for(self, item: str) -> str:
+        for key, signal in self.sources:
+            if key == item:
+                return signal
+        return "registry"
+
+    def opted_out_of(self, use: str) -> str | None:
+        """The signal that opted this subject out of ``use``, or None. Essential: never."""
+        if use_within(use, "essential"):
+            return None
+        for out in self.opted_out_uses:
+            if use_within(use, out):
+                return self.signal_for(out)
+        return None
+
+    def category_opted_out(self, category: str) -> str | None:
+        for out in self.opted_out_categories:
+            if is_within(category, out):
+                return self.signal_for(out)
+        return None
+
+    def merge(self, other: Consent) -> Consent:
+        """Most restrictive wins: opt-outs are unioned; an opt-in survives only if not opted out."""
+        uses = self.opted_out_uses | other.opted_out_uses
+        cats = self.opted_out_categories | other.opted_out_categories
+        opted_in = (self.opted_in | other.opted_in) - uses
+        seen = dict(other.sources)
+        seen.update(dict(self.sources))
+        return Consent(
+            subject=self.subject or other.subject,
+            opted_out_uses=uses,
+            opted_out_categories=cats,
+            opted_in=frozenset(opted_in),
+            sources=tuple(sorted(seen.items())),
+            signals=tuple(dict.fromkeys(self.signals + other.signals)),
+        )
+
+    @classmethod
+    def opt_out(
+        cls, uses: Iterable[str] = (), categories: Iterable[str] = (), *, signal: str = "registry",
+        subject: str | None = None,
+    ) -> Consent:
+        """A consent that opts out of ``uses`` and ``categories`` because of ``signal``."""
+        u = frozenset(resolve_use(x) for x in uses)
+        c = frozenset(resolve(x) for x in categories)
+        return cls(
+            subject=subject, opted_out_uses=u, opted_out_categories=c,
+            sources=tuple(sorted((k, signal) for k in u | c)),
+            signals=(signal,) if (u or c) else (),
+        )
+
+
+DEFAULT = Consent()
+
+
+def _parse_opt_out_header(value: str) -> tuple[str, ...]:
+    uses: list[str] = []
+    for part in value.split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        if name in ("all", "*", "1", "true"):
+            uses.extend(NON_ESSENTIAL)
+            continue
+        try:
+            uses.append(resolve_use(name))
+        except ValueError:
+            continue  # unknown uses are ignored, never echoed
+    return tuple(uses)
+
+
+def from_headers(headers: Iterable[tuple[str, str]]) -> Consent:
+    """Read opt-out signals from request headers (names lower-case, values decoded latin-1).
+
+    ``Sec-GPC``: exactly ``1`` (any of several headers); ``DNT``: first character ``1``;
+    ``X-Do-Not-Track: 1``; ``X-PII-Opt-Out: analytics, marketing`` (or ``all``).
+    """
+    gpc = dnt = False
+    header_uses: tuple[str, ...] = ()
+    for name, value in headers:
+        if name == "sec-gpc":
+            gpc = gpc or value.strip() == "1"
+        elif name == "dnt":
+            dnt = dnt or value.strip()[:1] == "1"
+        elif name == "x-do-not-track":
+            dnt = dnt or value.strip() == "1"
+        elif name == OPT_OUT_HEADER:
+            header_uses += _parse_opt_out_header(value)
+    consent = DEFAULT
+    if gpc:
+        consent = consent.merge(Consent.opt_out(SIGNAL_USES["gpc"], signal="gpc"))
+    if dnt:
+        consent = consent.merge(Consent.opt_out(SIGNAL_USES["dnt"], signal="dnt"))
+    if header_uses:
+        consent = consent.merge(Consent.opt_out(header_uses, signal="header"))
+    return consent

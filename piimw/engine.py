@@ -1,0 +1,325 @@
+"""The scrubbing engine: apply a plan, the detectors and the policy to one document or text.
+
+Pure: no I/O and no global state. One :class:`Scrubber` is built from configuration at
+start-up and shared by every request; per-call state lives in a :class:`_Walk`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from piimw.consent import DEFAULT, Consent
+from piimw.detect import Detectors, KnownValues, Span, default_detectors, find_all, redact
+from piimw.findings import Action, Finding, Sink
+from piimw.plan import Node, Plan
+from piimw.policy import Decision, Policy, strictest
+from piimw.schema.loader import escape_token
+from piimw.schema.tags import Tag
+from piimw.transform import DROP, Hasher, apply, mask_string, redact_token
+
+PAYLOAD_SINKS = ("app", "client")
+_SEP = "\n\x00\n"
+
+
+@dataclass
+class Result:
+    """A scrubbed copy of the input and what was decided. ``rejected``: why to refuse."""
+
+    value: Any
+    findings: list[Finding] = field(default_factory=list)
+    rejected: Finding | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected is None
+
+
+def _pointer(path: list[str | int]) -> str:
+    return "".join(f"/{escape_token(p)}" if isinstance(p, str) else f"/{p}" for p in path)
+
+
+def _pattern(path: list[str | int]) -> str:
+    return "".join(f"/{escape_token(p)}" if isinstance(p, str) else "/*" for p in path) or "/"
+
+
+class Scrubber:
+    """Policy + detectors + keys: everything needed to scrub, built once."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        detectors: Detectors | None = None,
+        hasher: Hasher | None = None,
+        *,
+        detect_undeclared: bool = True,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.detectors = detectors if detectors is not None else default_detectors()
+        self.hasher = hasher
+        self.detect_undeclared = detect_undeclared
+
+    # -- documents ------------------------------------------------------------------------
+    def scrub(
+        self,
+        document: Any,
+        plan: Plan | None = None,
+        *,
+        sink: Sink = "log",
+        consent: Consent = DEFAULT,
+        route: str | None = None,
+        event_type: str | None = None,
+        known: KnownValues | None = None,
+        collect: bool = False,
+        detect: bool | None = None,
+    ) -> Result:
+        """Return a scrubbed copy of ``document``; the input is never modified.
+
+        ``collect``: add tagged and detected values to ``known`` (request bodies do this, so
+        the values can be recognised later in logs and error pages).
+        """
+        detect = self.detect_undeclared if detect is None else detect
+        root = plan.root if plan is not None else None
+        memo = known if collect else None
+        walk = _Walk(self, sink, consent, route, event_type, memo, detect, known, inline=False)
+        value = walk.visit(document, root, [], False)
+        if walk.candidates and walk.any_candidate_hits():
+            # Rare path: something untagged looks like PII. Walk again, detecting inline, so
+            # that edits land on the right elements even where arrays lost dropped items.
+            walk = _Walk(self, sink, consent, route, event_type, memo, detect, known, inline=True)
+            value = walk.visit(document, root, [], False)
+        if value is DROP:
+            value = None
+        return Result(value, walk.findings, walk.rejected)
+
+    # -- free text ------------------------------------------------------------------------
+    def scrub_text(
+        self,
+        text: str,
+        *,
+        sink: Sink = "log",
+        consent: Consent = DEFAULT,
+        route: str | None = None,
+        event_type: str | None = None,
+        known: KnownValues | None = None,
+        location: str = "text",
+    ) -> tuple[str, list[Finding]]:
+        """Find PII in ``text`` (detectors + known values) and apply the sink's policy."""
+        spans = find_all(text, self.detectors, known)
+        if not spans:
+            return text, []
+        findings: list[Finding] = []
+        replace = self._span_replacer(sink, consent, route, event_type, location, findings)
+        return redact(text, spans, replace), findings
+
+    def _span_replacer(
+        self, sink: Sink, consent: Consent, route: str | None, event_type: str | None,
+        location: str, findings: list[Finding],
+    ) -> Callable[[Span, str], str]:
+        policy, hasher = self.policy, self.hasher
+
+        def replace(span: Span, matched: str) -> str:
+            d = policy.decide(span.category, ("essential",), sink, consent, route=route,
+                              event_type=event_type, declared=False)
+            findings.append(Finding(location, span.category, d.action, sink, span.detector,
+                                    "", d.rule, d.reason))
+            return _text_action(d.action, matched, span.category, sink, hasher)
+
+        return replace
+
+
+def _text_action(action: Action, matched: str, category: str, sink: str,
+                 hasher: Hasher | None) -> str:
+    """Inside free text a value can only be replaced, never dropped: drop means redact."""
+    if action == "allow":
+        return matched
+    if action == "mask":
+        return mask_string(matched, category)
+    if action == "hash" and hasher is not None:
+        return hasher.pseudonym(matched, sink)
+    return redact_token(category)
+
+
+class _Walk:
+    """State of one scrub call: findings, pending detector candidates, decision cache."""
+
+    __slots__ = ("candidates", "consent", "detect", "event_type", "findings", "inline", "known",
+                 "lookup", "rejected", "route", "s", "sink", "_decisions")
+
+    def __init__(self, scrubber: Scrubber, sink: Sink, consent: Consent, route: str | None,
+                 event_type: str | None, known: KnownValues | None, detect: bool,
+                 lookup: KnownValues | None, *, inline: bool) -> None:
+        self.s = scrubber
+        self.inline = inline
+        self.lookup = lookup if lookup is not None and lookup else None
+        self.sink = sink
+        self.consent = consent
+        self.route = route
+        self.event_type = event_type
+        self.known = known
+        self.detect = detect
+        self.findings: list[Finding] = []
+        self.rejected: Finding | None = None
+        self.candidates: list[str] = []
+        self._decisions: dict[int, tuple[str, Decision]] = {}
+
+    def decision(self, tag: Tag) -> tuple[str, Decision]:
+        hit = self._decisions.get(id(tag))
+        if hit is None:
+            policy = self.s.policy
+            hit = strictest(
+                (c, policy.decide(c, tag.uses, self.sink, self.consent, route=self.route,
+                                  event_type=self.event_type, schema_action=tag.action))
+                for c in tag.categories
+            )
+            self._decisions[id(tag)] = hit
+        return hit
+
+    def visit(self, value: Any, node: Node | None, path: list[str | int], reviewed: bool) -> Any:
+        if node is not None:
+            tag = node.tag
+            if tag is not None:
+                if tag.categories:
+                    return self.tagged(value, node, tag, path)
+                reviewed = True
+        if isinstance(value, dict):
+            return self._visit_dict(value, node, path, reviewed)
+        if isinstance(value, list):
+            return self._visit_list(value, node, path, reviewed)
+        if self.detect and not reviewed and isinstance(value, str) and len(value) > 4:
+            if not self.inline:
+                self.candidates.append(value)
+                return value
+            spans = find_all(value, self.s.detectors, self.lookup)
+            if spans:
+                return self._undeclared(path, value, spans)
+        return value
+
+    def _visit_dict(self, value: dict[str, Any], node: Node | None, path: list[str | int],
+                    reviewed: bool) -> Any:
+        out: dict[str, Any] | None = None
+        for k, v in value.items():
+            child = node.child_for_key(k) if node is not None else None
+            if child is None and not self.detect:
+                continue
+            if child is None and not isinstance(v, (dict, list, str)):
+                continue
+            path.append(k)
+            nv = self.visit(v, child, path, reviewed)
+            path.pop()
+            if nv is not v:
+                if out is None:
+                    out = dict(value)
+                if nv is DROP:
+                    del out[k]
+                else:
+                    out[k] = nv
+        return value if out is None else out
+
+    def _visit_list(self, value: list[Any], node: Node | None, path: list[str | int],
+                    reviewed: bool) -> Any:
+        out: list[Any] | None = None
+        for i, v in enumerate(value):
+            child = node.child_for_index(i) if node is not None else None
+            if child is None and (not self.detect or not isinstance(v, (dict, list, str))):
+                if out is not None:
+                    out.append(v)
+                continue
+            path.append(i)
+            nv = self.visit(v, child, path, reviewed)
+            path.pop()
+            if nv is not v and out is None:
+                out = value[:i]
+            if out is not None and nv is not DROP:
+                out.append(nv)
+        return value if out is None else out
+
+    def tagged(self, value: Any, node: Node, tag: Tag, path: list[str | int]) -> Any:
+        category, d = self.decision(tag)
+        sink = self.sink
+        self.findings.append(Finding(_pointer(path), category, d.action, sink, "schema",
+                                     _pattern(path), d.rule, d.reason))
+        if self.known is not None:
+            _remember(self.known, value, category)
+        if d.action == "allow":
+            return value
+        if d.action == "reject":
+            if self.rejected is None:
+                self.rejected = self.findings[-1]
+            return value
+        types = node.types if sink in PAYLOAD_SINKS else None
+        return _transform_tree(d.action, value, category, sink, self.s.hasher, types)
+
+    # -- detection of PII nobody tagged -----------------------------------------------------
+    def any_candidate_hits(self) -> bool:
+        """One detector pass over all untagged strings at once: the clean case costs one call."""
+        joined = _SEP.join(self.candidates)
+        if self.s.detectors.search(joined):
+            return True
+        return self.lookup is not None and bool(self.lookup.find(joined))
+
+    def _undeclared(self, path: list[str | int], text: str, spans: list[Span]) -> Any:
+        policy, sink = self.s.policy, self.sink
+        loc, pat = _pointer(path), _pattern(path)
+        worst: Action = "allow"
+        decisions: list[tuple[Span, Decision]] = []
+        for span in spans:
+            d = policy.decide(span.category, ("essential",), sink, self.consent, route=self.route,
+                              event_type=self.event_type, declared=False)
+            self.findings.append(Finding(loc, span.category, d.action, sink, span.detector, pat,
+                                         d.rule, d.reason))
+            if self.known is not None and span.detector != "known":
+                self.known.add(text[span.start:span.end], span.category)
+            decisions.append((span, d))
+            if d.action == "reject" and self.rejected is None:
+                self.rejected = self.findings[-1]
+            if d.action in ("drop",) or (d.action == "reject" and sink != "app"):
+                worst = "drop"
+        if worst == "drop":
+            return DROP
+        by_span = {id(sp): d for sp, d in decisions}
+        hasher = self.s.hasher
+
+        def replace(span: Span, matched: str) -> str:
+            d = by_span[id(span)]
+            return _text_action(d.action, matched, span.category, sink, hasher)
+
+        if all(d.action in ("allow", "reject") for _, d in decisions):
+            return text
+        return redact(text, spans, replace)
+
+
+def _remember(known: KnownValues, value: Any, category: str) -> None:
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        known.add(value, category)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _remember(known, v, category)
+    elif isinstance(value, list):
+        for v in value:
+            _remember(known, v, category)
+
+
+def _transform_tree(action: Action, value: Any, category: str, sink: str,
+                    hasher: Hasher | None, types: tuple[str, ...] | None) -> Any:
+    """Apply an action to a tagged value; containers are transformed leaf by leaf."""
+    if action == "drop":
+        return DROP
+    if isinstance(value, dict):
+        return {k: _transform_tree(action, v, category, sink, hasher, None)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_transform_tree(action, v, category, sink, hasher, None) for v in value]
+    if value is None:
+        return None
+    return apply(action, value, category, sink=sink, hasher=hasher,
+                 types=types if types is not None else _own_type(value))
+
+
+def _own_type(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, bool):
+        return ("boolean",)
+    if isinstance(value, (int, float)):
+        return ("number",)
+    return None

@@ -1,0 +1,402 @@
+"""The exchange: one request's inspection, without I/O (sans-IO).
+
+ASGI and WSGI middleware differ only in how bytes arrive and leave; both hand headers and
+bodies to an :class:`Exchange` and send on what it returns. The current exchange sits in a
+``contextvar`` so that log filters, error reporters and :func:`piimw.scrub_event` see the
+request's consent and the values it brought in.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import secrets
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from piimw import consent as consent_mod
+from piimw.consent import Consent
+from piimw.detect import KnownValues
+from piimw.engine import Result
+from piimw.findings import Finding, Sink
+from piimw.problem import Problem, internal_error
+from piimw.routes import Route, is_json_media_type
+
+if TYPE_CHECKING:
+    from piimw.config import Config
+
+logger = logging.getLogger("piimw")
+
+Headers = list[tuple[bytes, bytes]]
+_current: ContextVar[Exchange | None] = ContextVar("piimw_exchange", default=None)
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM = "application/x-www-form-urlencoded"
+TEXTUAL_ERROR_TYPES = ("text/", "application/json", "application/problem+json",
+                       "application/xml", "application/xhtml+xml")
+CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
+SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out"}
+
+
+def current() -> Exchange | None:
+    """The exchange of the request being handled in this context, if any."""
+    return _current.get()
+
+
+@contextmanager
+def activate(exchange: Exchange) -> Iterator[Exchange]:
+    token: Token[Exchange | None] = _current.set(exchange)
+    try:
+        yield exchange
+    finally:
+        _current.reset(token)
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def media_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    raw = header(headers, b"content-type")
+    return raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
+
+
+@dataclass
+class RequestOutcome:
+    """What to hand the app (``body``), or the problem to answer with instead."""
+
+    body: bytes | None = None
+    problem: Problem | None = None
+    changed: bool = False
+
+
+@dataclass
+class ResponseOutcome:
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class Exchange:
+    """Per-request state: route, consent, known values, findings. Never shared."""
+
+    __slots__ = ("config", "consent", "findings", "known", "method", "path", "query_string",
+                 "request_headers", "request_id", "route", "route_template", "signals_used",
+                 "status", "__weakref__")
+
+    def __init__(
+        self,
+        config: Config,
+        method: str,
+        path: str,
+        headers: Headers,
+        query_string: bytes = b"",
+        *,
+        route_template: str | None = None,
+        consent: Consent | None = None,
+    ) -> None:
+        self.config = config
+        self.method = method.upper()
+        self.path = path
+        self.query_string = query_string
+        self.request_headers = headers
+        routes = config.routes
+        self.route: Route | None = (
+            routes.get(self.method, route_template) if route_template is not None
+            else routes.match(self.method, path)
+        ) if len(routes) else None
+        self.route_template = route_template or (self.route.template if self.route else None)
+        signals = consent_mod.from_headers(
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers
+            if k in (b"sec-gpc", b"dnt", b"x-do-not-track", b"x-pii-opt-out")
+        )
+        self.consent = signals if consent is None else signals.merge(consent)
+        self.known = KnownValues()
+        self.findings: list[Finding] = []
+        self.signals_used: set[str] = set()
+        self.request_id = secrets.token_hex(8)
+        self.status: int | None = None
+        self._harvest_headers(headers)
+        if query_string:
+            self._harvest_query(query_string)
+
+    # -- what needs doing -----------------------------------------------------------------
+    @property
+    def passthrough(self) -> bool:
+        """No plan and no signal: the app sees the request untouched."""
+        return self.route is None and self.consent.is_default
+
+    @property
+    def wants_request_body(self) -> bool:
+        route = self.route
+        return route is not None and route.request is not None and self.method in BODY_METHODS
+
+    def set_consent(self, consent: Consent) -> None:
+        """Adapters add what they learn later (session flag, registry) to the header signals."""
+        self.consent = self.consent.merge(consent)
+
+    # -- harvesting known values ----------------------------------------------------------
+    def _harvest_headers(self, headers: Headers) -> None:
+        for name, value in headers:
+            if name in CREDENTIAL_HEADERS and value:
+                text = value.decode("latin-1")
+                if name == b"cookie":
+                    for part in text.split(";"):
+                        _, _, v = part.partition("=")
+                        if len(v.strip()) >= 8:
+                            self.known.add(v.strip(), "user.authorization.credentials")
+                    continue
+                scheme, _, token = text.partition(" ")
+                self.known.add(token.strip() or scheme, "user.authorization.credentials")
+
+    def _harvest_query(self, query_string: bytes) -> None:
+        for _, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=False):
+            self.known.add(v, "user")
+
+    def add_client_address(self, host: str | None) -> None:
+        if host and host not in ("127.0.0.1", "::1", "testclient", "localhost"):
+            self.known.add(host, "user.device.ip_address")
+
+    # -- query string ---------------------------------------------------------------------
+    def scrub_query(self) -> bytes:
+        """The query string the app should see (plan + consent for sink ``app``)."""
+        route = self.route
+        if route is None or route.query is None or not self.query_string:
+            return self.query_string
+        pairs = parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True)
+        doc = {k: v for k, v in pairs}
+        res = self._scrub(doc, route.query, "app", detect=False)
+        if not res.findings or res.value == doc:
+            return self.query_string
+        out = [(k, res.value[k]) for k, _ in pairs if k in res.value]
+        return urlencode(out, doseq=False).encode("latin-1")
+
+    # -- request body ---------------------------------------------------------------------
+    def request_body(self, headers: Headers, body: bytes) -> RequestOutcome:
+        """Parse, validate and scrub a request body for sink ``app``. Fails closed."""
+        route = self.route
+        if route is None or route.request is None:
+            return RequestOutcome(body)
+        mt = media_type(headers)
+        if not body:
+            if route.request.validator is not None and self.config.validate_requests:
+                return RequestOutcome(problem=Problem(
+                    422, "validation", "The request body is empty.",
+                    [{"pointer": "/", "keyword": "required"}]))
+            return RequestOutcome(body)
+        encoding = header(headers, b"content-encoding")
+        if encoding not in (None, b"identity"):
+            return RequestOutcome(problem=Problem(
+                415, "unsupported-encoding", "Compressed request bodies are not accepted here."))
+        if is_json_media_type(mt):
+            return self._json_request(body)
+        if mt == FORM:
+            return self._form_request(body)
+        if mt == "multipart/form-data":
+            from piimw.multipart import scrub_multipart
+
+            return scrub_multipart(self, headers, body)
+        return RequestOutcome(problem=Problem(
+            415, "unsupported-media-type",
+            "This endpoint accepts application/json, form or multipart bodies."))
+
+    def _json_request(self, body: bytes) -> RequestOutcome:
+        assert self.route is not None and self.route.request is not None
+        spec = self.route.request
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            logger.info("piimw: request body on %s %s is not valid JSON (position %d)",
+                        self.method, self.route_template, e.pos)
+            return RequestOutcome(problem=Problem(400, "malformed-json",
+                                                  "The request body is not valid JSON."))
+        if self.config.validate_requests and spec.validator is not None and \
+                not spec.validator.is_valid(doc):
+            problems = spec.validator.problems(doc)
+            self._remember_tagged(doc)
+            return RequestOutcome(problem=Problem(
+                422, "validation", f"The request body failed validation ({len(problems)} "
+                "problem(s)).", [p.as_dict() for p in problems]))
+        res = self._scrub(doc, spec.plan, "app", collect=True)
+        if res.rejected is not None:
+            return RequestOutcome(problem=Problem(
+                422, "rejected", "The request carries data this endpoint must not receive.",
+                [{"pointer": res.rejected.location, "keyword": "x-pii"}]))
+        if res.value is doc:
+            return RequestOutcome(body)
+        return RequestOutcome(orjson.dumps(res.value), changed=True)
+
+    def _remember_tagged(self, doc: Any) -> None:
+        """An invalid body is refused, but its values may still reach logs: remember them."""
+        assert self.route is not None and self.route.request is not None
+        self.config.scrubber.scrub(doc, self.route.request.plan, sink="app",
+                                   consent=self.consent, known=self.known, collect=True)
+
+    def _form_request(self, body: bytes) -> RequestOutcome:
+        assert self.route is not None and self.route.request is not None
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                              max_num_fields=10000)
+        except (UnicodeDecodeError, ValueError):
+            return RequestOutcome(problem=Problem(400, "malformed-form",
+                                                  "The form body cannot be decoded."))
+        doc: dict[str, Any] = {}
+        for k, v in pairs:
+            doc.setdefault(k, []).append(v)
+        flat = {k: v[0] if len(v) == 1 else v for k, v in doc.items()}
+        res = self._scrub(flat, self.route.request.plan, "app", collect=True)
+        if res.rejected is not None:
+            return RequestOutcome(problem=Problem(
+                422, "rejected", "The request carries data this endpoint must not receive.",
+                [{"pointer": res.rejected.location, "keyword": "x-pii"}]))
+        if res.value is flat:
+            return RequestOutcome(body)
+        out: list[tuple[str, str]] = []
+        for k, v in res.value.items():
+            for item in v if isinstance(v, list) else [v]:
+                out.append((k, "" if item is None else str(item)))
+        return RequestOutcome(urlencode(out).encode("utf-8"), changed=True)
+
+    def _scrub(self, doc: Any, plan: Any, sink: Sink, *, collect: bool = False,
+               detect: bool | None = None) -> Result:
+        res = self.config.scrubber.scrub(
+            doc, plan, sink=sink, consent=self.consent, route=self.route_template,
+            known=self.known, collect=collect, detect=detect)
+        self._record(res.findings)
+        return res
+
+    def _record(self, findings: list[Finding]) -> None:
+        self.findings.extend(findings)
+        for f in findings:
+            if f.reason.startswith("optout."):
+                self.signals_used.add(f.reason[7:])
+
+    # -- response -------------------------------------------------------------------------
+    def wants_response_body(self, status: int, headers: Headers) -> bool:
+        """Should the middleware buffer this response? Decided on the start message alone."""
+        self.status = status
+        if status in (204, 304) or 100 <= status < 200:
+            return False
+        mt = media_type(headers)
+        route = self.route
+        if route is not None and route.response_for(status) is not None and (
+                is_json_media_type(mt) or not mt):
+            return True
+        if status >= 400 and self.config.scrub_error_pages and mt.startswith(TEXTUAL_ERROR_TYPES):
+            return True
+        return False
+
+    def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
+        """Inspect a buffered response; on any doubt, withhold it (fail closed)."""
+        encoding = header(headers, b"content-encoding")
+        try:
+            raw = _decode(body, encoding, self.config.max_response_bytes)
+        except ValueError:
+            logger.warning("piimw: response on %s %s could not be decompressed; withheld",
+                           self.method, self.route_template)
+            return self._withheld()
+        route = self.route
+        spec = route.response_for(status) if route is not None else None
+        mt = media_type(headers)
+        if spec is not None and (is_json_media_type(mt) or not mt):
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                logger.warning("piimw: response on %s %s is not valid JSON; withheld",
+                               self.method, self.route_template)
+                return self._withheld()
+            if self.config.validate_responses and spec.validator is not None and \
+                    not spec.validator.is_valid(doc):
+                for p in spec.validator.problems(doc, limit=5):
+                    logger.warning("piimw: response on %s %s violates its schema at %s (%s)",
+                                   self.method, self.route_template, p.pointer or "/",
+                                   p.keyword)
+            res = self._scrub(doc, spec.plan, "client")
+            if res.value is doc:
+                return ResponseOutcome(status, self._vary(headers), body)
+            new = _encode(orjson.dumps(res.value), encoding)
+            return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
+        # An error page: scrub the text by detectors and known values.
+        charset = _charset(headers)
+        try:
+            text = raw.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            text = raw.decode("latin-1")
+            charset = "latin-1"
+        value, findings = self.config.scrubber.scrub_text(
+            text, sink="error", consent=self.consent, known=self.known,
+            route=self.route_template, location="response")
+        self._record(findings)
+        if not findings:
+            return ResponseOutcome(status, headers, body)
+        new = _encode(value.encode(charset, errors="replace"), encoding)
+        return ResponseOutcome(status, _rewrite(headers, new), new)
+
+    def too_large(self) -> ResponseOutcome:
+        logger.warning("piimw: response on %s %s is larger than max_response_bytes; withheld",
+                       self.method, self.route_template)
+        return self._withheld()
+
+    def _withheld(self) -> ResponseOutcome:
+        p = internal_error()
+        body = p.body()
+        self.status = 500
+        return ResponseOutcome(500, p.headers(body), body)
+
+    def _vary(self, headers: Headers) -> Headers:
+        if not self.signals_used:
+            return headers
+        names = sorted({SIGNAL_HEADERS[s] for s in self.signals_used if s in SIGNAL_HEADERS})
+        if not names:
+            return headers
+        return [*headers, (b"vary", ", ".join(names).encode("latin-1"))]
+
+
+def _charset(headers: Headers) -> str:
+    raw = header(headers, b"content-type")
+    if raw:
+        for part in raw.decode("latin-1").split(";")[1:]:
+            k, _, v = part.strip().partition("=")
+            if k.lower() == "charset" and v:
+                return v.strip('"')
+    return "utf-8"
+
+
+def _decode(body: bytes, encoding: bytes | None, limit: int) -> bytes:
+    if encoding in (None, b"identity"):
+        return body
+    if encoding in (b"gzip", b"x-gzip", b"deflate"):
+        d = zlib.decompressobj(wbits=47 if encoding != b"deflate" else 15)
+        try:
+            out = d.decompress(body, limit + 1)
+        except zlib.error as e:
+            raise ValueError("bad compressed data") from e
+        if len(out) > limit or d.unconsumed_tail:
+            raise ValueError("decompressed body too large")
+        return out
+    raise ValueError("unsupported content-encoding")
+
+
+def _encode(body: bytes, encoding: bytes | None) -> bytes:
+    if encoding in (b"gzip", b"x-gzip"):
+        return gzip.compress(body, compresslevel=6, mtime=0)
+    if encoding == b"deflate":
+        return zlib.compress(body)
+    return body
+
+
+def _rewrite(headers: Headers, body: bytes) -> Headers:
+    """Headers for a rewritten body: new length, and no validators of the old bytes."""
+    out = [(k, v) for k, v in headers if k not in (b"content-length", b"etag", b"content-md5")]
+    out.append((b"content-length", str(len(body)).encode()))
+    return out

@@ -1,0 +1,115 @@
+"""Plans: what a schema compiles to, and the walk that applies one to a document.
+
+A plan is a trie of :class:`Node` s that mirrors the shape of the data (properties, array
+items, additional and pattern properties); a node may point back to an ancestor for recursive
+schemas. Only branches that lead to a tag are kept, so the walk touches nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from piimw.schema.tags import Tag
+
+
+class Node:
+    """One position in the data shape. Mutable while compiling, treated as frozen after."""
+
+    __slots__ = ("additional", "items", "patterns", "prefix", "props", "tag", "types")
+
+    def __init__(self) -> None:
+        self.tag: Tag | None = None
+        self.props: dict[str, Node] = {}
+        self.items: Node | None = None
+        self.prefix: tuple[Node | None, ...] = ()
+        self.additional: Node | None = None
+        self.patterns: tuple[tuple[Callable[[str], bool], Node], ...] = ()
+        self.types: tuple[str, ...] | None = None
+
+    def child_for_key(self, key: str) -> Node | None:
+        hit = self.props.get(key)
+        if hit is not None:
+            return hit
+        for match, node in self.patterns:
+            if match(key):
+                return node
+        return self.additional
+
+    def child_for_index(self, index: int) -> Node | None:
+        if index < len(self.prefix):
+            return self.prefix[index]
+        return self.items
+
+    def is_empty(self) -> bool:
+        return (self.tag is None and not self.props and self.items is None
+                and not any(self.prefix) and self.additional is None and not self.patterns)
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One tagged path, for humans and the data map: ``/users/*/email`` is an email."""
+
+    pattern: str
+    tag: Tag
+    source: str
+
+
+@dataclass
+class Plan:
+    """A compiled schema: the root of the trie plus a flat list of its tagged paths."""
+
+    root: Node | None
+    entries: tuple[PlanEntry, ...] = ()
+    source: str = ""
+    name: str = ""
+    schema_uri: str = ""
+    schema_pointer: str = ""
+    _extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return self.root is None
+
+    def __iter__(self) -> Iterator[PlanEntry]:
+        return iter(self.entries)
+
+
+def entries_of(root: Node | None, source: str = "") -> tuple[PlanEntry, ...]:
+    """Flatten a trie into path patterns (``*`` for any index or key; ``~`` for a pattern key)."""
+    out: list[PlanEntry] = []
+    stack: set[int] = set()
+
+    def visit(node: Node, path: str, depth: int) -> None:
+        if id(node) in stack:  # recursion: the first level describes the rest
+            return
+        stack.add(id(node))
+        try:
+            _visit_children(node, path, depth)
+        finally:
+            stack.discard(id(node))
+
+    def _visit_children(node: Node, path: str, depth: int) -> None:
+        if node.tag is not None:
+            out.append(PlanEntry(path or "/", node.tag, source))
+            if node.tag.categories:
+                return
+        for k, child in node.props.items():
+            visit(child, f"{path}/{k.replace('~', '~0').replace('/', '~1')}", depth + 1)
+        for i, p in enumerate(node.prefix):
+            if p is not None:
+                visit(p, f"{path}/{i}", depth + 1)
+        if node.items is not None:
+            visit(node.items, f"{path}/*", depth + 1)
+        if node.additional is not None:
+            visit(node.additional, f"{path}/*", depth + 1)
+        for _, child in node.patterns:
+            visit(child, f"{path}/*", depth + 1)
+
+    if root is not None:
+        visit(root, "", 0)
+    uniq: dict[tuple[str, Tag], PlanEntry] = {}
+    for e in out:
+        uniq.setdefault((e.pattern, e.tag), e)
+    return tuple(uniq.values())

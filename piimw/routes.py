@@ -1,0 +1,206 @@
+"""The route table: method + path template (``/users/{id}``) to request and response plans.
+
+Built from OpenAPI operations or from explicit ``[[routes]]`` entries, once, at start-up.
+Adapters that know their framework's route template look it up directly; the pure ASGI and
+WSGI middleware match the raw path against the templates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from piimw.errors import SchemaError
+from piimw.plan import Node, Plan, entries_of
+from piimw.schema.compiler import Compiler
+from piimw.schema.loader import SchemaStore, escape_token
+from piimw.schema.tags import tag_of
+from piimw.schema.validate import Validator
+
+HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+_PARAM = re.compile(r"\{([^{}/]+)\}")
+
+
+def is_json_media_type(media_type: str) -> bool:
+    mt = media_type.split(";", 1)[0].strip().lower()
+    return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
+
+
+@dataclass
+class Body:
+    """A plan and a validator for one body (request, or response with one status)."""
+
+    plan: Plan
+    validator: Validator | None
+
+
+@dataclass
+class Route:
+    method: str
+    template: str
+    request: Body | None = None
+    responses: dict[str, Body] = field(default_factory=dict)
+    query: Plan | None = None
+    operation_id: str | None = None
+
+    @property
+    def has_plan(self) -> bool:
+        return bool(
+            (self.request is not None and not self.request.plan.empty)
+            or (self.query is not None and not self.query.empty)
+            or any(not b.plan.empty for b in self.responses.values())
+            or self.request is not None and self.request.validator is not None
+        )
+
+    def response_for(self, status: int) -> Body | None:
+        """The response body spec for ``status``: exact, then ``2XX``, then ``default``."""
+        r = self.responses
+        return r.get(str(status)) or r.get(f"{status // 100}XX") or r.get("default")
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    out, pos = [], 0
+    for m in _PARAM.finditer(template):
+        out.append(re.escape(template[pos:m.start()]))
+        out.append("[^/]+")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return re.compile("".join(out) + "/?")
+
+
+class RouteTable:
+    """All routes with a plan. Literal templates match by dict lookup, the rest by regex."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], Route] = {}
+        self._templated: list[tuple[re.Pattern[str], Route]] = []
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._by_key.values())
+
+    def add(self, route: Route) -> None:
+        key = (route.method, route.template)
+        if key in self._by_key:
+            raise SchemaError(f"route {route.method} {route.template} is defined twice")
+        self._by_key[key] = route
+        if _PARAM.search(route.template):
+            self._templated.append((_template_regex(route.template), route))
+            # Most specific first: more literal characters win over parameters.
+            self._templated.sort(key=lambda pr: -len(_PARAM.sub("", pr[1].template)))
+
+    def get(self, method: str, template: str) -> Route | None:
+        """Look up by the framework's own route template (``/users/{id}``)."""
+        return self._by_key.get((method, template)) or self._by_key.get(("*", template))
+
+    def match(self, method: str, path: str) -> Route | None:
+        """Match a concrete request path against the templates."""
+        hit = self.get(method, path)
+        if hit is None and len(path) > 1 and path.endswith("/"):
+            hit = self.get(method, path.rstrip("/"))
+        if hit is not None:
+            return hit
+        for rx, route in self._templated:
+            if route.method in (method, "*") and rx.fullmatch(path):
+                return route
+        return None
+
+
+class OpenAPIRoutes:
+    """Extract routes from an OpenAPI 3.x document loaded in a :class:`SchemaStore`."""
+
+    def __init__(self, store: SchemaStore, compiler: Compiler, registry: Any) -> None:
+        self.store = store
+        self.compiler = compiler
+        self.registry = registry
+
+    def routes(self, uri: str) -> Iterator[Route]:
+        doc = self.store.documents[uri]
+        name = self.store.names[uri]
+        paths = doc.get("paths") or {}
+        if not isinstance(paths, Mapping):
+            raise SchemaError("'paths' must be an object", source=name, pointer="/paths")
+        for template, item in paths.items():
+            base = f"/paths/{escape_token(template)}"
+            item_uri, item_ptr, item = self._deref(uri, base, item)
+            if not isinstance(item, Mapping):
+                continue
+            shared_params = item.get("parameters") or []
+            for method, op in item.items():
+                if method.upper() not in HTTP_METHODS or not isinstance(op, Mapping):
+                    continue
+                op_ptr = f"{item_ptr}/{method}"
+                yield self._route(item_uri, op_ptr, method.upper(), template, op, shared_params,
+                                  item_ptr)
+
+    def _deref(self, uri: str, ptr: str, node: Any) -> tuple[str, str, Any]:
+        seen = 0
+        while isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and seen < 16:
+            base = self.store.base_uri(uri, ptr)
+            uri, ptr, node = self.store.resolve(base, node["$ref"], source=self.store.names[uri],
+                                                pointer=f"{ptr}/$ref")
+            seen += 1
+        return uri, ptr, node
+
+    def _json_schema(self, uri: str, ptr: str, holder: Any) -> tuple[str, str] | None:
+        content = holder.get("content") if isinstance(holder, Mapping) else None
+        if not isinstance(content, Mapping):
+            return None
+        for media, obj in content.items():
+            if (is_json_media_type(media) or media in ("*/*", "application/*")) and isinstance(
+                    obj, Mapping) and "schema" in obj:
+                return uri, f"{ptr}/content/{escape_token(media)}/schema"
+        return None
+
+    def _body(self, loc: tuple[str, str], name: str) -> Body:
+        plan = self.compiler.compile(loc[0], loc[1], name)
+        return Body(plan, Validator(self.store, loc[0], loc[1], self.registry))
+
+    def _route(self, uri: str, op_ptr: str, method: str, template: str, op: Mapping[str, Any],
+               shared_params: Any, item_ptr: str) -> Route:
+        route = Route(method, template, operation_id=op.get("operationId"))
+        if "requestBody" in op:
+            rb_uri, rb_ptr, rb = self._deref(uri, f"{op_ptr}/requestBody", op["requestBody"])
+            loc = self._json_schema(rb_uri, rb_ptr, rb)
+            if loc is not None:
+                route.request = self._body(loc, f"{method} {template} request")
+        responses = op.get("responses") or {}
+        for status, resp in responses.items():
+            r_uri, r_ptr, r = self._deref(uri, f"{op_ptr}/responses/{escape_token(str(status))}",
+                                          resp)
+            loc = self._json_schema(r_uri, r_ptr, r)
+            if loc is not None:
+                route.responses[str(status).upper()] = self._body(
+                    loc, f"{method} {template} response {status}")
+        route.query = self._query_plan(uri, op_ptr, op, shared_params, item_ptr)
+        return route
+
+    def _query_plan(self, uri: str, op_ptr: str, op: Mapping[str, Any], shared: Any,
+                    item_ptr: str) -> Plan | None:
+        root = Node()
+        params = [(f"{item_ptr}/parameters/{i}", p) for i, p in enumerate(shared or [])]
+        params += [(f"{op_ptr}/parameters/{i}", p) for i, p in enumerate(op.get("parameters")
+                                                                            or [])]
+        for ptr, p in params:
+            p_uri, p_ptr, p = self._deref(uri, ptr, p)
+            if not isinstance(p, Mapping) or p.get("in") != "query" or "name" not in p:
+                continue
+            name = self.store.names[p_uri]
+            tag = tag_of(p, name, p_ptr)
+            if tag is None and isinstance(p.get("schema"), Mapping):
+                sub = self.compiler.compile(p_uri, f"{p_ptr}/schema").root
+                if sub is not None:
+                    root.props[str(p["name"])] = sub
+                continue
+            if tag is not None:
+                leaf = Node()
+                leaf.tag = tag
+                root.props[str(p["name"])] = leaf
+        if root.is_empty():
+            return None
+        return Plan(root, entries_of(root, self.store.names[uri]), self.store.names[uri],
+                    name="query")

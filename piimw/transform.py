@@ -1,0 +1,206 @@
+"""What an action does to one value: redact, mask, keyed hash (drop and reject are structural).
+
+Transforms keep the JSON type a schema expects where they can: a masked integer stays an integer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from piimw.errors import KeyMissingError
+from piimw.taxonomy import is_within, label
+
+
+class _Drop:
+    """Sentinel: remove the key (or the array element) that held the value."""
+
+    _instance: _Drop | None = None
+
+    def __new__(cls) -> _Drop:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP: Final = _Drop()
+
+
+def redact_token(category: str) -> str:
+    """The placeholder written in place of a redacted value, e.g. ``[REDACTED:email]``."""
+    return f"[REDACTED:{label(category)}]"
+
+
+def _stars(n: int) -> str:
+    return "*" * max(n, 3)
+
+
+def mask_email(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not local:
+        return mask_generic(value)
+    return f"{local[0]}***@{domain}"
+
+
+def mask_digits(value: str, keep: int = 4) -> str:
+    """Replace every digit but the last ``keep`` with ``*``, keeping separators."""
+    total = sum(c.isdigit() for c in value)
+    if total <= keep:
+        return "".join("*" if c.isdigit() else c for c in value)
+    seen = 0
+    out = []
+    for c in value:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen > total - keep else "*")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def mask_generic(value: str) -> str:
+    if len(value) <= 2:
+        return _stars(3)
+    return value[0] + _stars(len(value) - 1)
+
+
+def mask_string(value: str, category: str) -> str:
+    """Mask for humans: enough left to recognise one's own data, not enough to identify."""
+    if is_within(category, "user.contact.email"):
+        return mask_email(value)
+    if is_within(category, "user.financial") or is_within(category, "user.contact.phone_number"):
+        return mask_digits(value, 4)
+    if is_within(category, "user.government_id"):
+        return mask_digits(value, 4)
+    if is_within(category, "user.authorization"):
+        return _stars(8)
+    if is_within(category, "user.device.ip_address"):
+        head = value.split(".")[0] if "." in value else value.split(":")[0]
+        return f"{head}.*.*.*" if "." in value else f"{head}:*"
+    return mask_generic(value)
+
+
+_TYPE_PLACEHOLDER: Final[dict[str, Any]] = {
+    "integer": 0,
+    "number": 0,
+    "boolean": False,
+    "object": {},
+    "array": [],
+    "null": None,
+}
+
+
+def _placeholder(value: Any, types: tuple[str, ...] | None) -> Any:
+    """A value of the type the schema expects, for a non-string that must not survive."""
+    if types and "string" not in types:
+        for t in types:
+            if t in _TYPE_PLACEHOLDER:
+                ph = _TYPE_PLACEHOLDER[t]
+                return ph.copy() if isinstance(ph, (dict, list)) else ph
+    return None
+
+
+def redact_value(value: Any, category: str, types: tuple[str, ...] | None = None) -> Any:
+    if types and "string" not in types:
+        return _placeholder(value, types)
+    return redact_token(category)
+
+
+def mask_value(value: Any, category: str, types: tuple[str, ...] | None = None) -> Any:
+    if isinstance(value, str):
+        return mask_string(value, category)
+    if isinstance(value, bool) or value is None:
+        return _placeholder(value, types) if types else redact_token(category)
+    if isinstance(value, (int, float)):
+        masked = mask_digits(str(int(value)), 0)
+        if types and "string" not in types:
+            return 0
+        return masked
+    return redact_value(value, category, types)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class Hasher:
+    """Keyed pseudonyms: ``hmac:<kid>:<b64url(HMAC-SHA-256)>``, a derived key per sink.
+
+    Unkeyed hashing is never offered: a plain SHA of an email is reversible by lookup.
+    Per-sink keys stop pseudonyms in logs being joined with those sent to third parties.
+    """
+
+    __slots__ = ("_keys", "key_id")
+
+    MIN_KEY_BYTES: Final = 16
+
+    def __init__(self, key: bytes | str, key_id: str = "k1") -> None:
+        raw = key.encode() if isinstance(key, str) else key
+        if len(raw) < self.MIN_KEY_BYTES:
+            raise KeyMissingError(
+                f"hash key is too short ({len(raw)} bytes); use at least {self.MIN_KEY_BYTES}"
+            )
+        self.key_id = key_id
+        self._keys: dict[str, bytes] = {"": raw}
+
+    @classmethod
+    def from_env(
+        cls, env_var: str = "PIIMW_HASH_KEY", key_id: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Hasher:
+        env = os.environ if environ is None else environ
+        key = env.get(env_var)
+        if not key:
+            raise KeyMissingError(
+                f"action 'hash' needs a secret key: set the environment variable {env_var}",
+                source="environment",
+            )
+        return cls(key, key_id or env.get(env_var + "_ID", "k1"))
+
+    def _key(self, sink: str) -> bytes:
+        k = self._keys.get(sink)
+        if k is None:
+            k = hmac.new(self._keys[""], b"piimw/v1/sink/" + sink.encode(), hashlib.sha256).digest()
+            self._keys[sink] = k
+        return k
+
+    def pseudonym(self, value: Any, sink: str) -> str:
+        data = value.encode() if isinstance(value, str) else orjson.dumps(value)
+        digest = hmac.new(self._key(sink), data, hashlib.sha256).digest()
+        return f"hmac:{self.key_id}.{sink}:{_b64(digest)}"
+
+
+def apply(
+    action: str,
+    value: Any,
+    category: str,
+    *,
+    sink: str,
+    hasher: Hasher | None,
+    types: tuple[str, ...] | None = None,
+) -> Any:
+    """Return the transformed value, or :data:`DROP`. ``reject`` is handled by the caller."""
+    if action == "allow":
+        return value
+    if action == "redact":
+        return redact_value(value, category, types)
+    if action == "mask":
+        return mask_value(value, category, types)
+    if action == "hash":
+        if hasher is None:
+            raise KeyMissingError("action 'hash' is configured but no hash key is loaded")
+        if types and "string" not in types:
+            return _placeholder(value, types)
+        return hasher.pseudonym(value, sink)
+    if action == "drop":
+        return DROP
+    raise ValueError(f"unknown action {action!r}")

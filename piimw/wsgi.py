@@ -1,0 +1,248 @@
+"""WSGI middleware (PEP 3333): environ/start_response glue around an Exchange.
+
+Handles ``write()``, ``exc_info`` and ``close()`` of the app's iterable. Responses that need
+inspection are buffered (bounded) and the start is held back until the body is decided.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Optional
+
+from piimw.config import Config
+from piimw.exchange import Exchange, Headers, ResponseOutcome, _current
+from piimw.problem import Problem
+
+logger = logging.getLogger("piimw")
+
+ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def environ_headers(environ: dict[str, Any]) -> Headers:
+    """Request headers as ASGI-style lower-case byte pairs."""
+    out: Headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").lower()
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if not value:
+                continue
+            name = key.replace("_", "-").lower()
+        else:
+            continue
+        out.append((name.encode("latin-1"), str(value).encode("latin-1")))
+    return out
+
+
+def _to_bytes(headers: list[tuple[str, str]]) -> Headers:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+def _to_str(headers: Headers) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+def _status_line(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def _problem_response(start_response: StartResponse, problem: Problem) -> list[bytes]:
+    body = problem.body()
+    start_response(_status_line(problem.status), _to_str(problem.headers(body)))
+    return [body]
+
+
+class PIIMiddleware:
+    """``app.wsgi_app = PIIMiddleware(app.wsgi_app, config=...)``. Holds configuration only."""
+
+    def __init__(self, app: WSGIApp, config: Config | str | dict[str, Any] | None = None) -> None:
+        from piimw.asgi import _coerce_config
+
+        self.app = app
+        self.config = _coerce_config(config)
+
+    def route_template(self, environ: dict[str, Any]) -> str | None:
+        return None
+
+    def prepare(self, exchange: Exchange, environ: dict[str, Any]) -> None:
+        """Called once the exchange exists; adapters add session or registry consent here."""
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        headers = environ_headers(environ)
+        exchange = Exchange(self.config, environ.get("REQUEST_METHOD", "GET"),
+                            environ.get("PATH_INFO", "/") or "/", headers,
+                            environ.get("QUERY_STRING", "").encode("latin-1"),
+                            route_template=self.route_template(environ))
+        exchange.add_client_address(environ.get("REMOTE_ADDR"))
+        self.prepare(exchange, environ)
+        environ["piimw"] = exchange
+        token = _current.set(exchange)
+        try:
+            return self._call(exchange, environ, start_response, token)
+        except BaseException:
+            _current.reset(token)
+            raise
+
+    def _call(self, exchange: Exchange, environ: dict[str, Any], start_response: StartResponse,
+              token: Any) -> Iterable[bytes]:
+        if not exchange.passthrough:
+            problem = self._inspect_request(exchange, environ)
+            if problem is not None:
+                exchange.status = problem.status
+                _current.reset(token)
+                return _problem_response(start_response, problem)
+        responder = _Responder(exchange, start_response)
+        result = self.app(environ, responder.start_response)
+        return responder.finish(result, token)
+
+    def _inspect_request(self, exchange: Exchange, environ: dict[str, Any]) -> Problem | None:
+        try:
+            qs = exchange.scrub_query()
+            if qs is not exchange.query_string:
+                environ["QUERY_STRING"] = qs.decode("latin-1")
+            if not exchange.wants_request_body:
+                return None
+            limit = self.config.max_body_bytes
+            declared = environ.get("CONTENT_LENGTH") or ""
+            stream = environ["wsgi.input"]
+            if declared.isdigit():
+                if int(declared) > limit:
+                    return Problem(413, "too-large",
+                                   "The request body is larger than this endpoint inspects.")
+                body = stream.read(int(declared)) if int(declared) else b""
+            elif environ.get("wsgi.input_terminated"):
+                body = stream.read(limit + 1)
+                if len(body) > limit:
+                    return Problem(413, "too-large",
+                                   "The request body is larger than this endpoint inspects.")
+            else:
+                body = b""
+            outcome = exchange.request_body(environ_headers(environ), body)
+        except Exception as exc:  # fail closed on our own errors
+            logger.error("piimw: request inspection failed (%s); request refused",
+                         type(exc).__name__)
+            return Problem(500, "inspection-failed", "The request could not be inspected.")
+        if outcome.problem is not None:
+            return outcome.problem
+        new = outcome.body if outcome.body is not None else body
+        environ["wsgi.input"] = io.BytesIO(new)
+        environ["CONTENT_LENGTH"] = str(len(new))
+        return None
+
+
+class _Responder:
+    """Per-request response state for WSGI."""
+
+    def __init__(self, exchange: Exchange, start_response: StartResponse) -> None:
+        self.exchange = exchange
+        self._start_response = start_response
+        self.held: tuple[int, list[tuple[str, str]], ExcInfo | None] | None = None
+        self.buffer: list[bytes] = []
+        self.size = 0
+        self.too_large = False
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
+        code = int(status.split(" ", 1)[0])
+        try:
+            wants = self.exchange.wants_response_body(code, _to_bytes(headers))
+        except Exception as exc:
+            logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
+            wants = True
+        if not wants:
+            self.held = None
+            return self._start_response(status, headers, exc_info) if exc_info else \
+                self._start_response(status, headers)
+        self.held = (code, headers, exc_info)
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        self._collect(data)
+
+    def _collect(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        self.size += len(data)
+        if self.size > self.exchange.config.max_response_bytes:
+            self.too_large = True
+            self.buffer.clear()
+            return
+        self.buffer.append(data)
+
+    def finish(self, result: Iterable[bytes], token: Any) -> Iterable[bytes]:
+        if self.held is None:
+            return _ClosingIterator(result, token)
+        try:
+            for chunk in result:
+                self._collect(chunk)
+                if self.held is None:  # start_response called again without inspection
+                    break
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        held = self.held
+        if held is None:
+            _current.reset(token)
+            return list(self.buffer)
+        code, headers, exc_info = held
+        if self.too_large:
+            outcome = self.exchange.too_large()
+        else:
+            try:
+                outcome = self.exchange.response_body(code, _to_bytes(headers),
+                                                      b"".join(self.buffer))
+            except Exception as exc:
+                logger.error("piimw: response inspection failed (%s); withheld",
+                             type(exc).__name__)
+                outcome = self.exchange._withheld()
+        self.buffer.clear()
+        return self._emit(outcome, exc_info, token)
+
+    def _emit(self, outcome: ResponseOutcome, exc_info: ExcInfo | None,
+              token: Any) -> Iterable[bytes]:
+        # The server has not seen a start_response yet (it was held), so this is the first
+        # call and exc_info must not be passed on: nothing has been sent that it could replace.
+        del exc_info
+        self._start_response(_status_line(outcome.status), _to_str(outcome.headers))
+        return _ClosingIterator([outcome.body], token)
+
+
+class _ClosingIterator:
+    """Pass the body through; on ``close()`` close the app's iterable and leave the context."""
+
+    def __init__(self, result: Iterable[bytes], token: Any) -> None:
+        self._result = result
+        self._iter: Iterator[bytes] = iter(result)
+        self._token = token
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._iter)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # closed from another context (some servers do)
+                _current.set(None)

@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+import gzip
+import logging
+from typing import Any
+
+import orjson
+import pytest
+from asgi_driver import call
+
+import piimw
+from piimw.asgi import PIIMiddleware
+
+SIGNUP_SCHEMA = {
+    "type": "object",
+    "required": ["email"],
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "format": "email", "x-pii": "email"},
+        "name": {"type": "string", "x-pii": "name"},
+        "phone": {"type": "string", "x-pii": {"category": "phone", "uses": ["marketing"]}},
+        "age": {"type": "integer", "minimum": 0},
+    },
+}
+USER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "email": {"type": "string", "x-pii": {"category": "email", "action": "mask"}},
+        "card": {"type": "string", "x-pii": {"category": "card", "action": "mask"}},
+    },
+}
+
+
+def openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/signup": {"post": {
+                "requestBody": {"content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Signup"}}}},
+                "responses": {"201": {"description": "ok", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/User"}}}}},
+            }},
+            "/users/{id}": {"get": {
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}},
+                               {"name": "email", "in": "query", "x-pii": "email",
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "ok", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/User"}}}}},
+            }},
+        },
+        "components": {"schemas": {"Signup": SIGNUP_SCHEMA, "User": USER_SCHEMA}},
+    }
+
+
+@pytest.fixture
+def config(tmp_path: Any) -> piimw.Config:
+    spec = tmp_path / "openapi.json"
+    spec.write_bytes(orjson.dumps(openapi()))
+    return piimw.Config.from_dict({"openapi": [str(spec)]})
+
+
+class Recorder:
+    """An app that records what it received and answers with a canned body."""
+
+    def __init__(self, status: int = 200, body: Any = None,
+                 content_type: bytes = b"application/json", chunks: int = 1) -> None:
+        self.status, self.body, self.content_type, self.chunks = status, body, content_type, chunks
+        self.received: bytes = b""
+        self.scope: dict[str, Any] = {}
+        self.exchange: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.exchange = piimw.current()
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        self.received = body
+        out = self.body if isinstance(self.body, bytes) else orjson.dumps(self.body)
+        await send({"type": "http.response.start", "status": self.status,
+                    "headers": [(b"content-type", self.content_type),
+                                (b"content-length", str(len(out)).encode())]})
+        step = max(1, len(out) // self.chunks)
+        parts = [out[i:i + step] for i in range(0, len(out), step)] or [b""]
+        for i, p in enumerate(parts):
+            await send({"type": "http.response.body", "body": p,
+                        "more_body": i < len(parts) - 1})
+
+
+async def test_request_passes_and_response_masked(config: piimw.Config) -> None:
+    app = Recorder(201, {"id": 1, "email": "jane@example.com", "card": "4242424242424242"})
+    mw = PIIMiddleware(app, config)
+    body = orjson.dumps({"email": "jane@example.com", "name": "Jane Doe"})
+    r = await call(mw, "POST", "/signup", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == 201
+    assert orjson.loads(app.received) == {"email": "jane@example.com", "name": "Jane Doe"}
+    assert r.json() == {"id": 1, "email": "j***@example.com", "card": "************4242"}
+    assert r.header("content-length") == str(len(r.body))
+
+
+async def test_gpc_drops_marketing_field_and_sets_vary(config: piimw.Config) -> None:
+    app = Recorder(201, {"id": 1})
+    mw = PIIMiddleware(app, config)
+    body = orjson.dumps({"email": "jane@example.com", "phone": "+14155550100"})
+    r = await call(mw, "POST", "/signup", body=body,
+                   headers=[("content-type", "application/json"), ("sec-gpc", "1")])
+    assert r.status == 201
+    received = orjson.loads(app.received)
+    assert "phone" not in received
+    assert dict(app.scope["headers"])[b"content-length"] == str(len(app.received)).encode()
+    assert r.header("vary") == "Sec-GPC"
+
+
+async def test_validation_error_is_problem_json_without_values(config: piimw.Config) -> None:
+    app = Recorder()
+    mw = PIIMiddleware(app, config)
+    body = orjson.dumps({"email": "not-an-email-secretvalue", "age": "old-secretvalue",
+                         "extra": "x"})
+    r = await call(mw, "POST", "/signup", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == 422
+    assert r.header("content-type") == "application/problem+json"
+    assert b"secretvalue" not in r.body
+    doc = r.json()
+    assert {"pointer": "/age", "keyword": "type"} in doc["errors"]
+    assert app.received == b""  # the app never ran
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"<xml/>", "application/xml", 415),
+        (b"", "application/json", 422),
+    ],
+)
+async def test_bad_requests_fail_closed(config: piimw.Config, body: bytes, ctype: str,
+                                        status: int) -> None:
+    app = Recorder()
+    r = await call(PIIMiddleware(app, config), "POST", "/signup", body=body,
+                   headers=[("content-type", ctype)])
+    assert r.status == status
+    assert r.header("content-type") == "application/problem+json"
+
+
+async def test_oversized_body_is_413(config: piimw.Config) -> None:
+    config.max_body_bytes = 100
+    app = Recorder()
+    big = orjson.dumps({"email": "a@example.com", "name": "x" * 200})
+    r = await call(PIIMiddleware(app, config), "POST", "/signup", body=[big[:50], big[50:]],
+                   headers=[("content-type", "application/json")])
+    assert r.status == 413
+
+
+async def test_chunked_request_body_is_reassembled(config: piimw.Config) -> None:
+    app = Recorder(201, {"id": 1})
+    body = orjson.dumps({"email": "jane@example.com", "name": "Jane"})
+    r = await call(PIIMiddleware(app, config), "POST", "/signup",
+                   body=[body[:5], body[5:20], body[20:]],
+                   headers=[("content-type", "application/json")])
+    assert r.status == 201
+    assert app.received == body
+
+
+async def test_chunked_response_is_buffered_and_rewritten(config: piimw.Config) -> None:
+    app = Recorder(200, {"id": 7, "email": "zed@example.com"}, chunks=4)
+    r = await call(PIIMiddleware(app, config), "GET", "/users/7")
+    assert r.json()["email"] == "z***@example.com"
+    assert len([m for m in r.messages if m["type"] == "http.response.body"]) == 1
+
+
+async def test_gzip_response(config: piimw.Config) -> None:
+    raw = orjson.dumps({"id": 7, "email": "zed@example.com"})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = gzip.compress(raw)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-encoding", b"gzip"),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    r = await call(PIIMiddleware(app, config), "GET", "/users/7")
+    assert orjson.loads(gzip.decompress(r.body))["email"] == "z***@example.com"
+    assert r.header("content-length") == str(len(r.body))
+
+
+async def test_unparseable_response_is_withheld(config: piimw.Config,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    app = Recorder(200, b"{broken jane@example.com")
+    with caplog.at_level(logging.WARNING, logger="piimw"):
+        r = await call(PIIMiddleware(app, config), "GET", "/users/7")
+    assert r.status == 500
+    assert b"jane" not in r.body
+    assert "jane" not in caplog.text
+
+
+async def test_oversized_response_is_withheld(config: piimw.Config) -> None:
+    config.max_response_bytes = 50
+    app = Recorder(200, {"id": 7, "email": "zed@example.com", "pad": "x" * 100}, chunks=3)
+    r = await call(PIIMiddleware(app, config), "GET", "/users/7")
+    assert r.status == 500
+    assert b"zed" not in r.body
+
+
+async def test_query_string_plan_and_known_values(config: piimw.Config) -> None:
+    app = Recorder(200, {"id": 7})
+    r = await call(PIIMiddleware(app, config), "GET", "/users/7",
+                   query=b"email=q%40example.com&x=1")
+    assert r.status == 200
+    assert app.exchange is not None
+    assert app.exchange.known.find("contact q@example.com")
+
+
+async def test_error_page_scrubbed_by_known_values(config: piimw.Config) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        name = orjson.loads(body)["name"]
+        page = f"<h1>Error</h1><pre>IntegrityError: Key (name)=({name}) exists</pre>".encode()
+        await send({"type": "http.response.start", "status": 500,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": page})
+
+    body = orjson.dumps({"email": "jane@example.com", "name": "Zebulon Quark"})
+    r = await call(PIIMiddleware(app, config), "POST", "/signup", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == 500
+    assert b"Zebulon" not in r.body
+    assert b"[REDACTED:name]" in r.body
+
+
+async def test_unplanned_route_passes_through_untouched(config: piimw.Config) -> None:
+    app = Recorder(200, {"email": "free@example.com"})
+    body = b"raw bytes"
+    r = await call(PIIMiddleware(app, config), "POST", "/other", body=body,
+                   headers=[("content-type", "text/plain")])
+    assert r.status == 200
+    assert app.received == body
+    assert r.json() == {"email": "free@example.com"}
+
+
+async def test_websocket_and_lifespan_pass_through(config: piimw.Config) -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    mw = PIIMiddleware(app, config)
+    await mw({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await mw({"type": "websocket", "path": "/ws"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "websocket"]
+
+
+async def test_disconnect_while_reading_body(config: piimw.Config) -> None:
+    app = Recorder()
+    mw = PIIMiddleware(app, config)
+    messages: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(m: Any) -> None:
+        messages.append(m)
+
+    scope = {"type": "http", "method": "POST", "path": "/signup", "query_string": b"",
+             "headers": [(b"content-type", b"application/json")]}
+    await mw(scope, receive, send)
+    assert messages == []
+    assert app.received == b""
+
+
+async def test_replayed_receive_then_disconnect(config: piimw.Config) -> None:
+    got: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        got.append((await receive())["type"])
+        got.append((await receive())["type"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    body = orjson.dumps({"email": "jane@example.com"})
+    r = await call(PIIMiddleware(app, config), "POST", "/signup", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == 204
+    assert got == ["http.request", "http.disconnect"]
+
+
+async def test_app_exception_propagates_without_response(config: piimw.Config) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await call(PIIMiddleware(app, config), "GET", "/users/1")
+
+
+async def test_streaming_sse_passes_through(config: piimw.Config) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for i in range(3):
+            await send({"type": "http.response.body", "body": f"data: {i}\n\n".encode(),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    r = await call(PIIMiddleware(app, config), "GET", "/users/1")
+    assert len([m for m in r.messages if m["type"] == "http.response.body"]) == 4
+
+
+async def test_trailers_pass_after_rewritten_body(config: piimw.Config) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = orjson.dumps({"id": 1, "email": "zed@example.com"})
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")]})
+
+    r = await call(PIIMiddleware(app, config), "GET", "/users/1")
+    assert [m["type"] for m in r.messages] == ["http.response.start", "http.response.body",
+                                               "http.response.trailers"]
+    assert r.json()["email"] == "z***@example.com"

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+import pytest
+from werkzeug.middleware.lint import LintMiddleware
+from werkzeug.test import Client
+
+import piimw
+from piimw.wsgi import PIIMiddleware
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+SCHEMA_REQ = {"type": "object", "required": ["email"], "properties": {
+    "email": {"type": "string", "x-pii": "email"},
+    "phone": {"type": "string", "x-pii": {"category": "phone", "uses": ["marketing"]}}}}
+SCHEMA_RESP = {"type": "object", "properties": {
+    "email": {"type": "string", "x-pii": {"category": "email", "action": "mask"}}}}
+
+
+@pytest.fixture
+def config(tmp_path: Any) -> piimw.Config:
+    (tmp_path / "req.json").write_bytes(orjson.dumps(SCHEMA_REQ))
+    (tmp_path / "resp.json").write_bytes(orjson.dumps(SCHEMA_RESP))
+    return piimw.Config.from_dict({"routes": [
+        {"route": "POST /signup", "request": str(tmp_path / "req.json"),
+         "response": str(tmp_path / "resp.json")},
+    ]})
+
+
+class App:
+    def __init__(self, body: bytes = b"", status: str = "200 OK",
+                 ctype: str = "application/json", use_write: bool = False) -> None:
+        self.body, self.status, self.ctype, self.use_write = body, status, ctype, use_write
+        self.received = b""
+        self.closed = False
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+        self.received = environ["wsgi.input"].read(n) if n else b""
+        write = start_response(self.status, [("Content-Type", self.ctype),
+                                             ("Content-Length", str(len(self.body)))])
+        if self.use_write:
+            write(self.body)
+            return self._closing([])
+        return self._closing([self.body])
+
+    def _closing(self, chunks: list[bytes]) -> Iterable[bytes]:
+        app = self
+
+        class It:
+            def __iter__(self) -> Any:
+                return iter(chunks)
+
+            def close(self) -> None:
+                app.closed = True
+
+        return It()
+
+
+def client(app: Any, config: piimw.Config) -> Client:
+    return Client(LintMiddleware(PIIMiddleware(LintMiddleware(app), config)))
+
+
+def test_request_and_response(config: piimw.Config) -> None:
+    app = App(orjson.dumps({"email": "jane@example.com"}))
+    r = client(app, config).post("/signup", json={"email": "jane@example.com",
+                                                  "phone": "+14155550100"},
+                                 headers={"Sec-GPC": "1"})
+    assert r.status_code == 200
+    assert orjson.loads(app.received) == {"email": "jane@example.com"}
+    assert r.get_json() == {"email": "j***@example.com"}
+    assert r.headers["Content-Length"] == str(len(r.data))
+    assert app.closed
+
+
+def test_write_callable_is_buffered(config: piimw.Config) -> None:
+    app = App(orjson.dumps({"email": "jane@example.com"}), use_write=True)
+    r = client(app, config).post("/signup", json={"email": "jane@example.com"})
+    assert r.get_json() == {"email": "j***@example.com"}
+
+
+def test_problem_on_invalid(config: piimw.Config) -> None:
+    app = App()
+    r = client(app, config).post("/signup", json={"phone": "secret-555"})
+    assert r.status_code == 422
+    assert b"secret-555" not in r.data
+    assert r.headers["Content-Type"] == "application/problem+json"
+
+
+def test_passthrough_streams(config: piimw.Config) -> None:
+    app = App(b"hello", ctype="text/plain")
+    r = client(app, config).get("/other")
+    assert r.data == b"hello"
+    r.close()
+    assert app.closed
+
+
+def test_error_page_scrubbed(config: piimw.Config) -> None:
+    def boom(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        email = orjson.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))["email"]
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+        return [f"duplicate key {email}".encode()]
+
+    r = client(boom, config).post("/signup", json={"email": "jane.q@example.com"})
+    assert r.status_code == 500
+    assert b"jane.q" not in r.data
+
+
+def test_exc_info_start_response(config: piimw.Config) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        try:
+            raise ValueError("x")
+        except ValueError:
+            import sys
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [b"failed for jane@example.com"]
+
+    r = Client(PIIMiddleware(app, config)).post("/signup", json={"email": "jane@example.com"})
+    assert r.status_code == 500
+    assert b"jane@" not in r.data
+
+
+def test_too_large(config: piimw.Config) -> None:
+    config.max_body_bytes = 10
+    r = client(App(), config).post("/signup", input_stream=io.BytesIO(b"x" * 50),
+                                   content_type="application/json",
+                                   headers={"Content-Length": "50"})
+    assert r.status_code == 413
