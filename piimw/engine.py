@@ -7,7 +7,6 @@ start-up and shared by every request; per-call state lives in a :class:`_Walk`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from piimw.consent import DEFAULT, Consent
@@ -23,17 +22,62 @@ PAYLOAD_SINKS = ("app", "client")
 _SEP = "\n\x00\n"
 
 
-@dataclass
-class Result:
-    """A scrubbed copy of the input and what was decided. ``rejected``: why to refuse."""
+_Raw = tuple[tuple[str | int, ...], str, Decision, str]
 
-    value: Any
-    findings: list[Finding] = field(default_factory=list)
-    rejected: Finding | None = None
+
+class Result:
+    """A scrubbed copy of the input and what was decided. ``rejected``: why to refuse.
+
+    Findings are built on first access: the hot path records bare tuples, and most callers
+    only need counts or nothing at all.
+    """
+
+    __slots__ = ("_findings", "_raw", "_rejected", "_rejected_raw", "_sink", "value")
+
+    def __init__(self, value: Any, findings: list[Finding] | None = None,
+                 rejected: Finding | None = None, *, raw: list[_Raw] | None = None,
+                 sink: Sink = "log", rejected_raw: _Raw | None = None) -> None:
+        self.value = value
+        self._findings = findings
+        self._rejected = rejected
+        self._raw = raw or []
+        self._sink: Sink = sink
+        self._rejected_raw = rejected_raw
+
+    @property
+    def findings(self) -> list[Finding]:
+        if self._findings is None:
+            self._findings = [_materialize(r, self._sink) for r in self._raw]
+        return self._findings
+
+    @property
+    def rejected(self) -> Finding | None:
+        if self._rejected is None and self._rejected_raw is not None:
+            self._rejected = _materialize(self._rejected_raw, self._sink)
+        return self._rejected
 
     @property
     def ok(self) -> bool:
-        return self.rejected is None
+        return self._rejected is None and self._rejected_raw is None
+
+    @property
+    def changed_by_consent(self) -> set[str]:
+        """Signals (``gpc``, ``dnt``...) that changed something, without building findings."""
+        out: set[str] = set()
+        for f in self._findings if self._findings is not None else ():
+            if f.reason.startswith("optout."):
+                out.add(f.reason[7:])
+        for r in self._raw:
+            if r[2].reason.startswith("optout."):
+                out.add(r[2].reason[7:])
+        return out
+
+
+def _materialize(raw: _Raw, sink: Sink) -> Finding:
+    path, category, d, detector = raw
+    lpath = list(path)
+    return Finding(_pointer(lpath), category, d.action, sink, detector, _pattern(lpath), d.rule,
+                   d.reason)
 
 
 def _pointer(path: list[str | int]) -> str:
@@ -59,6 +103,18 @@ class Scrubber:
         self.detectors = detectors if detectors is not None else default_detectors()
         self.hasher = hasher
         self.detect_undeclared = detect_undeclared
+        self._contexts: dict[tuple[object, ...], dict[int, tuple[str, Decision, Tag]]] = {}
+
+    def _decisions_for(self, sink: Sink, consent: Consent, route: str | None,
+                       event_type: str | None) -> dict[int, tuple[str, Decision, Tag]]:
+        """Decisions per tag for one context, shared by every call in that context."""
+        key = (sink, consent, route, event_type)
+        hit = self._contexts.get(key)
+        if hit is None:
+            if len(self._contexts) > 4096:
+                self._contexts.clear()
+            hit = self._contexts[key] = {}
+        return hit
 
     # -- documents ------------------------------------------------------------------------
     def scrub(
@@ -91,7 +147,7 @@ class Scrubber:
             value = walk.visit(document, root, [], False)
         if value is DROP:
             value = None
-        return Result(value, walk.findings, walk.rejected)
+        return Result(value, raw=walk.raw, sink=sink, rejected_raw=walk.rejected)
 
     # -- free text ------------------------------------------------------------------------
     def scrub_text(
@@ -144,8 +200,8 @@ def _text_action(action: Action, matched: str, category: str, sink: str,
 class _Walk:
     """State of one scrub call: findings, pending detector candidates, decision cache."""
 
-    __slots__ = ("candidates", "consent", "detect", "event_type", "findings", "inline", "known",
-                 "lookup", "rejected", "route", "s", "sink", "_decisions")
+    __slots__ = ("candidates", "consent", "detect", "event_type", "inline", "known",
+                 "lookup", "raw", "rejected", "route", "s", "sink", "_decisions")
 
     def __init__(self, scrubber: Scrubber, sink: Sink, consent: Consent, route: str | None,
                  event_type: str | None, known: KnownValues | None, detect: bool,
@@ -159,22 +215,23 @@ class _Walk:
         self.event_type = event_type
         self.known = known
         self.detect = detect
-        self.findings: list[Finding] = []
-        self.rejected: Finding | None = None
+        self.raw: list[_Raw] = []
+        self.rejected: _Raw | None = None
         self.candidates: list[str] = []
-        self._decisions: dict[int, tuple[str, Decision]] = {}
+        self._decisions = scrubber._decisions_for(sink, consent, route, event_type)
 
     def decision(self, tag: Tag) -> tuple[str, Decision]:
-        hit = self._decisions.get(id(tag))
-        if hit is None:
-            policy = self.s.policy
-            hit = strictest(
-                (c, policy.decide(c, tag.uses, self.sink, self.consent, route=self.route,
-                                  event_type=self.event_type, schema_action=tag.action))
-                for c in tag.categories
-            )
-            self._decisions[id(tag)] = hit
-        return hit
+        cached = self._decisions.get(id(tag))
+        if cached is not None and cached[2] is tag:
+            return cached[0], cached[1]
+        policy = self.s.policy
+        category, decision = strictest(
+            (c, policy.decide(c, tag.uses, self.sink, self.consent, route=self.route,
+                              event_type=self.event_type, schema_action=tag.action))
+            for c in tag.categories
+        )
+        self._decisions[id(tag)] = (category, decision, tag)
+        return category, decision
 
     def visit(self, value: Any, node: Node | None, path: list[str | int], reviewed: bool) -> Any:
         if node is not None:
@@ -238,15 +295,15 @@ class _Walk:
     def tagged(self, value: Any, node: Node, tag: Tag, path: list[str | int]) -> Any:
         category, d = self.decision(tag)
         sink = self.sink
-        self.findings.append(Finding(_pointer(path), category, d.action, sink, "schema",
-                                     _pattern(path), d.rule, d.reason))
+        entry = (tuple(path), category, d, "schema")
+        self.raw.append(entry)
         if self.known is not None:
             _remember(self.known, value, category)
         if d.action == "allow":
             return value
         if d.action == "reject":
             if self.rejected is None:
-                self.rejected = self.findings[-1]
+                self.rejected = entry
             return value
         types = node.types if sink in PAYLOAD_SINKS else None
         return _transform_tree(d.action, value, category, sink, self.s.hasher, types)
@@ -261,19 +318,19 @@ class _Walk:
 
     def _undeclared(self, path: list[str | int], text: str, spans: list[Span]) -> Any:
         policy, sink = self.s.policy, self.sink
-        loc, pat = _pointer(path), _pattern(path)
+        tpath = tuple(path)
         worst: Action = "allow"
         decisions: list[tuple[Span, Decision]] = []
         for span in spans:
             d = policy.decide(span.category, ("essential",), sink, self.consent, route=self.route,
                               event_type=self.event_type, declared=False)
-            self.findings.append(Finding(loc, span.category, d.action, sink, span.detector, pat,
-                                         d.rule, d.reason))
+            entry = (tpath, span.category, d, span.detector)
+            self.raw.append(entry)
             if self.known is not None and span.detector != "known":
                 self.known.add(text[span.start:span.end], span.category)
             decisions.append((span, d))
             if d.action == "reject" and self.rejected is None:
-                self.rejected = self.findings[-1]
+                self.rejected = entry
             if d.action in ("drop",) or (d.action == "reject" and sink != "app"):
                 worst = "drop"
         if worst == "drop":

@@ -90,9 +90,9 @@ class ResponseOutcome:
 class Exchange:
     """Per-request state: route, consent, known values, findings. Never shared."""
 
-    __slots__ = ("config", "consent", "findings", "known", "method", "path", "query_string",
-                 "request_headers", "request_id", "route", "route_template", "signals_used",
-                 "status", "__weakref__")
+    __slots__ = ("_findings", "_results", "config", "consent", "known", "method", "path",
+                 "query_string", "request_headers", "request_id", "route", "route_template",
+                 "signals_used", "status", "__weakref__")
 
     def __init__(
         self,
@@ -122,7 +122,8 @@ class Exchange:
         )
         self.consent = signals if consent is None else signals.merge(consent)
         self.known = KnownValues()
-        self.findings: list[Finding] = []
+        self._findings: list[Finding] = []
+        self._results: list[Result] = []
         self.signals_used: set[str] = set()
         self.request_id = secrets.token_hex(8)
         self.status: int | None = None
@@ -272,14 +273,23 @@ class Exchange:
         res = self.config.scrubber.scrub(
             doc, plan, sink=sink, consent=self.consent, route=self.route_template,
             known=self.known, collect=collect, detect=detect)
-        self._record(res.findings)
+        self._results.append(res)
+        self.signals_used |= res.changed_by_consent
         return res
 
     def _record(self, findings: list[Finding]) -> None:
-        self.findings.extend(findings)
+        self._findings.extend(findings)
         for f in findings:
             if f.reason.startswith("optout."):
                 self.signals_used.add(f.reason[7:])
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Everything decided in this request (built lazily: the hot path keeps tuples)."""
+        out = list(self._findings)
+        for r in self._results:
+            out.extend(r.findings)
+        return out
 
     # -- response -------------------------------------------------------------------------
     def wants_response_body(self, status: int, headers: Headers) -> bool:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Action = Literal["allow", "redact", "mask", "hash", "drop", "reject"]
 Sink = Literal["app", "client", "log", "error", "event", "audit"]
@@ -12,8 +11,7 @@ ACTIONS: tuple[Action, ...] = ("allow", "redact", "mask", "hash", "drop", "rejec
 SINKS: tuple[Sink, ...] = ("app", "client", "log", "error", "event", "audit")
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     """One decision taken on one value.
 
     ``location`` is the JSON pointer of the instance (or a channel name such as ``query:email``),

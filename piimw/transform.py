@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any, Final
@@ -84,9 +85,19 @@ def mask_string(value: str, category: str) -> str:
     if is_within(category, "user.authorization"):
         return _stars(8)
     if is_within(category, "user.device.ip_address"):
-        head = value.split(".")[0] if "." in value else value.split(":")[0]
-        return f"{head}.*.*.*" if "." in value else f"{head}:*"
+        return mask_ip(value)
     return mask_generic(value)
+
+
+def mask_ip(value: str) -> str:
+    """Keep the first octet (v4) or group (v6): enough to tell networks apart, not hosts."""
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return mask_generic(value)
+    if ip.version == 4:
+        return f"{str(ip).split('.')[0]}.*.*.*"
+    return f"{ip.exploded.split(':')[0]}:*"
 
 
 _TYPE_PLACEHOLDER: Final[dict[str, Any]] = {

@@ -150,3 +150,12 @@ def test_rule_environment_and_route_conditions() -> None:
         "[REDACTED:email]"
     assert prod.scrub(doc, plan, sink="log", route="/users/{id}").value["e"] == \
         "[REDACTED:email]"
+
+
+def test_ip_mask_never_echoes_a_non_ip_value() -> None:
+    # Found by hypothesis: a value that is not an address came back whole from the IP mask.
+    from piimw.transform import mask_string
+
+    assert mask_string("S3cr3t-0", "user.device.ip_address") == "S*******"
+    assert mask_string("203.0.113.9", "user.device.ip_address") == "203.*.*.*"
+    assert mask_string("2001:db8::1", "user.device.ip_address") == "2001:*"
