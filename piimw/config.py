@@ -25,7 +25,7 @@ from piimw.policy import REASONS, Policy, Rule
 from piimw.routes import Body, OpenAPIRoutes, Route, RouteTable
 from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
-from piimw.schema.validate import Validator
+from piimw.schema.validate import Validator, fast_registry
 from piimw.taxonomy import UnknownCategoryError, resolve, resolve_use
 from piimw.transform import Hasher
 
@@ -230,9 +230,21 @@ class Config:
         for i, entry in enumerate(_as_list(data.get("openapi"))):
             p = _path(base, entry, source, f"/openapi/{i}")
             openapi_uris.append(store.add_file(p))
+        # Files named by explicit routes join the store first, so registries are built once.
+        routes_raw = data.get("routes", [])
+        for i, entry in enumerate(routes_raw):
+            for key in ("request", "query"):
+                if key in entry:
+                    _schema_ref(entry[key], store, base, source, f"/routes/{i}/{key}")
+            resp = entry.get("response")
+            refs = {"": resp} if isinstance(resp, str) else dict(resp or {})
+            for status, ref in refs.items():
+                _schema_ref(ref, store, base, source,
+                            f"/routes/{i}/response" + (f"/{status}" if status else ""))
         registry = store.registry()
+        fast = fast_registry(store)
         compiler = Compiler(store)
-        extractor = OpenAPIRoutes(store, compiler, registry)
+        extractor = OpenAPIRoutes(store, compiler, registry, fast)
         for uri in openapi_uris:
             doc = store.documents[uri]
             if not isinstance(doc, Mapping) or "openapi" not in doc:
@@ -241,9 +253,9 @@ class Config:
             for route in extractor.routes(uri):
                 if route.has_plan:
                     self.routes.add(route)
-        for i, entry in enumerate(data.get("routes", [])):
-            self.routes.add(_explicit_route(entry, store, compiler, registry, base, source,
-                                            f"/routes/{i}"))
+        for i, entry in enumerate(routes_raw):
+            self.routes.add(_explicit_route(entry, store, compiler, (registry, fast), base,
+                                            source, f"/routes/{i}"))
 
 
 def _path(base: Path, entry: str, source: str, pointer: str) -> Path:
@@ -271,15 +283,15 @@ def _schema_ref(ref: str, store: SchemaStore, base: Path, source: str,
 
 
 def _explicit_route(entry: Mapping[str, Any], store: SchemaStore, compiler: Compiler,
-                    registry: Any, base: Path, source: str, pointer: str) -> Route:
+                    registries: tuple[Any, Any], base: Path, source: str,
+                    pointer: str) -> Route:
     method, _, template = str(entry["route"]).partition(" ")
     route = Route(method, template.strip())
 
     def body(ref: str, ptr: str, name: str) -> Body:
         uri, frag = _schema_ref(ref, store, base, source, ptr)
-        # Files named here may have been added after the registry was built.
         return Body(compiler.compile(uri, frag, name),
-                    Validator(store, uri, frag, store.registry()))
+                    Validator(store, uri, frag, registries[0], registries[1]))
 
     if "request" in entry:
         route.request = body(entry["request"], f"{pointer}/request", f"{entry['route']} request")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import Detectors, KnownValues, Span, default_detectors, find_all, redact
 from piimw.findings import Action, Finding, Sink
@@ -217,7 +219,7 @@ class _Walk:
         self.detect = detect
         self.raw: list[_Raw] = []
         self.rejected: _Raw | None = None
-        self.candidates: list[str] = []
+        self.candidates: list[Any] = []
         self._decisions = scrubber._decisions_for(sink, consent, route, event_type)
 
     def decision(self, tag: Tag) -> tuple[str, Decision]:
@@ -240,6 +242,12 @@ class _Walk:
                 if tag.categories:
                     return self.tagged(value, node, tag, path)
                 reviewed = True
+        elif not self.inline and isinstance(value, (dict, list)):
+            # Nothing tagged below: no Python walk. The subtree joins the one detector pass
+            # as JSON text, and is walked only if that pass finds something.
+            if self.detect and not reviewed and value:
+                self.candidates.append(value)
+            return value
         if isinstance(value, dict):
             return self._visit_dict(value, node, path, reviewed)
         if isinstance(value, list):
@@ -311,7 +319,8 @@ class _Walk:
     # -- detection of PII nobody tagged -----------------------------------------------------
     def any_candidate_hits(self) -> bool:
         """One detector pass over all untagged strings at once: the clean case costs one call."""
-        joined = _SEP.join(self.candidates)
+        joined = _SEP.join(c if isinstance(c, str) else orjson.dumps(c).decode()
+                           for c in self.candidates)
         if self.s.detectors.search(joined):
             return True
         return self.lookup is not None and bool(self.lookup.find(joined))

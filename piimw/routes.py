@@ -113,10 +113,12 @@ class RouteTable:
 class OpenAPIRoutes:
     """Extract routes from an OpenAPI 3.x document loaded in a :class:`SchemaStore`."""
 
-    def __init__(self, store: SchemaStore, compiler: Compiler, registry: Any) -> None:
+    def __init__(self, store: SchemaStore, compiler: Compiler, registry: Any,
+                 fast: Any = None) -> None:
         self.store = store
         self.compiler = compiler
         self.registry = registry
+        self.fast = fast
 
     def routes(self, uri: str) -> Iterator[Route]:
         doc = self.store.documents[uri]
@@ -158,7 +160,7 @@ class OpenAPIRoutes:
 
     def _body(self, loc: tuple[str, str], name: str) -> Body:
         plan = self.compiler.compile(loc[0], loc[1], name)
-        return Body(plan, Validator(self.store, loc[0], loc[1], self.registry))
+        return Body(plan, Validator(self.store, loc[0], loc[1], self.registry, self.fast))
 
     def _route(self, uri: str, op_ptr: str, method: str, template: str, op: Mapping[str, Any],
                shared_params: Any, item_ptr: str) -> Route:

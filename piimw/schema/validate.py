@@ -14,6 +14,11 @@ import jsonschema
 import jsonschema.validators
 import referencing
 
+try:  # a compiled validator for the hot path; jsonschema stays the reference and the reporter
+    import jsonschema_rs as _rs
+except ImportError:  # pragma: no cover - the wheel is a dependency; this guards odd platforms
+    _rs = None
+
 from piimw.schema.loader import DRAFT_7, DRAFT_2020, SchemaStore, escape_token
 
 #: Formats asserted on purpose (the rest are annotations, as the 2020-12 spec says).
@@ -48,13 +53,29 @@ def _format_checker() -> jsonschema.FormatChecker:
 _FORMAT_CHECKER = _format_checker()
 
 
-class Validator:
-    """A compiled validator for the schema at ``uri#pointer`` within a :class:`SchemaStore`."""
+def fast_registry(store: SchemaStore) -> Any:
+    """A jsonschema-rs registry of every loaded document (offline: nothing is fetched)."""
+    if _rs is None:
+        return None
+    try:
+        return _rs.Registry([(uri, doc) for uri, doc in store.documents.items()
+                             if isinstance(doc, dict)])
+    except Exception:  # a schema jsonschema-rs cannot take: jsonschema alone will do
+        return None
 
-    __slots__ = ("_validator", "name")
+
+class Validator:
+    """A compiled validator for the schema at ``uri#pointer`` within a :class:`SchemaStore`.
+
+    ``is_valid`` asks jsonschema-rs first (about the cost of one JSON parse); only when it says
+    "invalid" does jsonschema decide, so the answer is always jsonschema's: where the two
+    disagree on a format, jsonschema wins. Differential tests keep them in step.
+    """
+
+    __slots__ = ("_fast", "_validator", "name")
 
     def __init__(self, store: SchemaStore, uri: str, pointer: str,
-                 registry: referencing.Registry[Any]) -> None:
+                 registry: referencing.Registry[Any], fast: Any = None) -> None:
         doc = store.documents[uri]
         dialect = doc.get("$schema") if isinstance(doc, dict) else None
         if not isinstance(dialect, str):
@@ -66,24 +87,39 @@ class Validator:
             wrapper["$schema"] = DRAFT_7
         self._validator = cls(wrapper, registry=registry, format_checker=_FORMAT_CHECKER)
         self.name = f"{store.names.get(uri, uri)}#{pointer}"
+        self._fast: Any = None
+        if fast is not None and _rs is not None:
+            rs_wrapper = dict(wrapper)
+            try:
+                self._fast = _rs.validator_for(rs_wrapper, registry=fast, validate_formats=True)
+            except Exception:
+                self._fast = None
 
     def is_valid(self, instance: Any) -> bool:
+        fast = self._fast
+        if fast is not None:
+            try:
+                if fast.is_valid(instance):
+                    return True
+            except (ValueError, TypeError, OverflowError):
+                pass  # e.g. integers beyond 64 bits: let jsonschema judge
         return bool(self._validator.is_valid(instance))
+
+    def is_valid_reference(self, instance: Any) -> bool:
+        """jsonschema alone (for differential tests)."""
+        return bool(self._validator.is_valid(instance))
+
+    def is_valid_fast(self, instance: Any) -> bool | None:
+        """jsonschema-rs alone, or None where it is not available (for differential tests)."""
+        return None if self._fast is None else bool(self._fast.is_valid(instance))
 
     def problems(self, instance: Any, limit: int = MAX_PROBLEMS) -> list[Problem]:
         """At most ``limit`` problems, deepest first, as value-free records."""
         out: list[Problem] = []
         for error in self._validator.iter_errors(instance):
-            leaves = _leaves(error)
-            for leaf in leaves:
-                out.append(Problem(_pointer(leaf.absolute_path), str(leaf.validator),
-                                   _pointer(list(leaf.absolute_schema_path)[1:])))
+            out.append(Problem(_pointer(error.absolute_path), str(error.validator),
+                               _pointer(list(error.absolute_schema_path)[1:])))
             if len(out) >= limit:
                 break
         out.sort(key=lambda p: (p.pointer, p.keyword))
         return out[:limit]
-
-
-def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    """For anyOf/oneOf failures report the combinator itself, not every branch's noise."""
-    return [error]
