@@ -6,6 +6,7 @@ Secrets (the hash key) come from the environment, never from the file.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Mapping
@@ -158,7 +159,8 @@ class Config:
     # -- constructors ---------------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *,
-                  environ: Mapping[str, str] | None = None) -> Config:
+                  environ: Mapping[str, str] | None = None,
+                  openapi_documents: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
         p = Path(path)
         try:
             data = tomllib.loads(p.read_text("utf-8"))
@@ -166,7 +168,8 @@ class Config:
             raise ConfigError(f"cannot read configuration: {e.strerror}", source=str(p)) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"invalid TOML: {e}", source=str(p)) from None
-        return cls.from_dict(data, base_dir=p.parent, source=str(p), environ=environ)
+        return cls.from_dict(data, base_dir=p.parent, source=str(p), environ=environ,
+                             openapi_documents=openapi_documents)
 
     @classmethod
     def from_kwargs(cls, **settings: Any) -> Config:
@@ -180,7 +183,10 @@ class Config:
         base_dir: str | os.PathLike[str] | None = None,
         source: str = "<dict>",
         environ: Mapping[str, str] | None = None,
+        openapi_documents: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Config:
+        """``openapi_documents``: in-memory OpenAPI documents by display name (e.g. FastAPI's
+        ``app.openapi()``), loaded exactly like the files named by ``openapi``."""
         env = os.environ if environ is None else environ
         if not isinstance(data, Mapping):
             raise ConfigError("configuration must be a table/dict", source=source)
@@ -204,7 +210,7 @@ class Config:
         cfg.detectors = Detectors(None if det == "all" else det)
         rules = [_rule(r, source, f"/rules/{i}") for i, r in enumerate(data.get("rules", []))]
         cfg.policy = Policy(rules, environment=cfg.environment)
-        cfg._load_schemas(data, base, source)
+        cfg._load_schemas(data, base, source, openapi_documents or {})
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
         return cfg
 
@@ -218,7 +224,8 @@ class Config:
                     return True
         return False
 
-    def _load_schemas(self, data: Mapping[str, Any], base: Path, source: str) -> None:
+    def _load_schemas(self, data: Mapping[str, Any], base: Path, source: str,
+                      documents: Mapping[str, Mapping[str, Any]]) -> None:
         store = self.store
         openapi_uris: list[str] = []
         for i, entry in enumerate(_as_list(data.get("schemas"))):
@@ -230,6 +237,9 @@ class Config:
         for i, entry in enumerate(_as_list(data.get("openapi"))):
             p = _path(base, entry, source, f"/openapi/{i}")
             openapi_uris.append(store.add_file(p))
+        for i, (name, document) in enumerate(documents.items()):
+            copied = copy.deepcopy(dict(document))  # the store must not share the caller's dicts
+            openapi_uris.append(store.add_document(copied, f"urn:piimw:openapi:{i}", name))
         # Files named by explicit routes join the store first, so registries are built once.
         routes_raw = data.get("routes", [])
         for i, entry in enumerate(routes_raw):

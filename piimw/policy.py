@@ -190,6 +190,10 @@ def _default(category: str, sink: Sink, declared: bool, schema_action: Action | 
     if sink in REQUEST_SINKS:
         if schema_action is not None:
             return Decision(schema_action, "schema", "schema.action")
+        if sink == "client" and is_within(category, "user.authorization"):
+            # Credentials (writeOnly, format: password, x-pii: secret) never go back out
+            # unless a rule or the schema's own action says so.
+            return Decision("drop", "builtin.credentials", "secret.denylist")
         if sink == "client" and not declared:
             return Decision("drop", "builtin.undeclared", "schema.undeclared")
         return Decision("allow", "builtin.payload", "schema.declared" if declared

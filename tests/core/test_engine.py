@@ -159,3 +159,16 @@ def test_ip_mask_never_echoes_a_non_ip_value() -> None:
     assert mask_string("S3cr3t-0", "user.device.ip_address") == "S*******"
     assert mask_string("203.0.113.9", "user.device.ip_address") == "203.*.*.*"
     assert mask_string("2001:db8::1", "user.device.ip_address") == "2001:*"
+
+
+def test_credentials_never_go_back_to_the_client() -> None:
+    # Reported in review: a writeOnly password in a response schema was echoed to the client.
+    plan = piimw.compile_schema({"properties": {
+        "password": {"type": "string", "writeOnly": True},
+        "token": {"type": "string", "x-pii": "secret"},
+        "shown": {"type": "string", "x-pii": {"category": "secret", "action": "allow"}},
+        "email": {"type": "string", "x-pii": "email"}}})
+    res = piimw.scrub({"password": "hunter2!", "token": "tok_123456", "shown": "once",
+                       "email": "a@example.com"}, plan=plan, sink="client")
+    assert res.value == {"shown": "once", "email": "a@example.com"}
+    assert {f.reason for f in res.findings if f.location == "/password"} == {"secret.denylist"}
