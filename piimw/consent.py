@@ -139,3 +139,23 @@ def from_headers(headers: Iterable[tuple[str, str]]) -> Consent:
     if header_uses:
         consent = consent.merge(Consent.opt_out(header_uses, signal="header"))
     return consent
+
+
+def from_session_flag(flag: object) -> Consent | None:
+    """The consent a session's opt-out flag stands for, or None.
+
+    ``True`` (or ``"all"``): every non-essential use; a use name or a list of them: those.
+    A value of any other shape opts out of everything non-essential (most restrictive).
+    """
+    if not flag:
+        return None
+    if flag is True:
+        text = "all"
+    elif isinstance(flag, str):
+        text = flag
+    elif isinstance(flag, (list, tuple, set, frozenset)):
+        text = ",".join(str(u) for u in flag)
+    else:
+        text = "all"
+    uses = _parse_opt_out_header(text)
+    return Consent.opt_out(uses, signal="session") if uses else None

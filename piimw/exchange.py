@@ -42,7 +42,8 @@ FORM = "application/x-www-form-urlencoded"
 TEXTUAL_ERROR_TYPES = ("text/", "application/json", "application/problem+json",
                        "application/xml", "application/xhtml+xml")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
-SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out"}
+SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out",
+                  "session": "Cookie"}
 
 
 def current() -> Exchange | None:
@@ -90,9 +91,24 @@ class ResponseOutcome:
 class Exchange:
     """Per-request state: route, consent, known values, findings. Never shared."""
 
-    __slots__ = ("_findings", "_results", "config", "consent", "known", "method", "path",
-                 "query_string", "request_headers", "request_id", "route", "route_template",
-                 "signals_used", "status", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_findings",
+        "_results",
+        "config",
+        "consent",
+        "known",
+        "method",
+        "path",
+        "query_string",
+        "request_headers",
+        "request_id",
+        "route",
+        "route_template",
+        "signals_used",
+        "status",
+        "subject_id",
+    )
 
     def __init__(
         self,
@@ -111,11 +127,17 @@ class Exchange:
         self.query_string = query_string
         self.request_headers = headers
         routes = config.routes
-        self.route: Route | None = (
-            routes.get(self.method, route_template) if route_template is not None
-            else routes.match(self.method, path)
-        ) if len(routes) else None
-        self.route_template = route_template or (self.route.template if self.route else None)
+        self.route: Route | None = None
+        if len(routes):
+            # The framework's template first; if the table does not know it, the path itself:
+            # a template spelled differently must never switch protection off.
+            if route_template is not None:
+                self.route = routes.get(self.method, route_template)
+            if self.route is None:
+                self.route = routes.match(self.method, path)
+        # The configuration's spelling when a route matched (audit and data map join on it),
+        # else the framework's template (still better than a raw path in logs).
+        self.route_template = self.route.template if self.route else route_template
         signals = consent_mod.from_headers(
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers
             if k in (b"sec-gpc", b"dnt", b"x-do-not-track", b"x-pii-opt-out")
@@ -127,6 +149,9 @@ class Exchange:
         self.signals_used: set[str] = set()
         self.request_id = secrets.token_hex(8)
         self.status: int | None = None
+        #: The framework's raw user id; never stored or logged as is (the registry
+        #: pseudonymises it into ``consent.subject``).
+        self.subject_id: str | None = None
         self._harvest_headers(headers)
         if query_string:
             self._harvest_query(query_string)
@@ -141,6 +166,10 @@ class Exchange:
     def wants_request_body(self) -> bool:
         route = self.route
         return route is not None and route.request is not None and self.method in BODY_METHODS
+
+    def set_subject(self, raw_id: str) -> None:
+        """Adapters hand over the authenticated user's id (``str(user.pk)``)."""
+        self.subject_id = raw_id
 
     def set_consent(self, consent: Consent) -> None:
         """Adapters add what they learn later (session flag, registry) to the header signals."""

@@ -51,13 +51,18 @@ class Route:
             (self.request is not None and not self.request.plan.empty)
             or (self.query is not None and not self.query.empty)
             or any(not b.plan.empty for b in self.responses.values())
-            or self.request is not None and self.request.validator is not None
+            or (self.request is not None and self.request.validator is not None)
         )
 
     def response_for(self, status: int) -> Body | None:
         """The response body spec for ``status``: exact, then ``2XX``, then ``default``."""
         r = self.responses
         return r.get(str(status)) or r.get(f"{status // 100}XX") or r.get("default")
+
+
+def _shape(template: str) -> str:
+    """A template without its parameter names or trailing slash: ``/users/{}``."""
+    return _PARAM.sub("{}", template).rstrip("/") or "/"
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -75,6 +80,7 @@ class RouteTable:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], Route] = {}
+        self._by_shape: dict[tuple[str, str], Route] = {}
         self._templated: list[tuple[re.Pattern[str], Route]] = []
 
     def __len__(self) -> int:
@@ -88,14 +94,23 @@ class RouteTable:
         if key in self._by_key:
             raise SchemaError(f"route {route.method} {route.template} is defined twice")
         self._by_key[key] = route
+        self._by_shape.setdefault((route.method, _shape(route.template)), route)
         if _PARAM.search(route.template):
             self._templated.append((_template_regex(route.template), route))
             # Most specific first: more literal characters win over parameters.
             self._templated.sort(key=lambda pr: -len(_PARAM.sub("", pr[1].template)))
 
     def get(self, method: str, template: str) -> Route | None:
-        """Look up by the framework's own route template (``/users/{id}``)."""
-        return self._by_key.get((method, template)) or self._by_key.get(("*", template))
+        """Look up by the framework's own route template (``/users/{id}``).
+
+        Parameter names and a trailing slash may differ from the OpenAPI spelling
+        (``/users/{pk}/`` finds ``/users/{id}``): frameworks and documents rarely agree.
+        """
+        hit = self._by_key.get((method, template)) or self._by_key.get(("*", template))
+        if hit is None:
+            shape = _shape(template)
+            hit = self._by_shape.get((method, shape)) or self._by_shape.get(("*", shape))
+        return hit
 
     def match(self, method: str, path: str) -> Route | None:
         """Match a concrete request path against the templates."""

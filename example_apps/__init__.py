@@ -1,0 +1,1 @@
+"""Example applications that show piimw in front of real frameworks."""

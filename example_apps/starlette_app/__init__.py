@@ -1,0 +1,1 @@
+"""The Starlette example shop: ``python -m example_apps.starlette_app``."""

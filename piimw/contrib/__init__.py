@@ -1,0 +1,1 @@
+"""Framework adapters: translate a framework's routes, session and settings into core terms."""

@@ -1,0 +1,350 @@
+"""Django middleware: one class for WSGI and ASGI deployments.
+
+It lives inside Django's handler, so it cannot wrap the WSGI or ASGI app; instead it
+translates Django's request and response into an :class:`~piimw.exchange.Exchange` and
+back. Django tells it the route template (``resolve()``), the session and the settings;
+everything else is the core's inspection path, the same as for the WSGI/ASGI middleware.
+
+    MIDDLEWARE = [
+        ...,
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "piimw.contrib.django.PIIMiddleware",
+        ...,
+    ]
+"""
+
+# mypy: disable-error-code="import-untyped"
+# Django ships no type hints (django-stubs is not a dependency).
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from io import BytesIO
+from typing import Any
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import Resolver404, resolve
+
+from piimw import consent as consent_mod
+from piimw.config import Config
+from piimw.contrib.django.conf import conf
+from piimw.errors import ConfigError
+from piimw.exchange import Exchange, Headers, ResponseOutcome, activate
+from piimw.problem import Problem
+
+__all__ = ["PIIMiddleware", "route_template", "session_consent"]
+
+logger = logging.getLogger("piimw")
+
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
+AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+_CONVERTER = re.compile(r"<(?:[^<>:]+:)?(\w+)>")
+_NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^()]*\)")
+
+
+def route_template(route: str) -> str:
+    """Django's route in OpenAPI spelling: ``users/<int:pk>/`` -> ``/users/{pk}/``.
+
+    A ``re_path`` pattern keeps its regex, except that simple named groups become
+    parameters and the anchors go: ``^articles/(?P<year>[0-9]{4})/$`` ->
+    ``/articles/{year}/``.
+    """
+    if route.startswith("^") or "(?P<" in route:
+        route = _NAMED_GROUP.sub(r"{\1}", route).lstrip("^")
+        route = route[:-1] if route.endswith("$") else route
+    return "/" + _CONVERTER.sub(r"{\1}", route).lstrip("/")
+
+
+session_consent = consent_mod.from_session_flag
+
+
+def _session(request: HttpRequest) -> Any:
+    """The session, if SessionMiddleware ran before us and the client sent a session cookie.
+
+    Without a cookie there is nothing to read, and touching the session would add
+    ``Vary: Cookie`` to every response.
+    """
+    session = getattr(request, "session", None)
+    return session if session is not None and session.session_key is not None else None
+
+
+def _request_headers(request: HttpRequest) -> Headers:
+    return [(name.lower().encode("latin-1", "replace"), str(value).encode("latin-1", "replace"))
+            for name, value in request.headers.items()]
+
+
+def _query_bytes(query: str) -> bytes:
+    # WSGI hands Django latin-1 text (PEP 3333); Django decodes ASGI's bytes as UTF-8.
+    try:
+        return query.encode("latin-1")
+    except UnicodeEncodeError:
+        return query.encode("utf-8")
+
+
+def _canonical(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def _problem_response(exchange: Exchange, problem: Problem) -> HttpResponse:
+    exchange.status = problem.status
+    body = problem.body()
+    response = HttpResponse(body, status=problem.status)
+    for name, value in problem.headers(body):
+        response.headers[_canonical(name.decode("latin-1"))] = value.decode("latin-1")
+    return response
+
+
+def _too_large() -> Problem:
+    return Problem(413, "too-large", "The request body is larger than this endpoint inspects.")
+
+
+def _replace_body(request: HttpRequest, body: bytes) -> None:
+    """Make ``request.body``, ``request.read()`` and ``request.POST`` see the new body."""
+    request._body = body
+    request._stream = BytesIO(body)
+    request._read_started = False
+    for cached in ("_post", "_files"):
+        request.__dict__.pop(cached, None)
+    request.META["CONTENT_LENGTH"] = str(len(body))
+
+
+def _response_headers(response: HttpResponseBase) -> Headers:
+    # Cookies live apart from the headers in Django and are never rewritten here.
+    return [(name.lower().encode("latin-1"), str(value).encode("latin-1"))
+            for name, value in response.items()]
+
+
+def _drain(chunks: Iterable[bytes], limit: int) -> bytes | None:
+    """At most ``limit`` bytes of a streaming body; None if there are more."""
+    out: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            return None
+        out.append(chunk)
+    return b"".join(out)
+
+
+async def _adrain(chunks: AsyncIterator[bytes], limit: int) -> bytes | None:
+    out: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            return None
+        out.append(chunk)
+    return b"".join(out)
+
+
+async def _one(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+class PIIMiddleware:
+    """Inspect each request and response per ``settings.PIIMW``. Holds configuration only."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse | AsyncGetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        try:
+            self.config: Config = conf.config()
+        except ConfigError as exc:  # `manage.py check` reports this as piimw.E001
+            raise ImproperlyConfigured(str(exc)) from exc
+        self.session_key = conf.PIIMW_SESSION_KEY
+
+    # -- the request --------------------------------------------------------------------------
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        exchange = self._exchange(request)
+        session = _session(request)
+        if session is not None:
+            try:
+                flag, failure = session.get(self.session_key), None
+            except Exception as exc:
+                flag, failure = None, exc
+            self._session_flag(exchange, flag, failure)
+        with activate(exchange):
+            problem = self._inspect_request(exchange, request)
+            if problem is not None:
+                return _problem_response(exchange, problem)
+            response = self.get_response(request)
+            return self._inspect_response(exchange, response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        exchange = self._exchange(request)
+        session = _session(request)
+        if session is not None:
+            get = session.aget if hasattr(session, "aget") else sync_to_async(session.get)
+            try:
+                flag, failure = await get(self.session_key), None
+            except Exception as exc:
+                flag, failure = None, exc
+            self._session_flag(exchange, flag, failure)
+        with activate(exchange):
+            problem = self._inspect_request(exchange, request)
+            if problem is not None:
+                return _problem_response(exchange, problem)
+            response = await self.get_response(request)
+            return await self._ainspect_response(exchange, response)
+
+    def _exchange(self, request: HttpRequest) -> Exchange:
+        template = self._framework_template(request)
+        method = request.method or "GET"
+        exchange = Exchange(self.config, method, request.path_info or "/",
+                            _request_headers(request),
+                            _query_bytes(request.META.get("QUERY_STRING", "")),
+                            route_template=self._known_template(method, template))
+        if exchange.route_template is None:  # a label for logs and audit, not a plan lookup
+            exchange.route_template = template
+        exchange.add_client_address(request.META.get("REMOTE_ADDR"))
+        request.piimw = exchange
+        return exchange
+
+    def _framework_template(self, request: HttpRequest) -> str | None:
+        try:
+            match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
+        except Resolver404:
+            return None
+        return route_template(str(match.route or ""))
+
+    def _known_template(self, method: str, template: str | None) -> str | None:
+        """The template if the route table has it, so a spelling difference (``{pk}`` here,
+        ``{id}`` in the OpenAPI file) falls back to matching the concrete path."""
+        if template is None:
+            return None
+        routes = self.config.routes
+        for candidate in (template, template.rstrip("/") or "/"):
+            if routes.get(method.upper(), candidate) is not None:
+                return candidate
+        return None
+
+    def _session_flag(self, exchange: Exchange, flag: object,
+                      failure: Exception | None) -> None:
+        if failure is not None:  # fail closed: an unreadable session may hold an opt-out
+            logger.warning("piimw: session could not be read (%s); treated as opted out",
+                           type(failure).__name__)
+            flag = True
+        consent = session_consent(flag)
+        if consent is not None:
+            exchange.set_consent(consent)
+
+    def _inspect_request(self, exchange: Exchange, request: HttpRequest) -> Problem | None:
+        if exchange.passthrough:
+            return None
+        try:
+            query = exchange.scrub_query()
+            if query is not exchange.query_string:
+                request.META["QUERY_STRING"] = query.decode("latin-1")
+                request.__dict__.pop("GET", None)  # a cached_property
+            if not exchange.wants_request_body:
+                return None
+            limit = self.config.max_body_bytes
+            declared = str(request.META.get("CONTENT_LENGTH") or "")
+            if declared.isdigit() and int(declared) > limit:
+                return _too_large()
+            try:
+                body = request.body
+            except RequestDataTooBig:
+                return _too_large()
+            if len(body) > limit:
+                return _too_large()
+            outcome = exchange.request_body(exchange.request_headers, body)
+        except Exception as exc:  # fail closed on our own errors, and on an unreadable body
+            logger.error("piimw: request inspection failed (%s); request refused",
+                         type(exc).__name__)
+            return Problem(500, "inspection-failed", "The request could not be inspected.")
+        if outcome.problem is not None:
+            return outcome.problem
+        if outcome.changed and outcome.body is not None:
+            _replace_body(request, outcome.body)
+        return None
+
+    # -- the response -------------------------------------------------------------------------
+    def _wants(self, exchange: Exchange, response: HttpResponseBase) -> Headers | None:
+        headers = _response_headers(response)
+        try:
+            wants = exchange.wants_response_body(response.status_code, headers)
+        except Exception as exc:
+            logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
+            wants = True
+        return headers if wants else None
+
+    def _inspect_response(self, exchange: Exchange,
+                          response: HttpResponseBase) -> HttpResponseBase:
+        headers = self._wants(exchange, response)
+        if headers is None:
+            return response
+        limit = self.config.max_response_bytes
+        if not response.streaming:
+            body = response.content
+        elif response.is_async:
+            body = async_to_sync(_adrain)(response.streaming_content, limit)
+        else:
+            body = _drain(response.streaming_content, limit)
+        return self._finish(exchange, response, headers, body)
+
+    async def _ainspect_response(self, exchange: Exchange,
+                                 response: HttpResponseBase) -> HttpResponseBase:
+        headers = self._wants(exchange, response)
+        if headers is None:
+            return response
+        limit = self.config.max_response_bytes
+        if not response.streaming:
+            body = response.content
+        elif response.is_async:
+            body = await _adrain(response.streaming_content, limit)
+        else:  # a file or a generator: read it off the event loop
+            body = await sync_to_async(_drain)(response.streaming_content, limit)
+        return self._finish(exchange, response, headers, body)
+
+    def _finish(self, exchange: Exchange, response: HttpResponseBase, headers: Headers,
+                body: bytes | None) -> HttpResponseBase:
+        status = response.status_code
+        if body is None or len(body) > self.config.max_response_bytes:
+            outcome = exchange.too_large()
+        else:
+            try:
+                outcome = exchange.response_body(status, headers, body)
+            except Exception as exc:
+                logger.error("piimw: response inspection failed (%s); withheld",
+                             type(exc).__name__)
+                outcome = exchange._withheld()
+        self._apply(response, outcome, headers, body)
+        return response
+
+    def _apply(self, response: HttpResponseBase, outcome: ResponseOutcome, headers: Headers,
+               body: bytes | None) -> None:
+        """Rewrite the response in place, so cookies, closers and attributes stay."""
+        if outcome.status != response.status_code:
+            response.status_code = outcome.status
+            response.reason_phrase = None  # back to the phrase of the new status
+        if outcome.headers is not headers:
+            spelling = {name.lower(): name for name in response.headers}
+            merged: dict[str, str] = {}
+            for raw_name, raw_value in outcome.headers:
+                name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+                merged[name] = f"{merged[name]}, {value}" if name in merged else value
+            for name in list(response.headers):
+                del response.headers[name]
+            for name, value in merged.items():
+                response.headers[spelling.get(name, _canonical(name))] = value
+        if response.streaming:
+            # The original iterator is consumed (or abandoned); its closer still runs.
+            response.streaming_content = _one(outcome.body) if self.async_mode \
+                else [outcome.body]
+        elif outcome.body is not body:
+            response.content = outcome.body
+

@@ -1,0 +1,186 @@
+"""Flask adapter: ``PIIMW(app)`` or ``PIIMW().init_app(app)`` in an app factory.
+
+It wraps ``app.wsgi_app`` in the WSGI middleware, so the request is inspected before Flask
+sees it and the response after Flask is done with it. What it adds is Flask's knowledge:
+the route template from the URL map, and the opt-out flag from the session cookie.
+
+    app.config["PIIMW"] = "piimw.toml"  # or a dict, or a Config
+    PIIMW(app)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+try:
+    from flask import Flask, Request
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RoutingException
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "piimw.contrib.flask needs Flask: pip install 'piimw[flask]'"
+    ) from exc
+
+from piimw import consent as consent_mod
+from piimw.api import default_config
+from piimw.config import Config
+from piimw.consent import Consent
+from piimw.exchange import Exchange
+from piimw.wsgi import PIIMiddleware, StartResponse, WSGIApp
+
+__all__ = ["DEFAULT_SESSION_KEY", "PIIMW", "PIIMWState", "route_template", "session_consent"]
+
+logger = logging.getLogger("piimw")
+
+#: The session key holding the user's opt-out: ``True`` (all non-essential uses) or a list.
+DEFAULT_SESSION_KEY = "piimw_opt_out"
+EXTENSION = "piimw"
+_ENVIRON_TEMPLATE = "piimw.flask.route_template"
+_ENVIRON_REQUEST = "piimw.flask.request"
+_CONVERTER = re.compile(r"<(?:[^<>]*:)?([^<>:]+)>")
+
+ConfigLike = Config | Mapping[str, Any] | str | PathLike[str]
+
+
+def route_template(rule: str) -> str:
+    """``/users/<int:user_id>`` -> ``/users/{user_id}`` (the OpenAPI spelling)."""
+    return _CONVERTER.sub(lambda m: "{" + m.group(1).strip() + "}", rule)
+
+
+session_consent = consent_mod.from_session_flag
+
+
+def _load(config: ConfigLike, root: str) -> Config:
+    """Relative paths are relative to the app's root path, as in ``app.config.from_file``."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, (str, PathLike)):
+        path = Path(config)
+        return Config.from_file(path if path.is_absolute() else Path(root) / path)
+    return Config.from_dict(config, base_dir=root, source='app.config["PIIMW"]')
+
+
+@dataclass
+class PIIMWState:
+    """What ``app.extensions["piimw"]`` holds for one app."""
+
+    config: Config
+    middleware: FlaskPIIMiddleware
+    session_key: str
+
+
+class FlaskPIIMiddleware(PIIMiddleware):
+    """The WSGI middleware plus Flask's route templates and session flag."""
+
+    def __init__(self, wsgi_app: WSGIApp, config: Config, flask_app: Flask,
+                 session_key: str = DEFAULT_SESSION_KEY) -> None:
+        super().__init__(wsgi_app, config)
+        self.flask_app = flask_app
+        self.session_key = session_key
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        # One shallow request object for both hooks: it never touches the body stream.
+        environ[_ENVIRON_REQUEST] = self.flask_app.request_class(environ, shallow=True)
+        return super().__call__(environ, start_response)
+
+    def _request(self, environ: dict[str, Any]) -> Request:
+        request = environ.get(_ENVIRON_REQUEST)
+        if not isinstance(request, Request):
+            request = self.flask_app.request_class(environ, shallow=True)
+        return request
+
+    def route_template(self, environ: dict[str, Any]) -> str | None:
+        """The matched rule in OpenAPI spelling; None if Flask will not match it either.
+
+        Only returned when the route table knows it, so that a spelling difference
+        (``{user_id}`` here, ``{id}`` in the OpenAPI file) falls back to matching the path.
+        """
+        template = self._framework_template(environ)
+        environ[_ENVIRON_TEMPLATE] = template
+        if template is None:
+            return None
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        routes = self.config.routes
+        for candidate in (template, template.rstrip("/") or "/"):
+            if routes.get(method, candidate) is not None:
+                return candidate
+        return None
+
+    def _framework_template(self, environ: dict[str, Any]) -> str | None:
+        try:
+            adapter = self.flask_app.create_url_adapter(self._request(environ))
+            if adapter is None:
+                return None
+            rule, _ = adapter.match(return_rule=True)
+        except (HTTPException, RoutingException):  # 404, 405, redirects, untrusted host
+            return None
+        return route_template(rule.rule)
+
+    def prepare(self, exchange: Exchange, environ: dict[str, Any]) -> None:
+        template = environ.pop(_ENVIRON_TEMPLATE, None)
+        if exchange.route_template is None:  # a label for logs and audit, not a plan lookup
+            exchange.route_template = template
+        try:
+            flag = self._session_flag(environ)
+        finally:
+            environ.pop(_ENVIRON_REQUEST, None)
+        if flag is not None:
+            exchange.set_consent(flag)
+
+    def _session_flag(self, environ: dict[str, Any]) -> Consent | None:
+        """Decode the session (Flask's own interface) without pushing an app context."""
+        app = self.flask_app
+        interface = app.session_interface
+        request = self._request(environ)
+        if interface.get_cookie_name(app) not in request.cookies:
+            return None
+        try:
+            session = interface.open_session(app, request)
+        except Exception as exc:  # fail closed: an unreadable session may hold an opt-out
+            logger.warning("piimw: session could not be read (%s); treated as opted out",
+                           type(exc).__name__)
+            return session_consent(True)
+        if session is None:
+            return None
+        return session_consent(session.get(self.session_key))
+
+
+class PIIMW:
+    """The Flask extension. Configuration comes from ``config`` or ``app.config["PIIMW"]``.
+
+    Per-app state lives in ``app.extensions["piimw"]``, so one instance serves many apps
+    made by a factory.
+    """
+
+    def __init__(self, app: Flask | None = None, config: ConfigLike | None = None, *,
+                 session_key: str | None = None) -> None:
+        self._config = config
+        self._session_key = session_key
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> PIIMWState:
+        if EXTENSION in app.extensions:
+            raise RuntimeError("piimw is already set up on this Flask app")
+        raw = self._config if self._config is not None else app.config.get("PIIMW")
+        config = _load(raw, app.root_path) if raw is not None else default_config()
+        key = self._session_key or app.config.get("PIIMW_SESSION_KEY") or DEFAULT_SESSION_KEY
+        middleware = FlaskPIIMiddleware(app.wsgi_app, config, app, str(key))
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        state = PIIMWState(config, middleware, str(key))
+        app.extensions[EXTENSION] = state
+        return state
+
+    @staticmethod
+    def state(app: Flask) -> PIIMWState:
+        """The state ``init_app`` stored on ``app``."""
+        state = app.extensions.get(EXTENSION)
+        if not isinstance(state, PIIMWState):
+            raise RuntimeError("piimw is not set up on this Flask app; call PIIMW(app)")
+        return state

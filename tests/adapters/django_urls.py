@@ -1,0 +1,174 @@
+"""Views for the Django adapter tests: each sync view has an async twin under ``/async``."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseServerError,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
+
+import piimw
+
+PROFILE = {"id": 7, "email": "jane.doe@example.com", "card": "4242424242424242",
+           "phone": "+14155550100"}
+
+
+class Seen:
+    """What the last view received, and the exchange it ran under."""
+
+    body: bytes = b""
+    post: dict[str, Any] = {}
+    get: dict[str, Any] = {}
+    exchange: piimw.Exchange | None = None
+    attribute: Any = None
+    response: HttpResponse | None = None
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.body, cls.post, cls.get, cls.exchange, cls.attribute = b"", {}, {}, None, None
+        cls.response = None
+
+
+def _record(request: HttpRequest) -> None:
+    Seen.exchange = piimw.current()
+    Seen.attribute = getattr(request, "piimw", None)
+    Seen.get = request.GET.dict()
+    if request.method == "POST":
+        Seen.body = request.body
+        Seen.post = request.POST.dict()
+
+
+def _signup_response(request: HttpRequest) -> HttpResponse:
+    if request.content_type == "application/json":
+        data = json.loads(request.body)
+    else:
+        data = request.POST.dict()
+    return JsonResponse({"id": 1, **{k: v for k, v in data.items() if k != "password"}},
+                        status=201)
+
+
+@csrf_exempt
+def signup(request: HttpRequest) -> HttpResponse:
+    _record(request)
+    return _signup_response(request)
+
+
+@csrf_exempt
+async def asignup(request: HttpRequest) -> HttpResponse:
+    _record(request)
+    return _signup_response(request)
+
+
+def user(request: HttpRequest, user_id: int) -> HttpResponse:
+    _record(request)
+    return JsonResponse({**PROFILE, "id": user_id})
+
+
+async def auser(request: HttpRequest, user_id: int) -> HttpResponse:
+    _record(request)
+    return JsonResponse({**PROFILE, "id": user_id})
+
+
+def article(request: HttpRequest, year: str) -> HttpResponse:
+    _record(request)
+    return JsonResponse(PROFILE)
+
+
+def about(request: HttpRequest) -> HttpResponse:
+    _record(request)
+    response = JsonResponse({"contact": "privacy@example.com"})
+    response.set_cookie("seen", "1")
+    return response
+
+
+def orders(request: HttpRequest) -> HttpResponse:
+    _record(request)
+    return JsonResponse({"orders": []})
+
+
+@csrf_exempt
+def opt_out(request: HttpRequest) -> HttpResponse:
+    request.session["piimw_opt_out"] = json.loads(request.body)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+def failing(request: HttpRequest) -> HttpResponse:
+    email = json.loads(request.body)["email"]
+    return HttpResponseServerError(f"duplicate key for {email}", content_type="text/plain")
+
+
+@csrf_exempt
+def crash(request: HttpRequest) -> HttpResponse:
+    email = json.loads(request.body)["email"]
+    raise RuntimeError(f"mail relay refused {email}")
+
+
+def _chunks(doc: Any, size: int = 8) -> Iterator[bytes]:
+    raw = json.dumps(doc).encode()
+    for i in range(0, len(raw), size):
+        yield raw[i:i + size]
+
+
+async def _achunks(doc: Any) -> AsyncIterator[bytes]:
+    for chunk in _chunks(doc):
+        yield chunk
+
+
+def stream_user(request: HttpRequest, user_id: int) -> HttpResponse:
+    _record(request)
+    return StreamingHttpResponse(_chunks(PROFILE), content_type="application/json")
+
+
+async def astream_user(request: HttpRequest, user_id: int) -> HttpResponse:
+    _record(request)
+    return StreamingHttpResponse(_achunks(PROFILE), content_type="application/json")
+
+
+def stream_about(request: HttpRequest) -> HttpResponse:
+    _record(request)
+    return StreamingHttpResponse(_chunks(PROFILE), content_type="application/json")
+
+
+async def astream_about(request: HttpRequest) -> HttpResponse:
+    _record(request)
+    return StreamingHttpResponse(_achunks(PROFILE), content_type="application/json")
+
+
+def file_user(request: HttpRequest, user_id: int) -> HttpResponse:
+    _record(request)
+    Seen.response = response = FileResponse(io.BytesIO(json.dumps(PROFILE).encode()),
+                                             content_type="application/json")
+    return response
+
+
+urlpatterns = [
+    path("signup", signup),
+    path("async/signup", asignup),
+    path("users/<int:user_id>", user),
+    path("async/users/<int:user_id>", auser),
+    # The OpenAPI document calls this parameter {id}: matched by path instead.
+    path("accounts/<int:user_id>", user),
+    re_path(r"^articles/(?P<year>[0-9]{4})/$", article),
+    path("about", about),
+    path("orders", orders),
+    path("opt-out", opt_out),
+    path("failing", failing),
+    path("crash", crash),
+    path("stream/users/<int:user_id>", stream_user),
+    path("async/stream/users/<int:user_id>", astream_user),
+    path("files/users/<int:user_id>", file_user),
+    path("stream/about", stream_about),
+    path("async/stream/about", astream_about),
+]

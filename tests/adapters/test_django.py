@@ -1,0 +1,442 @@
+"""The Django adapter through ``django.test.Client`` and ``AsyncClient`` (every scenario runs
+with both), over sync and async views; and the system checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import pytest
+
+pytest.importorskip("django")
+
+from adapters import django_settings
+from adapters.django_urls import PROFILE, Seen
+from asgiref.sync import async_to_sync, iscoroutinefunction
+from django.conf import settings
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.test import AsyncClient, Client, override_settings
+
+import piimw
+from piimw.contrib.django import PIIMiddleware
+from piimw.contrib.django.checks import check_settings
+from piimw.contrib.django.middleware import route_template, session_consent
+
+django_settings.setup()
+
+SESSION, AUTH, OURS = django_settings.SESSION, django_settings.AUTH, django_settings.PIIMW
+
+SIGNUP = {
+    "type": "object", "required": ["email"], "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "x-pii": "email"},
+        "name": {"type": "string", "x-pii": "name"},
+        "phone": {"type": "string", "x-pii": {"category": "phone", "uses": ["marketing"]}},
+        "password": {"type": "string", "writeOnly": True},
+    },
+}
+USER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "email": {"type": "string", "x-pii": {"category": "email", "action": "mask"}},
+        "card": {"type": "string", "x-pii": {"category": "card", "action": "mask"}},
+        "phone": {"type": "string", "x-pii": {"category": "phone", "uses": ["marketing"]}},
+    },
+}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _get_user() -> dict[str, Any]:
+    return {"get": {"responses": {"200": {"description": "ok", **_body("User")}}}}
+
+
+def _post_signup() -> dict[str, Any]:
+    return {"post": {"requestBody": _body("Signup"),
+                     "responses": {"201": {"description": "ok", **_body("User")}}}}
+
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "test", "version": "1"},
+    "paths": {
+        "/signup": _post_signup(),
+        "/async/signup": _post_signup(),
+        "/failing": _post_signup(),
+        "/crash": _post_signup(),
+        "/users/{user_id}": _get_user(),
+        "/async/users/{user_id}": _get_user(),
+        "/accounts/{id}": _get_user(),
+        "/articles/{year}/": _get_user(),
+        "/stream/users/{user_id}": _get_user(),
+        "/async/stream/users/{user_id}": _get_user(),
+        "/files/users/{user_id}": _get_user(),
+        "/orders": {"get": {
+            "parameters": [{"name": "email", "in": "query", "schema": {"type": "string"},
+                            "x-pii": {"category": "email", "uses": ["marketing"]}}],
+            "responses": {"200": {"description": "ok"}}}},
+    },
+    "components": {"schemas": {"Signup": SIGNUP, "User": USER}},
+}
+
+
+@dataclass
+class Reply:
+    """A response read to the end, the same from both clients."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    streaming: bool
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def _reply(response: HttpResponse, body: bytes) -> Reply:
+    return Reply(response.status_code, dict(response.headers), body, response.streaming,
+                 {k: m.value for k, m in response.cookies.items()})
+
+
+class Caller:
+    """``caller("post", "/signup", ...)`` through Client or AsyncClient."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.client: Client | AsyncClient = (
+            Client(raise_request_exception=False) if kind == "sync"
+            else AsyncClient(raise_request_exception=False))
+
+    def __call__(self, method: str, path: str, *args: Any, **kwargs: Any) -> Reply:
+        if self.kind == "sync":
+            response = getattr(self.client, method)(path, *args, **kwargs)
+            return _reply(response, async_to_sync(_read)(response))
+        return async_to_sync(self._acall)(method, path, *args, **kwargs)
+
+    async def _acall(self, method: str, path: str, *args: Any, **kwargs: Any) -> Reply:
+        response = await getattr(self.client, method)(path, *args, **kwargs)
+        return _reply(response, await _read(response))
+
+
+async def _read(response: HttpResponse) -> bytes:
+    if not response.streaming:
+        return bytes(response.content)
+    if response.is_async:
+        return b"".join([chunk async for chunk in response.streaming_content])
+    return b"".join(response.streaming_content)
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "openapi.json"
+    path.write_bytes(orjson.dumps(OPENAPI))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    Seen.reset()
+    yield
+    assert piimw.current() is None
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_call(request: pytest.FixtureRequest, spec: Path) -> Iterator[Callable[..., Caller]]:
+    """A caller whose middleware loads with ``PIIMW`` for the test spec plus ``piimw``."""
+    with ExitStack() as stack:
+        def make(piimw: dict[str, Any] | None = None, **overrides: Any) -> Caller:
+            config = {"openapi": [str(spec)], **(piimw or {})}
+            stack.enter_context(override_settings(PIIMW=config, **overrides))
+            return Caller(request.param)
+
+        yield make
+
+
+@pytest.fixture
+def call(make_call: Callable[..., Caller]) -> Caller:
+    return make_call()
+
+
+# -- route templates ------------------------------------------------------------------------
+@pytest.mark.parametrize(("route", "template"), [
+    ("users/<int:user_id>", "/users/{user_id}"),
+    ("users/<int:pk>/orders/<slug:order>/", "/users/{pk}/orders/{order}/"),
+    ("files/<path:name>", "/files/{name}"),
+    ("about", "/about"),
+    ("", "/"),
+    (r"^articles/(?P<year>[0-9]{4})/$", "/articles/{year}/"),
+    (r"^api/v1/users/(?P<pk>\d+)$", "/api/v1/users/{pk}"),
+])
+def test_route_to_openapi_template(route: str, template: str) -> None:
+    assert route_template(route) == template
+
+
+def test_exchange_carries_django_route(call: Caller) -> None:
+    call("get", "/users/42")
+    assert Seen.exchange is not None
+    assert Seen.exchange.route_template == "/users/{user_id}"
+    assert Seen.exchange.route is not None
+    assert Seen.attribute is Seen.exchange  # request.piimw
+
+
+def test_re_path_route(call: Caller) -> None:
+    r = call("get", "/articles/2024/")
+    assert r.json()["email"] == "j***@example.com"
+    assert Seen.exchange is not None
+    assert Seen.exchange.route_template == "/articles/{year}/"
+
+
+def test_parameter_names_may_differ_from_openapi(call: Caller) -> None:
+    r = call("get", "/accounts/3")
+    assert r.json()["email"] == "j***@example.com"
+    assert Seen.exchange is not None
+    assert Seen.exchange.route is not None
+    assert Seen.exchange.route.template == "/accounts/{id}"
+
+
+def test_unknown_path_has_no_template(call: Caller) -> None:
+    r = call("get", "/nowhere")
+    assert r.status == 404
+
+
+# -- responses ------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/users/7", "/async/users/7"])
+def test_response_masked(call: Caller, path: str) -> None:
+    r = call("get", path)
+    assert r.status == 200
+    assert r.json()["email"] == "j***@example.com"
+    assert r.json()["card"] == "************4242"
+    assert b"4242424242424242" not in r.body
+    assert r.headers["Content-Length"] == str(len(r.body))
+    assert r.headers["Content-Type"] == "application/json"  # original spelling kept
+
+
+def test_unplanned_route_untouched(call: Caller) -> None:
+    r = call("get", "/about")
+    assert r.json() == {"contact": "privacy@example.com"}
+    assert r.cookies == {"seen": "1"}
+    assert "Vary" not in r.headers  # the session was not touched without a cookie
+    assert Seen.exchange is not None
+    assert Seen.exchange.route is None
+    assert Seen.exchange.passthrough
+    assert Seen.exchange.route_template == "/about"  # a label for logs, not a plan
+
+
+@pytest.mark.parametrize("path", ["/stream/users/7", "/async/stream/users/7"])
+def test_streaming_response_on_planned_route_is_inspected(call: Caller, path: str) -> None:
+    r = call("get", path)
+    assert r.status == 200
+    assert r.json()["email"] == "j***@example.com"
+    assert b"4242424242424242" not in r.body
+
+
+def test_file_response_on_planned_route_is_inspected(call: Caller) -> None:
+    r = call("get", "/files/users/7")
+    assert r.json()["email"] == "j***@example.com"
+    assert b"4242424242424242" not in r.body
+    # A WSGI server's file_wrapper would send the original file: it must be gone.
+    assert Seen.response is not None
+    assert Seen.response.file_to_stream is None
+
+
+@pytest.mark.parametrize("path", ["/stream/about", "/async/stream/about"])
+def test_streaming_response_on_unplanned_route_streams(call: Caller, path: str) -> None:
+    r = call("get", path)
+    assert r.streaming
+    assert r.json() == PROFILE
+
+
+def test_streaming_response_too_large_is_withheld(make_call: Callable[..., Caller]) -> None:
+    call = make_call({"max_response_bytes": 40})
+    r = call("get", "/stream/users/7")
+    assert r.status == 500
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert b"jane" not in r.body
+
+
+def test_error_page_scrubbed(call: Caller) -> None:
+    r = call("post", "/failing", {"email": "canary.q7@example.com"},
+             content_type="application/json")
+    assert r.status == 500
+    assert b"canary.q7" not in r.body
+
+
+def test_debug_technical_500_scrubbed(make_call: Callable[..., Caller]) -> None:
+    call = make_call(DEBUG=True)
+    r = call("post", "/crash", {"email": "canary.x9@example.com", "name": "Quillon Canary"},
+             content_type="application/json")
+    assert r.status == 500
+    assert b"RuntimeError" in r.body  # the page is there...
+    assert b"canary.x9" not in r.body  # ...without the values the request brought
+    assert b"Quillon" not in r.body
+
+
+# -- requests -------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/signup", "/async/signup"])
+def test_gpc_drops_marketing_field_and_varies(call: Caller, path: str) -> None:
+    r = call("post", path, {"email": "jane@example.com", "phone": "+14155550100"},
+             content_type="application/json", headers={"Sec-GPC": "1"})
+    assert r.status == 201
+    assert orjson.loads(Seen.body) == {"email": "jane@example.com"}
+    assert "Sec-GPC" in r.headers["Vary"]
+
+
+def test_gpc_form_body_rewritten_for_request_post(call: Caller) -> None:
+    form = urlencode({"email": "jane@example.com", "phone": "+14155550100"})
+    r = call("post", "/signup", form, content_type="application/x-www-form-urlencoded",
+             headers={"Sec-GPC": "1"})
+    assert r.status == 201
+    assert Seen.post == {"email": "jane@example.com"}
+    assert b"phone" not in Seen.body
+
+
+def test_gpc_multipart_body_rewritten_for_request_post(call: Caller) -> None:
+    r = call("post", "/signup", {"email": "jane@example.com", "phone": "+14155550100"},
+             headers={"Sec-GPC": "1"})
+    assert r.status == 201
+    assert Seen.post == {"email": "jane@example.com"}
+
+
+def test_gpc_query_rewritten_for_request_get(call: Caller) -> None:
+    call("get", "/orders?email=jane%40example.com&page=2", headers={"Sec-GPC": "1"})
+    assert Seen.get == {"page": "2"}
+
+
+def test_problem_json_on_invalid_json(call: Caller) -> None:
+    r = call("post", "/signup", b'{"email": "jane@exa', content_type="application/json")
+    assert r.status == 400
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/malformed-json")
+    assert Seen.exchange is None  # the view never ran
+
+
+@pytest.mark.parametrize("path", ["/signup", "/async/signup"])
+def test_problem_json_on_validation_error_never_echoes(call: Caller, path: str) -> None:
+    r = call("post", path, {"name": "Canary Q. Person", "extra": "x"},
+             content_type="application/json")
+    assert r.status == 422
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert b"Canary" not in r.body
+    assert Seen.exchange is None
+
+
+def test_body_too_large(make_call: Callable[..., Caller]) -> None:
+    call = make_call({"max_body_bytes": 10})
+    r = call("post", "/signup", {"email": "jane@example.com"}, content_type="application/json")
+    assert r.status == 413
+    assert r.headers["Content-Type"] == "application/problem+json"
+
+
+# -- the session flag -----------------------------------------------------------------------
+@pytest.mark.parametrize(("flag", "kept"), [
+    (["marketing"], {"email"}),
+    (True, {"email"}),
+    ("analytics", {"email", "phone"}),  # phone is only used for marketing
+])
+def test_session_flag_opts_out(call: Caller, flag: Any, kept: set[str]) -> None:
+    assert call("post", "/opt-out", orjson.dumps(flag),
+                content_type="application/json").status == 204
+    r = call("post", "/signup", {"email": "jane@example.com", "phone": "+14155550100"},
+             content_type="application/json")
+    assert r.status == 201
+    assert set(orjson.loads(Seen.body)) == kept
+    assert Seen.exchange is not None
+    assert "session" in Seen.exchange.consent.signals
+    assert "Cookie" in r.headers["Vary"]  # the response depends on the session
+
+
+def test_session_consent_shapes() -> None:
+    assert session_consent(None) is None
+    assert session_consent([]) is None
+    everything = session_consent(True)
+    assert everything is not None
+    assert everything.opted_out_uses >= {"marketing", "analytics", "third_party"}
+
+
+# -- the middleware itself ------------------------------------------------------------------
+def test_sync_and_async_capable(spec: Path) -> None:
+    def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    async def aview(request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    with override_settings(PIIMW={"openapi": [str(spec)]}):
+        assert not iscoroutinefunction(PIIMiddleware(view))
+        assert iscoroutinefunction(PIIMiddleware(aview))
+    assert PIIMiddleware.sync_capable
+    assert PIIMiddleware.async_capable
+
+
+def test_bad_config_refuses_to_start(make_call: Callable[..., Caller]) -> None:
+    call = make_call({"max_body_bytes": "big"})
+    with pytest.raises(ImproperlyConfigured, match="/max_body_bytes"):
+        call("get", "/about")
+
+
+# -- system checks --------------------------------------------------------------------------
+def _ids(messages: list[Any]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_checks_registered_by_app_config(spec: Path) -> None:
+    with override_settings(PIIMW={"openapi": [str(spec)]}):
+        assert run_checks(tags=["piimw"]) == []
+    with override_settings(PIIMW={"nope": 1}):
+        assert _ids(run_checks(tags=["piimw"])) == ["piimw.E001"]
+
+
+def test_e001_names_the_pointer() -> None:
+    with override_settings(PIIMW={"rules": [{"id": "r", "action": "explode"}]}):
+        [error] = check_settings()
+    assert error.id == "piimw.E001"
+    assert "settings.PIIMW#/rules/0/action" in error.msg
+
+
+def test_e001_names_the_file(tmp_path: Path) -> None:
+    toml = tmp_path / "piimw.toml"
+    toml.write_text('max_body_bytes = -1\n')
+    with override_settings(PIIMW=str(toml)):
+        [error] = check_settings()
+    assert error.id == "piimw.E001"
+    assert f"{toml}#/max_body_bytes" in error.msg
+
+
+def test_relative_path_resolves_against_base_dir(tmp_path: Path, spec: Path) -> None:
+    (tmp_path / "piimw.toml").write_text(f'openapi = "{spec.name}"\n')
+    with override_settings(PIIMW="piimw.toml", BASE_DIR=tmp_path):
+        assert check_settings() == []
+        assert len(PIIMiddleware(lambda r: HttpResponse()).config.routes) > 0
+
+
+def test_e002_middleware_order(spec: Path) -> None:
+    with override_settings(PIIMW={"openapi": [str(spec)]}, MIDDLEWARE=[OURS, SESSION, AUTH]):
+        errors = check_settings()
+    assert _ids(errors) == ["piimw.E002", "piimw.E002"]
+    assert SESSION in errors[0].msg
+    assert AUTH in errors[1].msg
+    with override_settings(PIIMW={"openapi": [str(spec)]}, MIDDLEWARE=[SESSION, OURS, AUTH]):
+        assert _ids(check_settings()) == ["piimw.E002"]
+    with override_settings(PIIMW={"openapi": [str(spec)]}, MIDDLEWARE=[OURS]):
+        assert check_settings() == []
+
+
+def test_w001_settings_missing() -> None:
+    assert not hasattr(settings, "PIIMW")
+    assert _ids(check_settings()) == ["piimw.W001"]
+
+
+def test_w002_middleware_missing(spec: Path) -> None:
+    with override_settings(PIIMW={"openapi": [str(spec)]}, MIDDLEWARE=[SESSION]):
+        assert _ids(check_settings()) == ["piimw.W002"]
