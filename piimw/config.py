@@ -21,7 +21,6 @@ from piimw.detect import DEFAULT_DETECTORS, Detectors
 from piimw.engine import Scrubber
 from piimw.errors import ConfigError, SchemaError
 from piimw.findings import ACTIONS, SINKS, Action, Sink
-from piimw.plan import Plan
 from piimw.policy import REASONS, Policy, Rule
 from piimw.routes import Body, OpenAPIRoutes, Route, RouteTable
 from piimw.schema.compiler import Compiler

@@ -202,8 +202,21 @@ def _text_action(action: Action, matched: str, category: str, sink: str,
 class _Walk:
     """State of one scrub call: findings, pending detector candidates, decision cache."""
 
-    __slots__ = ("candidates", "consent", "detect", "event_type", "inline", "known",
-                 "lookup", "raw", "rejected", "route", "s", "sink", "_decisions")
+    __slots__ = (
+        "_decisions",
+        "candidates",
+        "consent",
+        "detect",
+        "event_type",
+        "inline",
+        "known",
+        "lookup",
+        "raw",
+        "rejected",
+        "route",
+        "s",
+        "sink",
+    )
 
     def __init__(self, scrubber: Scrubber, sink: Sink, consent: Consent, route: str | None,
                  event_type: str | None, known: KnownValues | None, detect: bool,

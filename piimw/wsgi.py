@@ -10,7 +10,7 @@ import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any
 
 from piimw.config import Config
 from piimw.exchange import Exchange, Headers, ResponseOutcome, _current
@@ -18,7 +18,7 @@ from piimw.problem import Problem
 
 logger = logging.getLogger("piimw")
 
-ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
