@@ -241,7 +241,8 @@ class Exchange:
             "This endpoint accepts application/json, form or multipart bodies."))
 
     def _json_request(self, body: bytes) -> RequestOutcome:
-        assert self.route is not None and self.route.request is not None
+        assert self.route is not None
+        assert self.route.request is not None
         spec = self.route.request
         try:
             doc = orjson.loads(body)
@@ -268,12 +269,14 @@ class Exchange:
 
     def _remember_tagged(self, doc: Any) -> None:
         """An invalid body is refused, but its values may still reach logs: remember them."""
-        assert self.route is not None and self.route.request is not None
+        assert self.route is not None
+        assert self.route.request is not None
         self.config.scrubber.scrub(doc, self.route.request.plan, sink="app",
                                    consent=self.consent, known=self.known, collect=True)
 
     def _form_request(self, body: bytes) -> RequestOutcome:
-        assert self.route is not None and self.route.request is not None
+        assert self.route is not None
+        assert self.route.request is not None
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
                               max_num_fields=10000)
@@ -331,9 +334,8 @@ class Exchange:
         if route is not None and route.response_for(status) is not None and (
                 is_json_media_type(mt) or not mt):
             return True
-        if status >= 400 and self.config.scrub_error_pages and mt.startswith(TEXTUAL_ERROR_TYPES):
-            return True
-        return False
+        return bool(status >= 400 and self.config.scrub_error_pages
+                    and mt.startswith(TEXTUAL_ERROR_TYPES))
 
     def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
         """Inspect a buffered response; on any doubt, withhold it (fail closed)."""

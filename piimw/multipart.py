@@ -47,7 +47,8 @@ def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> Reques
     from piimw.exchange import RequestOutcome, header
 
     route = exchange.route
-    assert route is not None and route.request is not None
+    assert route is not None
+    assert route.request is not None
     boundary = _boundary(header(headers, b"content-type") or b"")
     bad = RequestOutcome(problem=Problem(400, "malformed-multipart",
                                          "The multipart body cannot be parsed."))

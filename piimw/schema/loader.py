@@ -73,9 +73,8 @@ def _openapi_30_to_2020(node: Any) -> Any:
         elif "enum" in out and None not in out["enum"]:
             out["enum"] = [*out["enum"], None]
     for bound, key in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        if isinstance(out.get(key), bool):
-            if out.pop(key) and bound in out:
-                out[key] = out.pop(bound)
+        if isinstance(out.get(key), bool) and out.pop(key) and bound in out:
+            out[key] = out.pop(bound)
     return out
 
 

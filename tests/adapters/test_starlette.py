@@ -193,7 +193,8 @@ def test_template_spelled_as_the_config_spells_it(config: piimw.Config) -> None:
     template = mw.route_template(scope_for(app, "GET", "/users/3"))
     assert template is not None
     route = config.routes.get("GET", template)  # parameter names need not agree
-    assert route is not None and route.template == "/users/{id}"
+    assert route is not None
+    assert route.template == "/users/{id}"
 
 
 @pytest.mark.parametrize(("path", "template"), [

@@ -31,7 +31,8 @@ def test_from_file_loads_routes_and_rules(tmp_path: Path) -> None:
     cfg = piimw.Config.from_file(tmp_path / "piimw.toml")
     assert cfg.environment == "staging"
     route = cfg.routes.match("POST", "/signup")
-    assert route is not None and route.request is not None
+    assert route is not None
+    assert route.request is not None
     res = cfg.scrubber.scrub({"email": "jane@example.com"}, route.request.plan, sink="log")
     assert res.value == {"email": "j***@example.com"}
 
@@ -91,7 +92,8 @@ def test_hash_needs_key_from_environment(tmp_path: Path) -> None:
         piimw.Config.from_dict({"rules": rules}, environ={})
     cfg = piimw.Config.from_dict({"rules": rules},
                                  environ={"PIIMW_HASH_KEY": "k" * 32, "PIIMW_HASH_KEY_ID": "k9"})
-    assert cfg.hasher is not None and cfg.hasher.key_id == "k9"
+    assert cfg.hasher is not None
+    assert cfg.hasher.key_id == "k9"
     with pytest.raises(ConfigError, match="too short"):
         piimw.Config.from_dict({"rules": rules}, environ={"PIIMW_HASH_KEY": "short"})
 
@@ -121,7 +123,8 @@ def test_openapi_30_nullable_and_yaml(tmp_path: Path) -> None:
     (tmp_path / "api.yaml").write_text(yaml.safe_dump(spec))
     cfg = piimw.Config.from_dict({"openapi": str(tmp_path / "api.yaml")})
     route = cfg.routes.match("POST", "/p")
-    assert route is not None and route.request is not None
+    assert route is not None
+    assert route.request is not None
     v = route.request.validator
     assert v is not None
     assert v.is_valid({"email": None, "n": 2})
@@ -138,12 +141,15 @@ def test_validation_problems_never_quote_values(tmp_path: Path) -> None:
     cfg = piimw.Config.from_dict({"routes": [{"route": "POST /a",
                                               "request": str(tmp_path / "s.json")}]})
     route = cfg.routes.match("POST", "/a")
-    assert route is not None and route.request is not None and route.request.validator
+    assert route is not None
+    assert route.request is not None
+    assert route.request.validator
     bad = {"email": "SECRETVAL-no-at-sign", "age": 9999, "kind": "SECRETVAL2",
            "SECRETKEY": 1}
     problems = route.request.validator.problems(bad)
     text = repr(problems)
-    assert "SECRETVAL" not in text and "9999" not in text
+    assert "SECRETVAL" not in text
+    assert "9999" not in text
     assert {(p.pointer, p.keyword) for p in problems} >= {("/email", "format"),
                                                           ("/age", "maximum"),
                                                           ("/kind", "enum"),
@@ -159,11 +165,14 @@ def test_route_matching(tmp_path: Path) -> None:
         {"route": "* /any/{x}/y", "request": s},
     ]})
     r = cfg.routes.match("GET", "/users/42")
-    assert r is not None and r.template == "/users/{id}"
+    assert r is not None
+    assert r.template == "/users/{id}"
     r = cfg.routes.match("GET", "/users/me")
-    assert r is not None and r.template == "/users/me"
+    assert r is not None
+    assert r.template == "/users/me"
     assert cfg.routes.match("POST", "/users/42") is None
     assert cfg.routes.match("GET", "/users/42/extra") is None
     r = cfg.routes.match("PATCH", "/any/1/y")
-    assert r is not None and r.template == "/any/{x}/y"
+    assert r is not None
+    assert r.template == "/any/{x}/y"
     assert cfg.routes.get("GET", "/users/{id}") is not None

@@ -72,7 +72,8 @@ def test_consent_opt_out_drops_marketing_field(plan: piimw.Plan) -> None:
     assert "phone" not in res.value
     assert res.value["email"] == DOC["email"]
     phone = next(f for f in res.findings if f.location == "/phone")
-    assert phone.action == "drop" and phone.reason == "optout.gpc"
+    assert phone.action == "drop"
+    assert phone.reason == "optout.gpc"
 
 
 def test_rules_mask_and_hash(plan: piimw.Plan, hash_env: str) -> None:
@@ -125,7 +126,8 @@ def test_reviewed_fields_are_not_scanned() -> None:
 
 def test_scrub_text() -> None:
     res = piimw.scrub_text("user jane@example.org paid with 4111 1111 1111 1111")
-    assert "jane@" not in res.value and "4111" not in res.value
+    assert "jane@" not in res.value
+    assert "4111" not in res.value
     assert {f.category for f in res.findings} == {"user.contact.email",
                                                  "user.financial.credit_card"}
 

@@ -108,7 +108,8 @@ def test_cross_file_refs(tmp_path: Path) -> None:
         "routes": [{"route": "POST /users", "request": str(tmp_path / "user.json")}],
     })
     route = cfg.routes.get("POST", "/users")
-    assert route is not None and route.request is not None
+    assert route is not None
+    assert route.request is not None
     assert patterns(route.request.plan) == {"/email": ("user.contact.email",)}
 
 
