@@ -101,8 +101,9 @@ _VALIDATOR = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
 def _describe(error: jsonschema.ValidationError) -> str:
     """A message from the keyword, not jsonschema's (which quotes the value)."""
     kw, expected = error.validator, error.validator_value
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
     if kw == "additionalProperties" and isinstance(error.instance, Mapping):
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(schema.get("properties", {}))
         extra = sorted(set(error.instance) - allowed)
         return f"unknown setting(s) {', '.join(map(repr, extra))}"
     if kw == "type":
@@ -111,7 +112,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         options = expected if isinstance(expected, list) else [expected]
         return f"expected one of: {', '.join(map(str, options))}"
     if kw == "required":
-        missing = [k for k in expected if isinstance(error.instance, Mapping)
+        names = expected if isinstance(expected, list) else []
+        missing = [k for k in names if isinstance(error.instance, Mapping)
                    and k not in error.instance]
         return f"missing required setting(s) {', '.join(map(repr, missing))}"
     if kw == "anyOf":

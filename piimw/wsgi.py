@@ -154,6 +154,14 @@ class _Responder:
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
         code = int(status.split(" ", 1)[0])
+        if self.held is not None:
+            # A second call (the app failed after starting): the new response replaces the
+            # held one, and nothing of the first body may survive.
+            self.held = (code, headers, exc_info)
+            self.buffer.clear()
+            self.size = 0
+            self.too_large = False
+            return self._write
         try:
             wants = self.exchange.wants_response_body(code, _to_bytes(headers))
         except Exception as exc:
@@ -185,17 +193,11 @@ class _Responder:
         try:
             for chunk in result:
                 self._collect(chunk)
-                if self.held is None:  # start_response called again without inspection
-                    break
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        held = self.held
-        if held is None:
-            _current.reset(token)
-            return list(self.buffer)
-        code, headers, exc_info = held
+        code, headers, exc_info = self.held
         if self.too_large:
             outcome = self.exchange.too_large()
         else:

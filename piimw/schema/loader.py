@@ -183,11 +183,9 @@ class SchemaStore:
             spec = self._default_spec
             if isinstance(doc, Mapping) and isinstance(doc.get("$schema"), str):
                 spec = cast(str, doc["$schema"])
-            resource = referencing.Resource(
-                contents=doc,
-                specification=referencing.jsonschema.specification_with(spec, default=
-                    referencing.jsonschema.DRAFT202012),
-            )
+            specification = referencing.jsonschema.specification_with(
+                spec, default=referencing.jsonschema.DRAFT202012)
+            resource = specification.create_resource(doc)
             reg = reg.with_resource(uri, resource)
             for anchor_uri, (d, p) in self._anchors.items():
                 if d == uri and not p and "#" not in anchor_uri and anchor_uri != uri:

@@ -14,6 +14,7 @@ import jsonschema
 import jsonschema.validators
 import referencing
 
+_rs: Any
 try:  # a compiled validator for the hot path; jsonschema stays the reference and the reporter
     import jsonschema_rs as _rs
 except ImportError:  # pragma: no cover - the wheel is a dependency; this guards odd platforms
