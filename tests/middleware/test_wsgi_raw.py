@@ -62,8 +62,22 @@ class App:
         return It()
 
 
+class ClosingClient(Client):
+    """Buffers and closes every response, as a WSGI server must (PEP 3333)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_exchange_left_behind() -> Any:
+    yield
+    assert piimw.current() is None
+
+
 def client(app: Any, config: piimw.Config) -> Client:
-    return Client(LintMiddleware(PIIMiddleware(LintMiddleware(app), config)))
+    return ClosingClient(LintMiddleware(PIIMiddleware(LintMiddleware(app), config)))
 
 
 def test_request_and_response(config: piimw.Config) -> None:
@@ -96,7 +110,6 @@ def test_passthrough_streams(config: piimw.Config) -> None:
     app = App(b"hello", ctype="text/plain")
     r = client(app, config).get("/other")
     assert r.data == b"hello"
-    r.close()
     assert app.closed
 
 
@@ -122,7 +135,7 @@ def test_exc_info_start_response(config: piimw.Config) -> None:
                            sys.exc_info())
         return [b"failed for jane@example.com"]
 
-    r = Client(PIIMiddleware(app, config)).post("/signup", json={"email": "jane@example.com"})
+    r = ClosingClient(PIIMiddleware(app, config)).post("/signup", json={"email": "jane@example.com"})
     assert r.status_code == 500
     assert b"jane@" not in r.data
 
