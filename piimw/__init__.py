@@ -16,6 +16,7 @@ from piimw.config import Config
 from piimw.consent import Consent
 from piimw.engine import Result, Scrubber
 from piimw.errors import ConfigError, PIIMWError, SchemaError
+from piimw.events import BlockedEvent, scrub_event
 from piimw.exchange import Exchange, current
 from piimw.findings import Finding
 from piimw.plan import Plan
@@ -24,6 +25,7 @@ from piimw.policy import Decision, Policy, Rule
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BlockedEvent",
     "Config",
     "ConfigError",
     "Consent",
@@ -44,5 +46,6 @@ __all__ = [
     "current",
     "default_config",
     "scrub",
+    "scrub_event",
     "scrub_text",
 ]

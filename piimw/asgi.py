@@ -13,7 +13,9 @@ from typing import Any
 
 from piimw.config import Config
 from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, header
+from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
+from piimw.sanitize import on_app_exception
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,10 +51,19 @@ class PIIMiddleware:
     def __init__(self, app: ASGIApp, config: Config | str | dict[str, Any] | None = None) -> None:
         self.app = app
         self.config = _coerce_config(config)
+        self.optout_api = OptOutAPI.from_config(self.config)
 
     # Hooks for adapters: translate framework knowledge into the core's terms.
     def route_template(self, scope: Scope) -> str | None:
         return None
+
+    def user_id(self, scope: Scope) -> str | int | None:
+        """The authenticated user's id (adapters: from the framework's auth), or None."""
+        return None
+
+    def cookie_authenticated(self, scope: Scope) -> bool:
+        """True unless the user was authenticated by a header a browser never adds itself."""
+        return True
 
     def prepare(self, exchange: Exchange, scope: Scope) -> None:
         """Called once the exchange exists; adapters add session or registry consent here."""
@@ -60,6 +71,8 @@ class PIIMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if await self._serve_privacy_endpoints(scope, receive, send):
             return
         headers: Headers = list(scope.get("headers") or ())
         exchange = Exchange(self.config, scope["method"], scope.get("path", "/"), headers,
@@ -69,14 +82,52 @@ class PIIMiddleware:
         if client:
             exchange.add_client_address(client[0])
         self.prepare(exchange, scope)
+        exchange.resolve_consent(self.user_id(scope))
         scope = dict(scope)
         scope["piimw"] = exchange
         responder = _Responder(exchange, send)
+        replacement: BaseException | None = None
         with activate(exchange):
-            if exchange.passthrough:
-                await self.app(scope, receive, responder.send)
-                return
-            await self._inspect(exchange, scope, receive, responder)
+            try:
+                if exchange.passthrough:
+                    await self.app(scope, receive, responder.send)
+                    return
+                await self._inspect(exchange, scope, receive, responder)
+            except Exception as exc:
+                # Sanitize while this request's known values are active: the server's error
+                # log and outer middleware (Sentry) report the exception after we return.
+                clean = on_app_exception(exc)
+                if clean is exc:
+                    raise
+                replacement = clean
+        if replacement is not None:
+            raise replacement  # outside the except block: no __context__ back to the raw one
+
+    async def _serve_privacy_endpoints(self, scope: Scope, receive: Receive,
+                                       send: Send) -> bool:
+        """``/.well-known/gpc.json`` and the opt-out API, if configured. True if answered."""
+        path = scope.get("path", "/")
+        answer = None
+        if path == GPC_JSON_PATH:
+            answer = gpc_json_response(self.config.consent_settings, scope["method"])
+        elif self.optout_api is not None and path == self.optout_api.settings.path:
+            body = b""
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return True
+                body += message.get("body", b"")
+                if len(body) > MAX_BODY or not message.get("more_body"):
+                    break
+            answer = self.optout_api.handle(
+                scope["method"], self.user_id(scope), body, list(scope.get("headers") or ()),
+                cookie_auth=self.cookie_authenticated(scope), scheme=scope.get("scheme"))
+        if answer is None:
+            return False
+        status, headers, payload = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        return True
 
     async def _inspect(self, exchange: Exchange, scope: Scope, receive: Receive,
                        responder: _Responder) -> None:

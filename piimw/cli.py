@@ -35,6 +35,11 @@ class Command:
 COMMANDS: dict[str, str] = {
     "check": "piimw.cli:CHECK",
     "demo": "piimw.demo:COMMAND",
+    "optout": "piimw.cli_optout:COMMAND",
+    "scan": "piimw.scan_cli:COMMAND",
+    "audit": "piimw.audit.cli:COMMAND",
+    "map": "piimw.datamap_cli:MAP",
+    "suggest": "piimw.datamap_cli:SUGGEST",
 }
 
 

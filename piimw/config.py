@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import jsonschema
 
@@ -22,12 +22,17 @@ from piimw.engine import Scrubber
 from piimw.errors import ConfigError, SchemaError
 from piimw.findings import ACTIONS, SINKS, Action, Sink
 from piimw.policy import REASONS, Policy, Rule
+from piimw.registry import REGISTRY_SCHEMA
 from piimw.routes import Body, OpenAPIRoutes, Route, RouteTable
 from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
 from piimw.schema.validate import Validator, fast_registry
+from piimw.signals import CONSENT_SCHEMA, ConsentSettings
 from piimw.taxonomy import UnknownCategoryError, resolve, resolve_use
 from piimw.transform import Hasher
+
+if TYPE_CHECKING:
+    from piimw.registry import Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,8 +93,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "reason": {"enum": list(REASONS)},
             },
         }},
-        "consent": {"type": "object"},
-        "registry": {"type": "object"},
+        "consent": CONSENT_SCHEMA,
+        "registry": REGISTRY_SCHEMA,
         "audit": {"type": "object"},
         "logging": {"type": "object"},
         "events": {"type": "object"},
@@ -151,6 +156,14 @@ class Config:
     store: SchemaStore = field(default_factory=SchemaStore)
     source: str = "<dict>"
     raw: Mapping[str, Any] = field(default_factory=dict)
+    consent_settings: ConsentSettings = field(default_factory=ConsentSettings)
+
+    @cached_property
+    def registry(self) -> Registry | None:
+        """The opt-out registry (``[registry]``), opened on first use; None if not configured."""
+        from piimw.registry import Registry
+
+        return Registry.from_config(self)
 
     @cached_property
     def scrubber(self) -> Scrubber:
@@ -212,6 +225,15 @@ class Config:
         rules = [_rule(r, source, f"/rules/{i}") for i, r in enumerate(data.get("rules", []))]
         cfg.policy = Policy(rules, environment=cfg.environment)
         cfg._load_schemas(data, base, source, openapi_documents or {})
+        cfg.consent_settings = ConsentSettings.from_config(data.get("consent"), source=source)
+        if "registry" in data:  # fail at start-up, not on the first signed-in request
+            from piimw.registry import registry_url
+
+            registry_url(data["registry"], env, source=source)
+            if not env.get(data.get("hash", {}).get("key_env", "PIIMW_HASH_KEY")):
+                raise ConfigError("the opt-out registry keys subjects with the hash key; set "
+                                  "the environment variable named by hash.key_env",
+                                  source=source, pointer="/hash/key_env")
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
         return cfg
 

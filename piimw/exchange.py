@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from piimw import consent as consent_mod
+from piimw import signals as signals_mod
 from piimw.consent import Consent
 from piimw.detect import KnownValues
 from piimw.engine import Result
@@ -142,6 +143,7 @@ class Exchange:
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers
             if k in (b"sec-gpc", b"dnt", b"x-do-not-track", b"x-pii-opt-out")
         )
+        signals = signals.merge(signals_mod.from_request(headers, config.consent_settings))
         self.consent = signals if consent is None else signals.merge(consent)
         self.known = KnownValues()
         self._findings: list[Finding] = []
@@ -174,6 +176,18 @@ class Exchange:
     def set_consent(self, consent: Consent) -> None:
         """Adapters add what they learn later (session flag, registry) to the header signals."""
         self.consent = self.consent.merge(consent)
+
+    def resolve_consent(self, user_id: str | int | None) -> None:
+        """Add the registry's record for the signed-in user (headers and session already in).
+
+        Replaces rather than merges: a user's explicit opt-in recorded after a sticky signal
+        may lift it (see :meth:`piimw.registry.Registry.consent_for`). Writes a GPC signal
+        through to the registry; fails closed if the registry is down. Anonymous: no-op.
+        """
+        registry = self.config.registry
+        if registry is None or user_id is None or user_id == "":
+            return
+        self.consent = registry.consent_for(registry.subject_for(user_id), self.consent)
 
     # -- harvesting known values ----------------------------------------------------------
     def _harvest_headers(self, headers: Headers) -> None:
@@ -308,6 +322,10 @@ class Exchange:
         self._results.append(res)
         self.signals_used |= res.changed_by_consent
         return res
+
+    def record(self, findings: list[Finding]) -> None:
+        """Findings made outside the exchange's own inspection (log filter, error reports)."""
+        self._record(findings)
 
     def _record(self, findings: list[Finding]) -> None:
         self._findings.extend(findings)

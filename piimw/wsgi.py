@@ -14,7 +14,9 @@ from typing import Any
 
 from piimw.config import Config
 from piimw.exchange import Exchange, Headers, ResponseOutcome, _current
+from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
+from piimw.sanitize import on_app_exception
 
 logger = logging.getLogger("piimw")
 
@@ -70,14 +72,28 @@ class PIIMiddleware:
 
         self.app = app
         self.config = _coerce_config(config)
+        self.optout_api = OptOutAPI.from_config(self.config)
 
     def route_template(self, environ: dict[str, Any]) -> str | None:
         return None
+
+    def user_id(self, environ: dict[str, Any]) -> str | int | None:
+        """The authenticated user's id (adapters: from the framework's auth), or None."""
+        return None
+
+    def cookie_authenticated(self, environ: dict[str, Any]) -> bool:
+        """True unless the user was authenticated by a header a browser never adds itself."""
+        return True
 
     def prepare(self, exchange: Exchange, environ: dict[str, Any]) -> None:
         """Called once the exchange exists; adapters add session or registry consent here."""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        answer = self._privacy_endpoint(environ)
+        if answer is not None:
+            status, out, payload = answer
+            start_response(_status_line(status), _to_str(out))
+            return [payload]
         headers = environ_headers(environ)
         exchange = Exchange(self.config, environ.get("REQUEST_METHOD", "GET"),
                             environ.get("PATH_INFO", "/") or "/", headers,
@@ -85,13 +101,37 @@ class PIIMiddleware:
                             route_template=self.route_template(environ))
         exchange.add_client_address(environ.get("REMOTE_ADDR"))
         self.prepare(exchange, environ)
+        exchange.resolve_consent(self.user_id(environ))
         environ["piimw"] = exchange
         token = _current.set(exchange)
         try:
             return self._call(exchange, environ, start_response, token)
+        except Exception as exc:
+            clean = on_app_exception(exc)  # while the exchange is still current
+            _current.reset(token)
+            if clean is exc:
+                raise
+            replacement = clean
         except BaseException:
             _current.reset(token)
             raise
+        raise replacement  # outside the except block: no __context__ back to the raw one
+
+    def _privacy_endpoint(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes] | None:
+        """``/.well-known/gpc.json`` and the opt-out API, if configured."""
+        path = environ.get("PATH_INFO", "/") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == GPC_JSON_PATH:
+            return gpc_json_response(self.config.consent_settings, method)
+        api = self.optout_api
+        if api is None or path != api.settings.path:
+            return None
+        declared = environ.get("CONTENT_LENGTH") or ""
+        size = int(declared) if declared.isdigit() else 0
+        body = environ["wsgi.input"].read(min(size, MAX_BODY + 1)) if size else b""
+        return api.handle(method, self.user_id(environ), body, environ_headers(environ),
+                          cookie_auth=self.cookie_authenticated(environ),
+                          scheme=environ.get("wsgi.url_scheme"))
 
     def _call(self, exchange: Exchange, environ: dict[str, Any], start_response: StartResponse,
               token: Any) -> Iterable[bytes]:
@@ -233,7 +273,16 @@ class _ClosingIterator:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._iter)
+        try:
+            return next(self._iter)
+        except StopIteration:
+            raise
+        except Exception as exc:  # a streaming body failed: still inside the request's context
+            clean = on_app_exception(exc)
+            if clean is exc:
+                raise
+            replacement = clean
+        raise replacement
 
     def close(self) -> None:
         if self._closed:

@@ -40,9 +40,12 @@ logger = logging.getLogger("piimw")
 
 #: The session key holding the user's opt-out: ``True`` (all non-essential uses) or a list.
 DEFAULT_SESSION_KEY = "piimw_opt_out"
+#: Where Flask-Login keeps the signed-in user id; read only when a registry is configured.
+DEFAULT_USER_SESSION_KEY = "_user_id"
 EXTENSION = "piimw"
 _ENVIRON_TEMPLATE = "piimw.flask.route_template"
 _ENVIRON_REQUEST = "piimw.flask.request"
+_ENVIRON_USER = "piimw.flask.user_id"
 _CONVERTER = re.compile(r"<(?:[^<>]*:)?([^<>:]+)>")
 
 ConfigLike = Config | Mapping[str, Any] | str | PathLike[str]
@@ -79,10 +82,17 @@ class FlaskPIIMiddleware(PIIMiddleware):
     """The WSGI middleware plus Flask's route templates and session flag."""
 
     def __init__(self, wsgi_app: WSGIApp, config: Config, flask_app: Flask,
-                 session_key: str = DEFAULT_SESSION_KEY) -> None:
+                 session_key: str = DEFAULT_SESSION_KEY,
+                 user_session_key: str = DEFAULT_USER_SESSION_KEY) -> None:
         super().__init__(wsgi_app, config)
         self.flask_app = flask_app
         self.session_key = session_key
+        self.user_session_key = user_session_key
+
+    def user_id(self, environ: dict[str, Any]) -> str | int | None:
+        """The signed-in user's id as Flask-Login keeps it in the session (``_user_id``)."""
+        value = environ.pop(_ENVIRON_USER, None)
+        return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         # One shallow request object for both hooks: it never touches the body stream.
@@ -148,6 +158,8 @@ class FlaskPIIMiddleware(PIIMiddleware):
             return session_consent(True)
         if session is None:
             return None
+        if self.config.registry is not None:
+            environ[_ENVIRON_USER] = session.get(self.user_session_key)
         return session_consent(session.get(self.session_key))
 
 
@@ -171,7 +183,8 @@ class PIIMW:
         raw = self._config if self._config is not None else app.config.get("PIIMW")
         config = _load(raw, app.root_path) if raw is not None else default_config()
         key = self._session_key or app.config.get("PIIMW_SESSION_KEY") or DEFAULT_SESSION_KEY
-        middleware = FlaskPIIMiddleware(app.wsgi_app, config, app, str(key))
+        user_key = app.config.get("PIIMW_USER_SESSION_KEY") or DEFAULT_USER_SESSION_KEY
+        middleware = FlaskPIIMiddleware(app.wsgi_app, config, app, str(key), str(user_key))
         app.wsgi_app = middleware  # type: ignore[method-assign]
         state = PIIMWState(config, middleware, str(key))
         app.extensions[EXTENSION] = state

@@ -123,6 +123,14 @@ class PIIMiddleware(_ASGIMiddleware):
             return None
         return template  # the route table matches it whatever the parameter names
 
+    def user_id(self, scope: Scope) -> str | int | None:
+        """The signed-in user from Starlette's ``AuthenticationMiddleware`` (runs before us)."""
+        user = scope.get("user")
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        identity = getattr(user, "identity", None)
+        return identity if isinstance(identity, (str, int)) and identity != "" else None
+
     def prepare(self, exchange: Exchange, scope: Scope) -> None:
         """Merge the session's opt-out flag (``SessionMiddleware`` must run before us)."""
         session = scope.get("session")

@@ -14,13 +14,13 @@ import jsonschema
 import jsonschema.validators
 import referencing
 
+from piimw.schema.loader import DRAFT_7, DRAFT_2020, SchemaStore, escape_token
+
 _rs: Any
 try:  # a compiled validator for the hot path; jsonschema stays the reference and the reporter
     import jsonschema_rs as _rs
 except ImportError:  # pragma: no cover - the wheel is a dependency; this guards odd platforms
     _rs = None
-
-from piimw.schema.loader import DRAFT_7, DRAFT_2020, SchemaStore, escape_token
 
 #: Formats asserted on purpose (the rest are annotations, as the 2020-12 spec says).
 CHECKED_FORMATS = (

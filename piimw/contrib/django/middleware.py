@@ -147,6 +147,14 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
+def _user_pk(user: Any) -> str | int | None:
+    """The authenticated user's primary key (AuthenticationMiddleware must run before us)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    pk = getattr(user, "pk", None)
+    return pk if isinstance(pk, (str, int)) else (str(pk) if pk is not None else None)
+
+
 class PIIMiddleware:
     """Inspect each request and response per ``settings.PIIMW``. Holds configuration only."""
 
@@ -176,6 +184,9 @@ class PIIMiddleware:
             except Exception as exc:
                 flag, failure = None, exc
             self._session_flag(exchange, flag, failure)
+        if self.config.registry is not None:
+            user = getattr(request, "user", None)
+            exchange.resolve_consent(_user_pk(user))
         with activate(exchange):
             problem = self._inspect_request(exchange, request)
             if problem is not None:
@@ -193,6 +204,10 @@ class PIIMiddleware:
             except Exception as exc:
                 flag, failure = None, exc
             self._session_flag(exchange, flag, failure)
+        if self.config.registry is not None:
+            auser = getattr(request, "auser", None)
+            user = await auser() if auser is not None else getattr(request, "user", None)
+            await sync_to_async(exchange.resolve_consent)(_user_pk(user))
         with activate(exchange):
             problem = self._inspect_request(exchange, request)
             if problem is not None:

@@ -1,0 +1,218 @@
+"""Analytics and third-party events: consent first, then scrubbing for sink ``event``.
+
+:func:`scrub_event` is what an application calls before handing an event to an analytics
+SDK; :class:`Outbound` is the sans-IO core of the HTTP client adapters
+(:mod:`piimw.contrib.httpx`, :mod:`piimw.contrib.requests`), which apply the same decision to
+request bodies sent to configured third-party hosts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from piimw.api import allows
+from piimw.consent import Consent
+from piimw.errors import PIIMWError
+from piimw.exchange import current
+from piimw.sanitize import ScrubContext
+from piimw.taxonomy import resolve_use
+
+if TYPE_CHECKING:
+    from piimw.config import Config
+    from piimw.plan import Plan
+
+__all__ = ["BlockedEvent", "Outbound", "OutboundBody", "allows", "scrub_event"]
+
+#: Bodies larger than this are not inspected; they are blocked (fail closed).
+MAX_EVENT_BYTES: Final = 4 << 20
+
+
+class BlockedEvent(PIIMWError):
+    """An event (or an outbound request to a third party) was not sent.
+
+    ``reason``: ``"consent"`` (the subject opted out of ``use``) or ``"uninspectable"`` (a body
+    piimw cannot parse, so cannot clear). Names the use and the host, never a value.
+    """
+
+    def __init__(self, use: str, reason: str = "consent", *, host: str | None = None) -> None:
+        self.use = use
+        self.reason = reason
+        self.host = host
+        where = f" to {host}" if host else ""
+        why = f"the subject opted out of {use!r}" if reason == "consent" else \
+            f"the body cannot be inspected ({reason})"
+        super().__init__(f"event{where} blocked: {why}")
+
+
+def _context(use: str, event_type: str | None, consent: Consent | None,
+             config: Config | None) -> ScrubContext:
+    return ScrubContext(sink="event", exchange=current(), config=config, consent=consent,
+                        uses=(use,), event_type=event_type, location="event")
+
+
+def scrub_event(
+    event: Mapping[str, Any],
+    use: str = "analytics",
+    *,
+    event_type: str | None = None,
+    plan: Plan | None = None,
+    consent: Consent | None = None,
+    config: Config | None = None,
+) -> dict[str, Any] | None:
+    """A copy of ``event`` fit to send for ``use``, or None when the subject opted out of it.
+
+    Values the ``plan`` tags are decided by their tags; every other string is checked against
+    the detectors and the current request's known values, and decided for ``use`` (so a rule
+    may allow, mask or hash a category for one use only). Default: no raw PII.
+    """
+    use = resolve_use(use)
+    ctx = _context(use, event_type, consent, config)
+    if ctx.consent.opted_out_of(use) is not None:
+        return None
+    doc: Any = dict(event)
+    if plan is not None:
+        res = ctx.scrubber.scrub(doc, plan, sink="event", consent=ctx.consent, route=ctx.route,
+                             event_type=event_type, known=ctx.known, detect=False)
+        ctx.findings.extend(res.findings)
+        doc = res.value if isinstance(res.value, dict) else {}
+    out = ctx.data(doc)
+    ctx.flush()
+    return out if isinstance(out, dict) else {}
+
+
+# -- outbound HTTP (sans-IO core of the client adapters) ----------------------------------
+@dataclass(frozen=True)
+class OutboundBody:
+    """What to send instead: the query string and body (unchanged objects when clean)."""
+
+    query: str
+    body: bytes
+    changed: bool
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class Outbound:
+    """Which third-party hosts receive which use, and what may be sent to them.
+
+    ``hosts`` maps a host name to the use its data serves (``{"api.segment.io": "analytics"}``);
+    a key starting with ``.`` or ``*.`` covers subdomains. Hosts not listed pass untouched.
+    """
+
+    def __init__(self, hosts: Mapping[str, str]) -> None:
+        exact: dict[str, str] = {}
+        suffixes: list[tuple[str, str]] = []
+        for host, use in hosts.items():
+            h = host.strip().lower().rstrip(".")
+            u = resolve_use(use)
+            if h.startswith("*."):
+                suffixes.append((h[1:], u))
+            elif h.startswith("."):
+                suffixes.append((h, u))
+            else:
+                exact[h] = u
+        self._exact = exact
+        self._suffixes = tuple(sorted(suffixes, key=lambda p: -len(p[0])))
+
+    def use_for(self, host: str | None) -> str | None:
+        if not host:
+            return None
+        h = host.lower().rstrip(".")
+        use = self._exact.get(h)
+        if use is not None:
+            return use
+        for suffix, u in self._suffixes:
+            if h.endswith(suffix) or h == suffix[1:]:
+                return u
+        return None
+
+    def check(self, host: str, use: str) -> None:
+        """Raise :class:`BlockedEvent` if the current subject opted out of ``use``."""
+        if not allows(use):
+            raise BlockedEvent(use, "consent", host=host)
+
+    def scrub(self, host: str, use: str, *, query: str, content_type: str | None,
+              content_encoding: str | None, body: bytes) -> OutboundBody:
+        """Consent check, then the query values and the body scrubbed for sink ``event``."""
+        self.check(host, use)
+        ctx = _context(use, None, None, None)
+        new_query = _scrub_query(query, ctx)
+        new_body = self._body(host, use, ctx, content_type, content_encoding, body)
+        ctx.flush()
+        changed = new_query is not query or new_body is not body
+        return OutboundBody(new_query, new_body, changed)
+
+    def _body(self, host: str, use: str, ctx: ScrubContext, content_type: str | None,
+              content_encoding: str | None, body: bytes) -> bytes:
+        if not body:
+            return body
+        if len(body) > MAX_EVENT_BYTES:
+            raise BlockedEvent(use, "too large", host=host)
+        encoding = (content_encoding or "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            try:
+                raw = zlib.decompressobj(wbits=47).decompress(body, MAX_EVENT_BYTES + 1)
+            except zlib.error as e:
+                raise BlockedEvent(use, "bad gzip data", host=host) from e
+            if len(raw) > MAX_EVENT_BYTES:
+                raise BlockedEvent(use, "too large", host=host)
+        elif encoding == "identity":
+            raw = body
+        else:
+            raise BlockedEvent(use, f"content-encoding {encoding}", host=host)
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        new = _scrub_payload(raw, media, ctx, use, host)
+        if new is raw:
+            return body
+        return gzip.compress(new, mtime=0) if encoding in ("gzip", "x-gzip") else new
+
+
+def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) -> bytes:
+    stripped = raw.lstrip()
+    if _is_json(media) or (not media and stripped[:1] in (b"{", b"[")):
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise BlockedEvent(use, "malformed JSON", host=host) from e
+        new = ctx.data(doc)
+        return raw if new is doc else orjson.dumps(new)
+    if media == "application/x-www-form-urlencoded":
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BlockedEvent(use, "undecodable form", host=host) from e
+        new_text = _scrub_query(text, ctx)
+        return raw if new_text is text else new_text.encode("utf-8")
+    if media.startswith("text/"):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BlockedEvent(use, "undecodable text", host=host) from e
+        new_text = ctx.text(text)
+        return raw if new_text is text else new_text.encode("utf-8")
+    raise BlockedEvent(use, f"media type {media or 'unknown'}", host=host)
+
+
+def _scrub_query(query: str, ctx: ScrubContext) -> str:
+    if not query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    out: list[tuple[str, str]] = []
+    changed = False
+    for k, v in pairs:
+        nk, nv = ctx.text(k), ctx.text(v)
+        changed = changed or nk is not k or nv is not v
+        out.append((nk, nv))
+    if not changed:
+        # parse_qsl decodes; a value may only be visible encoded in the raw string
+        return ctx.text(query)
+    return urlencode(out)

@@ -1,0 +1,311 @@
+"""Log scrubbing: a ``logging.Filter`` for handlers, and :func:`install` to put it everywhere.
+
+Request PII reaches logs through formatted arguments (``logger.info("signup %s", payload)``),
+f-string exception messages, tracebacks, ``extra=`` attributes and access-log lines. The filter
+scrubs all of them in place on the record, by value (detectors plus the current request's known
+values), with the policy for sink ``log`` deciding the replacement. It is a handler filter
+because logger-level filters do not see records propagated from child loggers.
+
+Usable from ``dictConfig``::
+
+    "filters": {"pii": {"()": "piimw.logging.PIIFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["pii"]}},
+"""
+
+from __future__ import annotations
+
+import copy
+import logging as _logging
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from piimw.findings import Sink
+from piimw.sanitize import PLACEHOLDER, ScrubContext
+
+__all__ = [
+    "ACCESS_LOGGERS",
+    "KNOWN_LOGGERS",
+    "WITHHELD",
+    "PIIFilter",
+    "install",
+    "installed",
+    "uninstall",
+]
+
+#: Replaces a record that could not be scrubbed (fail closed): never the raw record.
+WITHHELD: Final = "[piimw: log record withheld: scrubbing failed]"
+
+#: Loggers whose formatters read ``record.args`` as fields: scrubbed element by element.
+ACCESS_LOGGERS: Final = frozenset({"uvicorn.access", "gunicorn.access"})
+
+KNOWN_LOGGERS: Final = (
+    "django", "django.request", "django.server", "werkzeug", "flask.app", "uvicorn",
+    "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access", "sentry_sdk.errors",
+)
+
+#: Marks a scrubbed record, so that a record passing several filtered handlers costs once.
+#: Leading underscore: Sentry's logging integration leaves such attributes out of ``extra``.
+_MARK: Final = "_piimw"
+_STANDARD: Final = frozenset(
+    _logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+) | {"message", "asctime", "taskName", _MARK}
+_SIMPLE: Final = (str, int, float, bool, type(None))
+
+
+class PIIFilter(_logging.Filter):
+    """Scrub a log record in place; never drops a record.
+
+    ``keep_traceback``: after the traceback text is scrubbed into ``record.exc_text``,
+    ``record.exc_info`` holds a sanitized copy of the exception (with the original traceback,
+    for reporters that show frames; their frame variables are theirs to scrub, as Sentry's and
+    Django's are with piimw's integrations). ``False`` sets ``exc_info`` to ``None``.
+    """
+
+    def __init__(self, name: str = "", *, sink: Sink = "log", keep_traceback: bool = True) -> None:
+        super().__init__(name)
+        self.sink: Sink = sink
+        self.keep_traceback = keep_traceback
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        # ``name`` is accepted (logging.Filter's signature) but selects nothing: every record
+        # is scrubbed, none is dropped.
+        if getattr(record, _MARK, False):
+            return True
+        setattr(record, _MARK, True)
+        try:
+            ctx = ScrubContext.current(self.sink, location=f"log:{record.name}")
+            self._scrub(record, ctx)
+            ctx.flush()
+        except Exception:
+            _withhold(record)
+        return True
+
+    def _scrub(self, record: _logging.LogRecord, ctx: ScrubContext) -> None:
+        if record.name in ACCESS_LOGGERS and isinstance(record.args, (tuple, Mapping)) \
+                and record.args:
+            _scrub_fields(record, ctx)
+        else:
+            _scrub_message(record, ctx)
+        ei = record.exc_info
+        if ei and ei[1] is not None:
+            clean = ctx.exception(ei[1], copy=True)
+            tb = ei[2]
+            text = _logging.Formatter().formatException((type(clean), clean, tb))
+            record.exc_text = ctx.text(text)
+            record.exc_info = (type(clean), clean, tb) if self.keep_traceback else None
+        elif record.exc_text:
+            record.exc_text = ctx.text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = ctx.text(record.stack_info)
+        attrs = record.__dict__
+        for key in attrs.keys() - _STANDARD:  # extras: one set difference, usually empty
+            if key.startswith("_piimw"):
+                continue
+            value = attrs[key]
+            new = ctx.data(value)
+            if new is not value:
+                setattr(record, key, new)
+
+
+def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:
+        # A broken format would make every handler print msg and args raw (handleError).
+        message = f"{_str(record.msg)} {_repr(record.args)} [piimw: message could not be formatted]"
+        record.msg = ctx.text(message)
+        record.args = ()
+        return
+    scrubbed = ctx.text(message)
+    if scrubbed is message and _simple(record):
+        # Clean: keep the template and arguments (Sentry groups log events by template).
+        return
+    record.msg = scrubbed
+    record.args = ()
+    if "message" in record.__dict__:
+        record.message = scrubbed
+
+
+def _simple(record: _logging.LogRecord) -> bool:
+    """Clean text from these arguments means clean arguments (no other rendering differs)."""
+    if not isinstance(record.msg, str):
+        return False
+    args = record.args
+    if not args:
+        return True
+    values: Iterable[Any] = args.values() if isinstance(args, Mapping) else args
+    return all(isinstance(v, _SIMPLE) for v in values)
+
+
+def _scrub_fields(record: _logging.LogRecord, ctx: ScrubContext) -> None:
+    """Access logs: formatters unpack ``args`` (uvicorn: a 5-tuple, gunicorn: a dict of atoms)."""
+    if isinstance(record.msg, str):
+        record.msg = ctx.text(record.msg)
+    args = record.args
+    if isinstance(args, Mapping):
+        changed = {k: _field(v, ctx) for k, v in args.items()}
+        if any(changed[k] is not v for k, v in args.items()):
+            new: Mapping[str, Any] = changed
+            if isinstance(args, dict):
+                try:
+                    kept = copy.copy(args)  # keeps gunicorn's SafeAtoms (missing atom: "-")
+                    for k, v in changed.items():
+                        dict.__setitem__(kept, k, v)
+                    new = kept
+                except Exception:
+                    new = changed
+            record.args = new
+    elif isinstance(args, tuple):
+        fields = tuple(_field(v, ctx) for v in args)
+        if any(a is not b for a, b in zip(fields, args, strict=True)):
+            record.args = fields
+
+
+def _field(value: Any, ctx: ScrubContext) -> Any:
+    if isinstance(value, str):
+        return ctx.text(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value if not ctx.changes(str(value)) else 0  # keeps %d working
+    if isinstance(value, bytes):
+        return ctx.text(value.decode("utf-8", "replace"))
+    return ctx.text(_str(value))
+
+
+def _str(obj: object) -> str:
+    try:
+        return str(obj)
+    except Exception:
+        return PLACEHOLDER
+
+
+def _repr(obj: object) -> str:
+    try:
+        return repr(obj)
+    except Exception:
+        return PLACEHOLDER
+
+
+def _withhold(record: _logging.LogRecord) -> None:
+    """Fail closed: nothing of the original record survives but its level and origin."""
+    record.msg = WITHHELD
+    args = record.args
+    if record.name in ACCESS_LOGGERS and isinstance(args, tuple):
+        record.args = tuple(v if isinstance(v, int) else PLACEHOLDER for v in args)
+    elif record.name in ACCESS_LOGGERS and isinstance(args, Mapping):
+        record.args = {k: PLACEHOLDER for k in args}
+    else:
+        record.args = ()
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    if "message" in record.__dict__:
+        record.message = WITHHELD
+    for key in record.__dict__.keys() - _STANDARD:
+        if not key.startswith("_piimw"):
+            setattr(record, key, PLACEHOLDER)
+
+
+# -- install everywhere -------------------------------------------------------------------
+class _Installation:
+    __slots__ = ("filter", "handlers")
+
+    def __init__(self, pii_filter: PIIFilter) -> None:
+        self.filter = pii_filter
+        self.handlers: weakref.WeakSet[_logging.Handler] = weakref.WeakSet()
+
+
+_lock = threading.RLock()
+_state: _Installation | None = None
+
+
+def _attach(handler: _logging.Handler) -> None:
+    st = _state
+    if st is None:
+        return
+    handler.addFilter(st.filter)  # no-op if present: Filterer checks membership
+    st.handlers.add(handler)
+
+
+#: What our ``addHandler`` wrapper calls: logging's own, or a wrapper installed before ours.
+#: Kept after :func:`uninstall`, for when a later wrapper still calls ours.
+_next_add_handler: Any = _logging.Logger.addHandler
+#: Our wrapper is somewhere in the ``addHandler`` chain (possibly under someone else's).
+_hooked = False
+
+
+def _add_handler(self: _logging.Logger, hdlr: _logging.Handler) -> None:
+    """Replacement for ``Logger.addHandler``: every handler added later gets the filter."""
+    _next_add_handler(self, hdlr)
+    if _state is not None:
+        _attach(hdlr)
+
+
+def install(loggers: Iterable[str] | None = None, *,
+            pii_filter: PIIFilter | None = None) -> PIIFilter:
+    """Attach one :class:`PIIFilter` to every handler that exists now and every one added later.
+
+    Now: the handlers of the root logger, of every existing logger, of :data:`KNOWN_LOGGERS`
+    and of ``loggers``, and ``logging.lastResort`` (what prints when no handler is configured).
+    Later: ``logging.Logger.addHandler`` is wrapped, which catches ``dictConfig``,
+    ``basicConfig`` and framework set-up alike. Handlers appended to ``logger.handlers``
+    directly, or used without a logger (a ``QueueListener``'s targets), are not seen: filter
+    the ``QueueHandler`` instead, where the request's context is still available.
+    Idempotent; undone by :func:`uninstall`.
+    """
+    global _state, _next_add_handler, _hooked
+    with _lock:
+        if _state is None:
+            _state = _Installation(pii_filter or PIIFilter())
+        elif pii_filter is not None and pii_filter is not _state.filter:
+            _swap_filter(_state, pii_filter)
+        st = _state
+        manager = _logging.Logger.manager
+        names = set(KNOWN_LOGGERS) | set(loggers or ())
+        targets: list[_logging.Logger] = [_logging.getLogger()]
+        targets += [lg for lg in list(manager.loggerDict.values())
+                    if isinstance(lg, _logging.Logger)]
+        targets += [_logging.getLogger(n) for n in sorted(names)]
+        for lg in targets:
+            for h in list(lg.handlers):
+                _attach(h)
+        if _logging.lastResort is not None:
+            _attach(_logging.lastResort)
+        if not _hooked:
+            _next_add_handler = _logging.Logger.addHandler
+            _logging.Logger.addHandler = _add_handler  # type: ignore[method-assign]
+            _hooked = True
+        return st.filter
+
+
+def _swap_filter(st: _Installation, new: PIIFilter) -> None:
+    for h in list(st.handlers):
+        h.removeFilter(st.filter)
+    st.filter = new
+    for h in list(st.handlers):
+        h.addFilter(new)
+
+
+def uninstall() -> None:
+    """Remove the filter from every handler :func:`install` touched and unwrap ``addHandler``."""
+    global _state, _hooked
+    with _lock:
+        st = _state
+        if st is None:
+            return
+        for h in list(st.handlers):
+            h.removeFilter(st.filter)
+        if _logging.Logger.addHandler is _add_handler:
+            _logging.Logger.addHandler = _next_add_handler  # type: ignore[method-assign]
+            _hooked = False
+        # else: someone wrapped it after us; our wrapper stays in their chain as a no-op.
+        _state = None
+
+
+def installed() -> PIIFilter | None:
+    """The installed filter, or None."""
+    st = _state
+    return st.filter if st is not None else None

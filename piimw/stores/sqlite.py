@@ -1,0 +1,182 @@
+"""SQLite registry backend: the embedded default, shared by worker processes on one host.
+
+WAL mode lets readers go on while a writer commits. A per-process cache stays correct because
+every cached lookup first reads ``PRAGMA data_version``, which changes whenever *another*
+connection committed; this connection's own writes invalidate the cache directly.
+Any SQLite error drops the connection, and so does a file replaced under it (checked by inode
+per operation), so that a file restored from a backup is reopened rather than read stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, ClassVar
+
+from piimw.stores import Cache, Change, Record, Store, StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS piimw_registry (
+    subject TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (subject, field)
+) WITHOUT ROWID
+"""
+
+#: Connections inherited over fork are never touched again (closing one in the child could
+#: release POSIX locks the child's own connections hold on the same file); kept referenced.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class SQLiteStore(Store):
+    """One connection per store, guarded by a lock; opened on first use."""
+
+    kind: ClassVar[str] = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 0.5,
+                 write_timeout: float = 5.0) -> None:
+        self.path = os.fspath(path)
+        self._timeout = timeout
+        self._write_timeout = write_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._cache: Cache | None = None
+        self._identity: tuple[int, int] | None = None
+
+    # -- connection -------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is not None:
+            if _identity(self.path) == self._identity:
+                return conn
+            # Replaced (a backup restored) or deleted: this connection reads a dead inode.
+            self._reset()
+        if self._identity is not None and _identity(self.path) is None:
+            # Never silently start an empty registry: that would opt everyone back in.
+            raise sqlite3.OperationalError("the registry file disappeared")
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError("cannot switch to WAL mode")
+            # Opt-outs are legal records: survive a power cut, not just a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._version = None
+        self._identity = _identity(self.path)
+        return conn
+
+    def _reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        if self._cache is not None:
+            self._cache.clear()
+
+    def _fail(self, exc: BaseException) -> StoreError:
+        self._reset()
+        return StoreError(f"sqlite registry unavailable ({type(exc).__name__})")
+
+    # -- Store ------------------------------------------------------------------------------
+    def attach(self, cache: Cache) -> None:
+        self._cache = cache
+
+    def cache_usable(self) -> bool:
+        """Drop the whole cache if another connection committed since the last lookup."""
+        with self._lock:
+            try:
+                cursor = self._connection().execute("PRAGMA data_version")
+                try:
+                    version = cursor.fetchone()[0]
+                finally:
+                    cursor.close()  # reset now: an open statement would pin an old snapshot
+            except sqlite3.Error as e:
+                raise self._fail(e) from None
+            if version != self._version:
+                self._version = version
+                if self._cache is not None:
+                    self._cache.clear()
+            return True
+
+    def load(self, subject: str) -> Record:
+        with self._lock:
+            try:
+                rows = self._connection().execute(
+                    "SELECT field, value FROM piimw_registry WHERE subject = ?",
+                    (subject,)).fetchall()
+            except sqlite3.Error as e:
+                raise self._fail(e) from None
+        return Record.from_fields(subject, rows)
+
+    def update(self, subject: str, change: Change) -> tuple[Record, bool]:
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute(f"PRAGMA busy_timeout = {int(self._write_timeout * 1000)}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        rows = conn.execute(
+                            "SELECT field, value FROM piimw_registry WHERE subject = ?",
+                            (subject,)).fetchall()
+                        current = Record.from_fields(subject, rows)
+                        new = change(current, time.time())
+                        if new == current:
+                            conn.execute("ROLLBACK")
+                            return current, False
+                        conn.execute("DELETE FROM piimw_registry WHERE subject = ?", (subject,))
+                        conn.executemany(
+                            "INSERT INTO piimw_registry (subject, field, value) VALUES (?, ?, ?)",
+                            [(subject, k, v) for k, v in new.fields().items()])
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if self._conn is conn:
+                        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            except sqlite3.Error as e:
+                raise self._fail(e) from None
+            return new, True
+
+    def ping(self) -> None:
+        with self._lock:
+            try:
+                self._connection().execute("SELECT 1").fetchone()
+            except sqlite3.Error as e:
+                raise self._fail(e) from None
+
+    def stats(self) -> dict[str, Any]:
+        return {"backend": self.kind, "connected": self._conn is not None}
+
+    def after_fork(self) -> None:
+        if self._conn is not None:
+            _inherited.append(self._conn)
+        self._conn = None
+        self._version = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()

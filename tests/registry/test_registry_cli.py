@@ -1,0 +1,107 @@
+"""``piimw optout get|set|clear`` through argparse, as piimw.cli will call it."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+from registry_support import KEY
+
+from piimw.cli_optout import register, run
+from piimw.registry import Registry
+from piimw.transform import Hasher
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="piimw")
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_set_get_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    monkeypatch.setenv("PIIMW_HASH_KEY_ID", "t1")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    args = _parse(["optout", "set", "--registry", url, "--user-stdin", "--opt-out", "marketing",
+                   "--opt-out-category", "email"])
+    out = io.StringIO()
+    assert args.func(args, stdin=io.StringIO("jane@example.com\n"), stdout=out) == 0
+    doc = orjson.loads(out.getvalue())
+    assert "jane" not in out.getvalue()
+    subject = doc["subject"]
+    assert subject.startswith("hmac:t1.registry:")
+    assert [u["name"] for u in doc["opted_out"]["uses"]] == ["marketing"]
+    assert doc["opted_out"]["uses"][0]["signals"] == ["cli"]
+
+    with Registry(url, Hasher(KEY, "t1")) as registry:
+        assert registry.subject_for("jane@example.com") == subject
+        assert registry.get(subject).opted_out_categories == {"user.contact.email"}
+
+    out = io.StringIO()
+    args = _parse(["optout", "set", "--registry", url, "--subject", subject, "--opt-in",
+                   "marketing"])
+    assert run(args, stdout=out) == 0
+    assert orjson.loads(out.getvalue())["opted_in"]["uses"][0]["name"] == "marketing"
+
+    out = io.StringIO()
+    assert run(_parse(["optout", "get", "--registry", url, "--subject", subject]),
+               stdout=out) == 0
+    assert orjson.loads(out.getvalue())["opted_out"]["uses"] == []
+
+    out = io.StringIO()
+    assert run(_parse(["optout", "clear", "--registry", url, "--subject", subject]),
+               stdout=out) == 0
+    assert orjson.loads(out.getvalue()) == {"subject": subject, "cleared": True}
+
+
+def test_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    monkeypatch.delenv("PIIMW_REGISTRY_URL", raising=False)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert run(_parse(["optout", "get", "--registry", url, "--subject", "jane@example.com"])) == 2
+    assert "jane" not in capsys.readouterr().err
+    assert run(_parse(["optout", "set", "--registry", url, "--user", "x"])) == 2
+    assert run(_parse(["optout", "get", "--config", str(tmp_path / "none.toml"),
+                       "--user", "x"])) == 2
+    with pytest.raises(SystemExit):
+        _parse(["optout", "get", "--registry", url])  # a subject is required
+
+
+def test_registry_from_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    monkeypatch.delenv("PIIMW_REGISTRY_URL", raising=False)
+    config = tmp_path / "piimw.toml"
+    config.write_text(f'[registry]\nurl = "sqlite:///{tmp_path / "cfg.db"}"\n', "utf-8")
+    out = io.StringIO()
+    args = _parse(["optout", "set", "--config", str(config), "--user", "u1", "--opt-out",
+                   "analytics"])
+    assert run(args, stdout=out) == 0
+    assert (tmp_path / "cfg.db").exists()
+
+
+def test_unavailable_registry_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    args = _parse(["optout", "get", "--registry", "redis://127.0.0.1:1/0", "--user", "x"])
+    assert run(args, stdout=io.StringIO()) == 1
+
+
+def test_command_object_for_piimw_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from piimw.cli import Command
+    from piimw.cli_optout import COMMAND
+
+    assert isinstance(COMMAND, Command)
+    assert COMMAND.name == "optout"
+    parser = argparse.ArgumentParser(prog="piimw")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("optout")
+    COMMAND.add_arguments(p)
+    p.set_defaults(_run=COMMAND.run)
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    args = parser.parse_args(["optout", "get", "--registry", f"sqlite:///{tmp_path / 'c.db'}",
+                              "--user", "u"])
+    assert args._run(args) == 0
