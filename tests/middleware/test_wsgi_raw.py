@@ -135,7 +135,8 @@ def test_exc_info_start_response(config: piimw.Config) -> None:
                            sys.exc_info())
         return [b"failed for jane@example.com"]
 
-    r = ClosingClient(PIIMiddleware(app, config)).post("/signup", json={"email": "jane@example.com"})
+    r = ClosingClient(PIIMiddleware(app, config)).post("/signup",
+                                                       json={"email": "jane@example.com"})
     assert r.status_code == 500
     assert b"jane@" not in r.data
 
