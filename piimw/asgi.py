@@ -87,19 +87,24 @@ class PIIMiddleware:
         scope["piimw"] = exchange
         responder = _Responder(exchange, send)
         replacement: BaseException | None = None
-        with activate(exchange):
-            try:
-                if exchange.passthrough:
-                    await self.app(scope, receive, responder.send)
-                    return
-                await self._inspect(exchange, scope, receive, responder)
-            except Exception as exc:
-                # Sanitize while this request's known values are active: the server's error
-                # log and outer middleware (Sentry) report the exception after we return.
-                clean = on_app_exception(exc)
-                if clean is exc:
-                    raise
-                replacement = clean
+        try:
+            with activate(exchange):
+                try:
+                    if exchange.passthrough:
+                        await self.app(scope, receive, responder.send)
+                        return
+                    await self._inspect(exchange, scope, receive, responder)
+                except Exception as exc:
+                    # Sanitize while this request's known values are active: the server's
+                    # error log and outer middleware (Sentry) report it after we return.
+                    clean = on_app_exception(exc)
+                    if clean is exc:
+                        raise
+                    replacement = clean
+        finally:
+            audit = self.config.audit
+            if audit is not None:
+                audit.record_exchange(exchange)
         if replacement is not None:
             raise replacement  # outside the except block: no __context__ back to the raw one
 

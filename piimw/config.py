@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import jsonschema
 
+from piimw.audit import AUDIT_SETTINGS_SCHEMA, AuditTrail, policy_hash
 from piimw.detect import DEFAULT_DETECTORS, Detectors
 from piimw.engine import Scrubber
 from piimw.errors import ConfigError, SchemaError
@@ -95,7 +96,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         }},
         "consent": CONSENT_SCHEMA,
         "registry": REGISTRY_SCHEMA,
-        "audit": {"type": "object"},
+        "audit": AUDIT_SETTINGS_SCHEMA,
         "logging": {"type": "object"},
         "events": {"type": "object"},
     },
@@ -157,6 +158,7 @@ class Config:
     source: str = "<dict>"
     raw: Mapping[str, Any] = field(default_factory=dict)
     consent_settings: ConsentSettings = field(default_factory=ConsentSettings)
+    audit: AuditTrail | None = None
 
     @cached_property
     def registry(self) -> Registry | None:
@@ -235,6 +237,8 @@ class Config:
                                   "the environment variable named by hash.key_env",
                                   source=source, pointer="/hash/key_env")
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
+        cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
+                                           environ=env, source=source)
         return cfg
 
     def _uses_hash(self, rules: list[Rule]) -> bool:

@@ -102,6 +102,7 @@ class Exchange:
         "method",
         "path",
         "query_string",
+        "reasons",
         "request_headers",
         "request_id",
         "route",
@@ -154,6 +155,8 @@ class Exchange:
         #: The framework's raw user id; never stored or logged as is (the registry
         #: pseudonymises it into ``consent.subject``).
         self.subject_id: str | None = None
+        #: Reason codes of events that are not findings (unparseable body, invalid, too large).
+        self.reasons: set[str] = set()
         self._harvest_headers(headers)
         if query_string:
             self._harvest_query(query_string)
@@ -263,10 +266,12 @@ class Exchange:
         except orjson.JSONDecodeError as e:
             logger.info("piimw: request body on %s %s is not valid JSON (position %d)",
                         self.method, self.route_template, e.pos)
+            self.reasons.add("failclosed.unparseable")
             return RequestOutcome(problem=Problem(400, "malformed-json",
                                                   "The request body is not valid JSON."))
         if self.config.validate_requests and spec.validator is not None and \
                 not spec.validator.is_valid(doc):
+            self.reasons.add("schema.invalid")
             problems = spec.validator.problems(doc)
             self._remember_tagged(doc)
             return RequestOutcome(problem=Problem(
@@ -402,6 +407,7 @@ class Exchange:
         return ResponseOutcome(status, _rewrite(headers, new), new)
 
     def too_large(self) -> ResponseOutcome:
+        self.reasons.add("failclosed.too_large")
         logger.warning("piimw: response on %s %s is larger than max_response_bytes; withheld",
                        self.method, self.route_template)
         return self._withheld()

@@ -109,11 +109,13 @@ class PIIMiddleware:
         except Exception as exc:
             clean = on_app_exception(exc)  # while the exchange is still current
             _current.reset(token)
+            _end(exchange)
             if clean is exc:
                 raise
             replacement = clean
         except BaseException:
             _current.reset(token)
+            _end(exchange)
             raise
         raise replacement  # outside the except block: no __context__ back to the raw one
 
@@ -137,9 +139,14 @@ class PIIMiddleware:
               token: Any) -> Iterable[bytes]:
         if not exchange.passthrough:
             problem = self._inspect_request(exchange, environ)
+            audit = self.config.audit
+            if problem is None and audit is not None and audit.refuses(exchange):
+                problem = Problem(503, "audit-unavailable",
+                                  "This request cannot be recorded now; try again.")
             if problem is not None:
                 exchange.status = problem.status
                 _current.reset(token)
+                _end(exchange)
                 return _problem_response(start_response, problem)
         responder = _Responder(exchange, start_response)
         result = self.app(environ, responder.start_response)
@@ -229,7 +236,7 @@ class _Responder:
 
     def finish(self, result: Iterable[bytes], token: Any) -> Iterable[bytes]:
         if self.held is None:
-            return _ClosingIterator(result, token)
+            return _ClosingIterator(result, token, self.exchange)
         try:
             for chunk in result:
                 self._collect(chunk)
@@ -257,13 +264,14 @@ class _Responder:
         # call and exc_info must not be passed on: nothing has been sent that it could replace.
         del exc_info
         self._start_response(_status_line(outcome.status), _to_str(outcome.headers))
-        return _ClosingIterator([outcome.body], token)
+        return _ClosingIterator([outcome.body], token, self.exchange)
 
 
 class _ClosingIterator:
     """Pass the body through; on ``close()`` close the app's iterable and leave the context."""
 
-    def __init__(self, result: Iterable[bytes], token: Any) -> None:
+    def __init__(self, result: Iterable[bytes], token: Any, exchange: Exchange) -> None:
+        self._exchange = exchange
         self._result = result
         self._iter: Iterator[bytes] = iter(result)
         self._token = token
@@ -297,3 +305,11 @@ class _ClosingIterator:
                 _current.reset(self._token)
             except ValueError:  # closed from another context (some servers do)
                 _current.set(None)
+            _end(self._exchange)
+
+
+def _end(exchange: Exchange) -> None:
+    """The request is over (for WSGI: its iterable is closed): hand it to the audit trail."""
+    audit = exchange.config.audit
+    if audit is not None:
+        audit.record_exchange(exchange)

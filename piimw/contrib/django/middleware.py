@@ -147,6 +147,13 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
+def _end(exchange: Exchange) -> None:
+    """The request is answered: hand it to the audit trail (a queue put, never blocking)."""
+    audit = exchange.config.audit
+    if audit is not None:
+        audit.record_exchange(exchange)
+
+
 def _user_pk(user: Any) -> str | int | None:
     """The authenticated user's primary key (AuthenticationMiddleware must run before us)."""
     if user is None or not getattr(user, "is_authenticated", False):
@@ -187,12 +194,15 @@ class PIIMiddleware:
         if self.config.registry is not None:
             user = getattr(request, "user", None)
             exchange.resolve_consent(_user_pk(user))
-        with activate(exchange):
-            problem = self._inspect_request(exchange, request)
-            if problem is not None:
-                return _problem_response(exchange, problem)
-            response = self.get_response(request)
-            return self._inspect_response(exchange, response)
+        try:
+            with activate(exchange):
+                problem = self._inspect_request(exchange, request)
+                if problem is not None:
+                    return _problem_response(exchange, problem)
+                response = self.get_response(request)
+                return self._inspect_response(exchange, response)
+        finally:
+            _end(exchange)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         exchange = self._exchange(request)
@@ -208,12 +218,15 @@ class PIIMiddleware:
             auser = getattr(request, "auser", None)
             user = await auser() if auser is not None else getattr(request, "user", None)
             await sync_to_async(exchange.resolve_consent)(_user_pk(user))
-        with activate(exchange):
-            problem = self._inspect_request(exchange, request)
-            if problem is not None:
-                return _problem_response(exchange, problem)
-            response = await self.get_response(request)
-            return await self._ainspect_response(exchange, response)
+        try:
+            with activate(exchange):
+                problem = self._inspect_request(exchange, request)
+                if problem is not None:
+                    return _problem_response(exchange, problem)
+                response = await self.get_response(request)
+                return await self._ainspect_response(exchange, response)
+        finally:
+            _end(exchange)
 
     def _exchange(self, request: HttpRequest) -> Exchange:
         template = self._framework_template(request)
