@@ -100,63 +100,63 @@ def build(detect_undeclared: bool) -> tuple[Config, Body]:
     return cfg, Body(plan, Validator(store, uri, "", store.registry(), fast_registry(store)))
 
 
+def rows_for(size: int) -> tuple[int, dict[str, Callable[[], object]]]:
+    """The timed rows for one document size, each checked for correct output first."""
+    doc = make_document(size)
+    raw = orjson.dumps(doc)
+    cfg, body = build(detect_undeclared=True)
+    cfg_nd, _ = build(detect_undeclared=False)
+    validator = body.validator
+    assert validator is not None
+    assert validator.is_valid(orjson.loads(raw))
+    for c in (cfg, cfg_nd):
+        text = orjson.dumps(c.scrubber.scrub(orjson.loads(raw), body.plan, sink="log").value)
+        for secret in (b"jane.doe", b"4242 4242", b"DE8937", b"123-45-6789", b"hunter2",
+                       b"friend1@", b"Springfield"):
+            assert secret not in text, secret
+
+    def floor() -> None:
+        orjson.dumps(orjson.loads(raw))
+
+    def scrub_plan_only() -> None:
+        orjson.dumps(cfg_nd.scrubber.scrub(orjson.loads(raw), body.plan, sink="log").value)
+
+    def scrub_detect() -> None:
+        orjson.dumps(cfg.scrubber.scrub(orjson.loads(raw), body.plan, sink="log").value)
+
+    def validate_scrub() -> None:
+        d = orjson.loads(raw)
+        validator.is_valid(d)
+        orjson.dumps(cfg.scrubber.scrub(d, body.plan, sink="log").value)
+
+    def validate_reference() -> None:
+        d = orjson.loads(raw)
+        validator.is_valid_reference(d)
+        orjson.dumps(cfg.scrubber.scrub(d, body.plan, sink="log").value)
+
+    return len(raw), {
+        "orjson loads+dumps (floor)": floor,
+        "parse+scrub (plan only)+dumps": scrub_plan_only,
+        "parse+scrub (plan+undeclared detect)+dumps": scrub_detect,
+        "parse+validate+scrub+dumps": validate_scrub,
+        "parse+validate(jsonschema only)+scrub+dumps": validate_reference,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     repeat = 3 if args.quick else 7
-    print(f"{'size':>7} {'row':<42} {'median':>10} {'x floor':>8}")
-    for size, number in ((10_000, 300 if args.quick else 1000), (1_000_000, 3 if args.quick
-                                                                   else 10)):
-        doc = make_document(size)
-        raw = orjson.dumps(doc)
-        cfg, body = build(detect_undeclared=True)
-        cfg_nd, _ = build(detect_undeclared=False)
-        assert body.validator is not None
-        validator = body.validator
-        assert validator.is_valid(orjson.loads(raw))
-
-        def check(c: Config) -> None:
-            out = c.scrubber.scrub(orjson.loads(raw), body.plan, sink="log").value
-            text = orjson.dumps(out)
-            for secret in (b"jane.doe", b"4242 4242", b"DE8937", b"123-45-6789", b"hunter2",
-                           b"friend1@", b"Springfield"):
-                assert secret not in text, secret
-
-        check(cfg)
-        check(cfg_nd)
-
-        def floor() -> None:
-            orjson.dumps(orjson.loads(raw))
-
-        def scrub_plan_only() -> None:
-            orjson.dumps(cfg_nd.scrubber.scrub(orjson.loads(raw), body.plan, sink="log").value)
-
-        def scrub_detect() -> None:
-            orjson.dumps(cfg.scrubber.scrub(orjson.loads(raw), body.plan, sink="log").value)
-
-        def validate_scrub() -> None:
-            d = orjson.loads(raw)
-            validator.is_valid(d)
-            orjson.dumps(cfg.scrubber.scrub(d, body.plan, sink="log").value)
-
-        def validate_reference() -> None:
-            d = orjson.loads(raw)
-            validator.is_valid_reference(d)
-            orjson.dumps(cfg.scrubber.scrub(d, body.plan, sink="log").value)
-
-        rows = {
-            "orjson loads+dumps (floor)": floor,
-            "parse+scrub (plan only)+dumps": scrub_plan_only,
-            "parse+scrub (plan+undeclared detect)+dumps": scrub_detect,
-            "parse+validate+scrub+dumps": validate_scrub,
-            "parse+validate(jsonschema only)+scrub+dumps": validate_reference,
-        }
+    print(f"{'size':>7} {'row':<44} {'median':>10} {'x floor':>8}")
+    for size, number in ((10_000, 300 if args.quick else 1000),
+                         (1_000_000, 3 if args.quick else 10)):
+        nbytes, rows = rows_for(size)
         res = compare(rows, number, repeat)
         base = res["orjson loads+dumps (floor)"]
         for name, t in res.items():
-            print(f"{len(raw):>7} {name:<42} {t * 1e6:>8.1f}us {t / base:>7.2f}x")
-        mbps = len(raw) / res["parse+scrub (plan+undeclared detect)+dumps"] / 1e6
+            print(f"{nbytes:>7} {name:<44} {t * 1e6:>8.1f}us {t / base:>7.2f}x")
+        mbps = nbytes / res["parse+scrub (plan+undeclared detect)+dumps"] / 1e6
         print(f"{'':>7} scrub throughput (plan+detect): {mbps:.1f} MB/s")
 
 

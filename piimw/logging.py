@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from piimw.api import default_config
+from piimw.exchange import Exchange, current
 from piimw.findings import Sink
 from piimw.sanitize import PLACEHOLDER, ScrubContext
 
@@ -52,6 +54,8 @@ _STANDARD: Final = frozenset(
     _logging.LogRecord("", 0, "", 0, "", (), None).__dict__
 ) | {"message", "asctime", "taskName", _MARK}
 _SIMPLE: Final = (str, int, float, bool, type(None))
+#: The exact types the fast path accepts as arguments (subclasses may render differently).
+_SIMPLE_TYPES: Final = frozenset(_SIMPLE)
 
 
 class PIIFilter(_logging.Filter):
@@ -71,11 +75,15 @@ class PIIFilter(_logging.Filter):
     def filter(self, record: _logging.LogRecord) -> bool:
         # ``name`` is accepted (logging.Filter's signature) but selects nothing: every record
         # is scrubbed, none is dropped.
-        if getattr(record, _MARK, False):
+        attrs = record.__dict__
+        if attrs.get(_MARK, False):
             return True
-        setattr(record, _MARK, True)
+        attrs[_MARK] = True
         try:
-            ctx = ScrubContext.current(self.sink, location=f"log:{record.name}")
+            exchange = current()
+            if _clean(record, attrs, exchange):
+                return True
+            ctx = ScrubContext(sink=self.sink, exchange=exchange, location=f"log:{record.name}")
             self._scrub(record, ctx)
             ctx.flush()
         except Exception:
@@ -107,6 +115,42 @@ class PIIFilter(_logging.Filter):
             new = ctx.data(value)
             if new is not value:
                 setattr(record, key, new)
+
+
+def _clean(record: _logging.LogRecord, attrs: dict[str, Any], exchange: Exchange | None) -> bool:
+    """The fast path: is this an ordinary record in which there is nothing to scrub?
+
+    True only when the slow path would change nothing and report nothing: a ``str`` template
+    whose arguments are all simple values, no exception, stack or extra attributes, not an
+    access log, and no detector or known-value finding in the rendered message. Anything else
+    (including a message that fails to render) takes the full path.
+    """
+    if record.exc_info or record.exc_text or record.stack_info or record.name in ACCESS_LOGGERS:
+        return False
+    if type(record.msg) is not str:
+        return False
+    args = record.args
+    if args:
+        values: Iterable[Any] = args.values() if type(args) is dict else args
+        for v in values:
+            if type(v) not in _SIMPLE_TYPES:
+                return False
+    if not attrs.keys() <= _STANDARD:  # extras present
+        return False
+    try:
+        message = record.getMessage()
+    except Exception:
+        return False
+    if not message:
+        return True
+    config = exchange.config if exchange is not None else default_config()
+    if config.scrubber.detectors.search(message):
+        return False
+    if exchange is not None:
+        known = exchange.known
+        if known and known.find(message):
+            return False
+    return True
 
 
 def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
