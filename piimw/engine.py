@@ -326,6 +326,8 @@ class _Walk:
             if self.rejected is None:
                 self.rejected = entry
             return value
+        if d.action == "redact" and value.__class__ is str:
+            return redact_token(category)  # the common case, without the generic dispatch
         types = node.types if sink in PAYLOAD_SINKS else None
         return _transform_tree(d.action, value, category, sink, self.s.hasher, types)
 

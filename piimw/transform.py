@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -36,6 +37,7 @@ class _Drop:
 DROP: Final = _Drop()
 
 
+@lru_cache(maxsize=1024)
 def redact_token(category: str) -> str:
     """The placeholder written in place of a redacted value, e.g. ``[REDACTED:email]``."""
     return f"[REDACTED:{label(category)}]"
