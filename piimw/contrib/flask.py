@@ -91,8 +91,24 @@ class FlaskPIIMiddleware(PIIMiddleware):
 
     def user_id(self, environ: dict[str, Any]) -> str | int | None:
         """The signed-in user's id as Flask-Login keeps it in the session (``_user_id``)."""
-        value = environ.pop(_ENVIRON_USER, None)
+        if _ENVIRON_USER in environ:
+            value = environ.pop(_ENVIRON_USER)
+        else:  # asked before prepare() (the opt-out API path): read the session now
+            session = self._open_session(environ)
+            value = session.get(self.user_session_key) if session is not None else None
         return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+    def _open_session(self, environ: dict[str, Any]) -> Any:
+        """Flask's session for this request, None without a cookie; raises if unreadable."""
+        app = self.flask_app
+        interface = app.session_interface
+        request = self._request(environ)
+        if interface.get_cookie_name(app) not in request.cookies:
+            return None
+        try:
+            return interface.open_session(app, request)
+        except Exception:
+            return None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         # One shallow request object for both hooks: it never touches the body stream.
@@ -182,7 +198,8 @@ class PIIMW:
             raise RuntimeError("piimw is already set up on this Flask app")
         raw = self._config if self._config is not None else app.config.get("PIIMW")
         config = _load(raw, app.root_path) if raw is not None else default_config()
-        key = self._session_key or app.config.get("PIIMW_SESSION_KEY") or DEFAULT_SESSION_KEY
+        key = (self._session_key or app.config.get("PIIMW_SESSION_KEY")
+               or config.consent_settings.session_key or DEFAULT_SESSION_KEY)
         user_key = app.config.get("PIIMW_USER_SESSION_KEY") or DEFAULT_USER_SESSION_KEY
         middleware = FlaskPIIMiddleware(app.wsgi_app, config, app, str(key), str(user_key))
         app.wsgi_app = middleware  # type: ignore[method-assign]

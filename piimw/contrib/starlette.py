@@ -67,7 +67,7 @@ class PIIMiddleware(_ASGIMiddleware):
     """
 
     def __init__(self, app: ASGIApp, config: Config | str | os.PathLike[str] | Mapping[str, Any]
-                 | LazyOpenAPI | None = None, *, session_key: str = DEFAULT_SESSION_KEY) -> None:
+                 | LazyOpenAPI | None = None, *, session_key: str | None = None) -> None:
         self._lazy = config if isinstance(config, LazyOpenAPI) else None
         self._lock = threading.Lock()
         eager = None if isinstance(config, LazyOpenAPI) else config
@@ -125,10 +125,15 @@ class PIIMiddleware(_ASGIMiddleware):
 
     def user_id(self, scope: Scope) -> str | int | None:
         """The signed-in user from Starlette's ``AuthenticationMiddleware`` (runs before us)."""
-        user = scope.get("user")
-        if user is None or not getattr(user, "is_authenticated", False):
+        if self.config.registry is None:
             return None
-        identity = getattr(user, "identity", None)
+        user = scope.get("user")
+        try:
+            if user is None or not user.is_authenticated:
+                return None
+            identity = user.identity
+        except (AttributeError, NotImplementedError):  # BaseUser leaves identity abstract
+            return None
         return identity if isinstance(identity, (str, int)) and identity != "" else None
 
     def prepare(self, exchange: Exchange, scope: Scope) -> None:
@@ -136,7 +141,9 @@ class PIIMiddleware(_ASGIMiddleware):
         session = scope.get("session")
         if not isinstance(session, Mapping):
             return
-        consent = from_session_flag(session.get(self.session_key))
+        key = (self.session_key or self.config.consent_settings.session_key
+               or DEFAULT_SESSION_KEY)
+        consent = from_session_flag(session.get(key))
         if consent is not None:
             exchange.set_consent(consent)
 

@@ -26,6 +26,7 @@ from io import BytesIO
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, resolve
@@ -35,6 +36,7 @@ from piimw.config import Config
 from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
 from piimw.exchange import Exchange, Headers, ResponseOutcome, activate
+from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 
 __all__ = ["PIIMiddleware", "route_template", "session_consent"]
@@ -177,12 +179,45 @@ class PIIMiddleware:
             self.config: Config = conf.config()
         except ConfigError as exc:  # `manage.py check` reports this as piimw.E001
             raise ImproperlyConfigured(str(exc)) from exc
-        self.session_key = conf.PIIMW_SESSION_KEY
+        explicit = getattr(settings, "PIIMW_SESSION_KEY", None)
+        self.session_key = str(explicit or self.config.consent_settings.session_key
+                               or conf.PIIMW_SESSION_KEY)
+        self.optout_api = OptOutAPI.from_config(self.config)
+
+    # -- /.well-known/gpc.json and the opt-out API ----------------------------------------------
+    def _privacy_path(self, request: HttpRequest) -> str | None:
+        path = request.path_info or "/"
+        if path == GPC_JSON_PATH:
+            return "gpc"
+        if self.optout_api is not None and path == self.optout_api.settings.path:
+            return "api"
+        return None
+
+    def _privacy_answer(self, request: HttpRequest, kind: str, user: Any) -> HttpResponse | None:
+        if kind == "gpc":
+            answer = gpc_json_response(self.config.consent_settings, request.method or "GET")
+        else:
+            assert self.optout_api is not None
+            answer = self.optout_api.handle(
+                request.method or "GET", _user_pk(user), request.body,
+                _request_headers(request), host=request.get_host(), scheme=request.scheme)
+        if answer is None:
+            return None
+        status, headers, payload = answer
+        response = HttpResponse(payload, status=status)
+        for k, v in headers:
+            response[k.decode("latin-1")] = v.decode("latin-1")
+        return response
 
     # -- the request --------------------------------------------------------------------------
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        kind = self._privacy_path(request)
+        if kind is not None:
+            answer = self._privacy_answer(request, kind, getattr(request, "user", None))
+            if answer is not None:
+                return answer
         exchange = self._exchange(request)
         session = _session(request)
         if session is not None:
@@ -205,6 +240,13 @@ class PIIMiddleware:
             _end(exchange)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        kind = self._privacy_path(request)
+        if kind is not None:
+            auser = getattr(request, "auser", None)
+            user = await auser() if auser is not None else getattr(request, "user", None)
+            answer = await sync_to_async(self._privacy_answer)(request, kind, user)
+            if answer is not None:
+                return answer
         exchange = self._exchange(request)
         session = _session(request)
         if session is not None:
@@ -278,6 +320,10 @@ class PIIMiddleware:
                 request.META["QUERY_STRING"] = query.decode("latin-1")
                 request.__dict__.pop("GET", None)  # a cached_property
             if not exchange.wants_request_body:
+                audit = self.config.audit
+                if audit is not None and audit.refuses(exchange):
+                    return Problem(503, "audit-unavailable",
+                                   "This request cannot be recorded now; try again.")
                 return None
             limit = self.config.max_body_bytes
             declared = str(request.META.get("CONTENT_LENGTH") or "")
@@ -298,6 +344,10 @@ class PIIMiddleware:
             return outcome.problem
         if outcome.changed and outcome.body is not None:
             _replace_body(request, outcome.body)
+        audit = self.config.audit
+        if audit is not None and audit.refuses(exchange):
+            return Problem(503, "audit-unavailable",
+                           "This request cannot be recorded now; try again.")
         return None
 
     # -- the response -------------------------------------------------------------------------
