@@ -91,6 +91,8 @@ class FlaskPIIMiddleware(PIIMiddleware):
 
     def user_id(self, environ: dict[str, Any]) -> str | int | None:
         """The signed-in user's id as Flask-Login keeps it in the session (``_user_id``)."""
+        if self.config.registry is None:  # nobody needs it: do not decode the session again
+            return None
         if _ENVIRON_USER in environ:
             value = environ.pop(_ENVIRON_USER)
         else:  # asked before prepare() (the opt-out API path): read the session now
@@ -99,7 +101,7 @@ class FlaskPIIMiddleware(PIIMiddleware):
         return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
     def _open_session(self, environ: dict[str, Any]) -> Any:
-        """Flask's session for this request, None without a cookie; raises if unreadable."""
+        """Flask's session for this request; None without a cookie or if it is unreadable."""
         app = self.flask_app
         interface = app.session_interface
         request = self._request(environ)
