@@ -9,6 +9,7 @@ request's consent and the values it brought in.
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import logging
 import secrets
 import zlib
@@ -43,6 +44,7 @@ FORM = "application/x-www-form-urlencoded"
 TEXTUAL_ERROR_TYPES = ("text/", "application/json", "application/problem+json",
                        "application/xml", "application/xhtml+xml")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
+CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out",
                   "session": "Cookie"}
 
@@ -205,6 +207,17 @@ class Exchange:
                     continue
                 scheme, _, token = text.partition(" ")
                 self.known.add(token.strip() or scheme, "user.authorization.credentials")
+            elif name in CLIENT_ADDRESS_HEADERS and value:
+                # Proxies put the real client address here; access logs print it.
+                for part in value.decode("latin-1").replace(";", ",").split(","):
+                    addr = part.strip().removeprefix("for=").strip('"[]')
+                    if addr.count(":") == 1 and "." in addr:  # host:port
+                        addr = addr.rsplit(":", 1)[0]
+                    try:
+                        ipaddress.ip_address(addr)
+                    except ValueError:
+                        continue  # "proto=https", "unknown", obfuscated identifiers
+                    self.add_client_address(addr)
 
     def _harvest_query(self, query_string: bytes) -> None:
         for _, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=False):

@@ -332,3 +332,14 @@ async def test_trailers_pass_after_rewritten_body(config: piimw.Config) -> None:
     assert [m["type"] for m in r.messages] == ["http.response.start", "http.response.body",
                                                "http.response.trailers"]
     assert r.json()["email"] == "z***@example.com"
+
+
+async def test_forwarded_client_address_is_a_known_value(config: piimw.Config) -> None:
+    app = Recorder(200, {"id": 7})
+    await call(PIIMiddleware(app, config), "GET", "/users/7",
+               headers=[("x-forwarded-for", "198.51.100.23, 10.0.0.1"),
+                        ("forwarded", 'for="[2001:db8::7]";proto=https')])
+    known = app.exchange.known
+    assert known.find("GET /users/7 from 198.51.100.23")
+    assert known.find("client 2001:db8::7 said hi")
+    assert not known.find("proto=https")
