@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from piimw.config import Config
-from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, header
+from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, end_of_request, header
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 from piimw.sanitize import on_app_exception
@@ -102,9 +102,7 @@ class PIIMiddleware:
                         raise
                     replacement = clean
         finally:
-            audit = self.config.audit
-            if audit is not None:
-                audit.record_exchange(exchange)
+            end_of_request(exchange)
         if replacement is not None:
             raise replacement  # outside the except block: no __context__ back to the raw one
 

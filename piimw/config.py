@@ -33,6 +33,7 @@ from piimw.taxonomy import UnknownCategoryError, resolve, resolve_use
 from piimw.transform import Hasher
 
 if TYPE_CHECKING:
+    from piimw.discover import DiscoverySampler
     from piimw.registry import Registry
 
 if sys.version_info >= (3, 11):
@@ -97,6 +98,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "consent": CONSENT_SCHEMA,
         "registry": REGISTRY_SCHEMA,
         "audit": AUDIT_SETTINGS_SCHEMA,
+        "discovery": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "detector": {"enum": ["ner", "presidio"]},
+            "rate": {"type": "number", "minimum": 0, "maximum": 1},
+            "queue_size": {"type": "integer", "minimum": 1},
+            "max_chars": {"type": "integer", "minimum": 1},
+            "duty": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}},
         "logging": {"type": "object"},
         "events": {"type": "object"},
     },
@@ -159,6 +166,7 @@ class Config:
     raw: Mapping[str, Any] = field(default_factory=dict)
     consent_settings: ConsentSettings = field(default_factory=ConsentSettings)
     audit: AuditTrail | None = None
+    discovery: DiscoverySampler | None = None
 
     @cached_property
     def registry(self) -> Registry | None:
@@ -239,6 +247,7 @@ class Config:
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
         cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
                                            environ=env, source=source)
+        cfg.discovery = _discovery(data.get("discovery"), cfg)
         return cfg
 
     def _uses_hash(self, rules: list[Rule]) -> bool:
@@ -394,3 +403,22 @@ def _hasher(raw: Mapping[str, Any], env: Mapping[str, str], source: str,
         return Hasher.from_env(var, raw.get("key_id"), environ=env)
     except ConfigError as e:
         raise ConfigError(e.reason, source=source, pointer="/hash") from None
+
+
+def _discovery(raw: Mapping[str, Any] | None, cfg: Config) -> DiscoverySampler | None:
+    """The off-request-path NER sampler (``[discovery]``); the model loads only if enabled."""
+    if not raw or not raw.get("enabled", True):
+        return None
+    from piimw.discover import DiscoverySampler, NERDetector, TaggerDetector
+
+    detector: NERDetector
+    if raw.get("detector") == "presidio":
+        from piimw.discover.presidio import PresidioDetector
+
+        detector = PresidioDetector()
+    else:
+        detector = TaggerDetector()
+    return DiscoverySampler(detector, rate=raw.get("rate", 0.01),
+                            queue_size=raw.get("queue_size", 1000),
+                            max_chars=raw.get("max_chars", 20000), duty=raw.get("duty", 0.25),
+                            audit=cfg.audit, environment=cfg.environment)

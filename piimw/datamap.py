@@ -155,7 +155,7 @@ def observed(sources: Sequence[str], *, since: str | None = None,
 
     found: dict[tuple[str, str, str, str, str], Observed] = {}
     for rec in records(sources, since, until):
-        if rec.get("kind") != "request":
+        if rec.get("kind") not in ("request", "discovery"):
             continue
         route = f"{rec.get('method', '?')} {rec.get('route') or '(unmatched)'}"
         t = str(rec.get("time", ""))

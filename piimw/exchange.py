@@ -105,6 +105,7 @@ class Exchange:
         "path",
         "query_string",
         "reasons",
+        "request_doc",
         "request_headers",
         "request_id",
         "route",
@@ -159,6 +160,8 @@ class Exchange:
         self.subject_id: str | None = None
         #: Reason codes of events that are not findings (unparseable body, invalid, too large).
         self.reasons: set[str] = set()
+        #: The parsed request body, kept in memory for the discovery sampler only.
+        self.request_doc: Any = None
         self._harvest_headers(headers)
         if query_string:
             self._harvest_query(query_string)
@@ -276,6 +279,7 @@ class Exchange:
         spec = self.route.request
         try:
             doc = orjson.loads(body)
+            self.request_doc = doc
         except orjson.JSONDecodeError as e:
             logger.info("piimw: request body on %s %s is not valid JSON (position %d)",
                         self.method, self.route_template, e.pos)
@@ -478,3 +482,16 @@ def _rewrite(headers: Headers, body: bytes) -> Headers:
     out = [(k, v) for k, v in headers if k not in (b"content-length", b"etag", b"content-md5")]
     out.append((b"content-length", str(len(body)).encode()))
     return out
+
+
+def end_of_request(exchange: Exchange) -> None:
+    """Hand a finished request to the audit trail and the discovery sampler (queue puts only)."""
+    config = exchange.config
+    if config.audit is not None:
+        config.audit.record_exchange(exchange)
+    sampler = config.discovery
+    if sampler is not None and exchange.request_doc is not None:
+        from piimw.discover.sampler import json_texts
+
+        doc = exchange.request_doc
+        sampler.offer(exchange, lambda: json_texts(doc))

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from piimw.config import Config
-from piimw.exchange import Exchange, Headers, ResponseOutcome, _current
+from piimw.exchange import Exchange, Headers, ResponseOutcome, _current, end_of_request
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 from piimw.sanitize import on_app_exception
@@ -309,7 +309,5 @@ class _ClosingIterator:
 
 
 def _end(exchange: Exchange) -> None:
-    """The request is over (for WSGI: its iterable is closed): hand it to the audit trail."""
-    audit = exchange.config.audit
-    if audit is not None:
-        audit.record_exchange(exchange)
+    """The request is over (for WSGI: its iterable is closed)."""
+    end_of_request(exchange)

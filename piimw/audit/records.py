@@ -35,7 +35,7 @@ FORMAT_VERSION: Final = 1
 GENESIS: Final = "0" * 64
 DEFAULT_KEY_ENV: Final = "PIIMW_AUDIT_KEY"
 MIN_KEY_BYTES: Final = 16
-KINDS: Final = ("request", "summary", "checkpoint")
+KINDS: Final = ("request", "summary", "checkpoint", "discovery")
 
 
 def canonical(obj: Any) -> bytes:

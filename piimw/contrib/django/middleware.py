@@ -35,7 +35,7 @@ from piimw import consent as consent_mod
 from piimw.config import Config
 from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
-from piimw.exchange import Exchange, Headers, ResponseOutcome, activate
+from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, end_of_request
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 
@@ -150,10 +150,8 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
 
 
 def _end(exchange: Exchange) -> None:
-    """The request is answered: hand it to the audit trail (a queue put, never blocking)."""
-    audit = exchange.config.audit
-    if audit is not None:
-        audit.record_exchange(exchange)
+    """The request is answered."""
+    end_of_request(exchange)
 
 
 def _user_pk(user: Any) -> str | int | None:
