@@ -296,9 +296,7 @@ class Exchange:
                 "problem(s)).", [p.as_dict() for p in problems]))
         res = self._scrub(doc, spec.plan, "app", collect=True)
         if res.rejected is not None:
-            return RequestOutcome(problem=Problem(
-                422, "rejected", "The request carries data this endpoint must not receive.",
-                [{"pointer": res.rejected.location, "keyword": "x-pii"}]))
+            return RequestOutcome(problem=rejected_problem(res.rejected))
         if res.value is doc:
             return RequestOutcome(body)
         return RequestOutcome(orjson.dumps(res.value), changed=True)
@@ -325,9 +323,7 @@ class Exchange:
         flat = {k: v[0] if len(v) == 1 else v for k, v in doc.items()}
         res = self._scrub(flat, self.route.request.plan, "app", collect=True)
         if res.rejected is not None:
-            return RequestOutcome(problem=Problem(
-                422, "rejected", "The request carries data this endpoint must not receive.",
-                [{"pointer": res.rejected.location, "keyword": "x-pii"}]))
+            return RequestOutcome(problem=rejected_problem(res.rejected))
         if res.value is flat:
             return RequestOutcome(body)
         out: list[tuple[str, str]] = []
@@ -442,6 +438,12 @@ class Exchange:
         if not names:
             return headers
         return [*headers, (b"vary", ", ".join(names).encode("latin-1"))]
+
+
+def rejected_problem(finding: Finding) -> Problem:
+    """422 for a body policy refuses: names where and which tag, never what."""
+    return Problem(422, "rejected", "The request carries data this endpoint must not receive.",
+                   [{"pointer": finding.location, "keyword": "x-pii"}])
 
 
 def _charset(headers: Headers) -> str:

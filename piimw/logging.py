@@ -83,7 +83,8 @@ class PIIFilter(_logging.Filter):
             exchange = current()
             if _clean(record, attrs, exchange):
                 return True
-            ctx = ScrubContext(sink=self.sink, exchange=exchange, location=f"log:{record.name}")
+            ctx = ScrubContext.current(self.sink, exchange=exchange,
+                                       location=f"log:{record.name}")
             self._scrub(record, ctx)
             ctx.flush()
         except Exception:
@@ -131,7 +132,13 @@ def _clean(record: _logging.LogRecord, attrs: dict[str, Any], exchange: Exchange
         return False
     args = record.args
     if args:
-        values: Iterable[Any] = args.values() if type(args) is dict else args
+        values: Iterable[Any]
+        if type(args) is tuple:
+            values = args
+        elif type(args) is dict:
+            values = args.values()
+        else:  # another Mapping, or a bare object: the full path decides
+            return False
         for v in values:
             if type(v) not in _SIMPLE_TYPES:
                 return False

@@ -44,7 +44,7 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
 
 
 def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> RequestOutcome:
-    from piimw.exchange import RequestOutcome, header
+    from piimw.exchange import RequestOutcome, header, rejected_problem
 
     route = exchange.route
     assert route is not None
@@ -76,9 +76,7 @@ def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> Reques
     flat = {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
     res = exchange._scrub(flat, route.request.plan, "app", collect=True)
     if res.rejected is not None:
-        return RequestOutcome(problem=Problem(
-            422, "rejected", "The request carries data this endpoint must not receive.",
-            [{"pointer": res.rejected.location, "keyword": "x-pii"}]))
+        return RequestOutcome(problem=rejected_problem(res.rejected))
     if res.value is flat:
         return RequestOutcome(body)
     new_values = {k: list(v) if isinstance(v, list) else [v] for k, v in res.value.items()}

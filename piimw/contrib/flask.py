@@ -96,21 +96,24 @@ class FlaskPIIMiddleware(PIIMiddleware):
         if _ENVIRON_USER in environ:
             value = environ.pop(_ENVIRON_USER)
         else:  # asked before prepare() (the opt-out API path): read the session now
-            session = self._open_session(environ)
+            try:
+                session = self._open_session(environ)
+            except Exception:  # unreadable: nobody is signed in
+                session = None
             value = session.get(self.user_session_key) if session is not None else None
         return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
     def _open_session(self, environ: dict[str, Any]) -> Any:
-        """Flask's session for this request; None without a cookie or if it is unreadable."""
+        """Flask's session for this request (no app context), None without a cookie.
+
+        Raises whatever the session interface raises on a forged or unreadable cookie.
+        """
         app = self.flask_app
         interface = app.session_interface
         request = self._request(environ)
         if interface.get_cookie_name(app) not in request.cookies:
             return None
-        try:
-            return interface.open_session(app, request)
-        except Exception:
-            return None
+        return interface.open_session(app, request)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         # One shallow request object for both hooks: it never touches the body stream.
@@ -163,13 +166,8 @@ class FlaskPIIMiddleware(PIIMiddleware):
 
     def _session_flag(self, environ: dict[str, Any]) -> Consent | None:
         """Decode the session (Flask's own interface) without pushing an app context."""
-        app = self.flask_app
-        interface = app.session_interface
-        request = self._request(environ)
-        if interface.get_cookie_name(app) not in request.cookies:
-            return None
         try:
-            session = interface.open_session(app, request)
+            session = self._open_session(environ)
         except Exception as exc:  # fail closed: an unreadable session may hold an opt-out
             logger.warning("piimw: session could not be read (%s); treated as opted out",
                            type(exc).__name__)
