@@ -95,7 +95,7 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     """Load and validate a configuration as the middleware would, then show what it plans."""
-    cfg = Config.from_file(args.config)
+    cfg = Config.from_file(args.config, services=False)
     routes = sorted(cfg.routes, key=lambda r: (r.template, r.method))
     rules = list(cfg.policy.rules)
     print(f"{cfg.source}: OK")

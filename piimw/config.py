@@ -184,7 +184,8 @@ class Config:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *,
                   environ: Mapping[str, str] | None = None,
-                  openapi_documents: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+                  openapi_documents: Mapping[str, Mapping[str, Any]] | None = None,
+                  services: bool = True) -> Config:
         p = Path(path)
         try:
             data = tomllib.loads(p.read_text("utf-8"))
@@ -193,7 +194,7 @@ class Config:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"invalid TOML: {e}", source=str(p)) from None
         return cls.from_dict(data, base_dir=p.parent, source=str(p), environ=environ,
-                             openapi_documents=openapi_documents)
+                             openapi_documents=openapi_documents, services=services)
 
     @classmethod
     def from_kwargs(cls, **settings: Any) -> Config:
@@ -208,9 +209,12 @@ class Config:
         source: str = "<dict>",
         environ: Mapping[str, str] | None = None,
         openapi_documents: Mapping[str, Mapping[str, Any]] | None = None,
+        services: bool = True,
     ) -> Config:
         """``openapi_documents``: in-memory OpenAPI documents by display name (e.g. FastAPI's
-        ``app.openapi()``), loaded exactly like the files named by ``openapi``."""
+        ``app.openapi()``), loaded exactly like the files named by ``openapi``.
+        ``services=False`` validates everything but starts no audit writer or sampler
+        (``piimw check``, ``map`` and ``suggest`` read a configuration, they do not serve it)."""
         env = os.environ if environ is None else environ
         if not isinstance(data, Mapping):
             raise ConfigError("configuration must be a table/dict", source=source)
@@ -245,9 +249,10 @@ class Config:
                                   "the environment variable named by hash.key_env",
                                   source=source, pointer="/hash/key_env")
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
-        cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
-                                           environ=env, source=source)
-        cfg.discovery = _discovery(data.get("discovery"), cfg)
+        if services:  # tools that only read the configuration must not append to the trail
+            cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
+                                               environ=env, source=source)
+            cfg.discovery = _discovery(data.get("discovery"), cfg)
         return cfg
 
     def _uses_hash(self, rules: list[Rule]) -> bool:

@@ -66,7 +66,7 @@ def _fail(message: str) -> int:
 def _load(args: argparse.Namespace) -> Any:
     from piimw.config import Config
 
-    return Config.from_file(args.config)
+    return Config.from_file(args.config, services=False)
 
 
 def _since(args: argparse.Namespace) -> str | None:

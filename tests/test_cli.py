@@ -139,3 +139,15 @@ def cells(output: str, label: str) -> list[str]:
         if inside and "|" in line:
             out.extend(part.strip() for part in line.split("|")[1:])
     return out
+
+
+def test_check_never_touches_the_audit_trail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # Reported in review: `piimw check` opened the live trail and appended a checkpoint.
+    monkeypatch.setenv("PIIMW_AUDIT_KEY", "audit-key-0123456789abcdef")
+    trail = tmp_path / "audit.jsonl"
+    config = tmp_path / "piimw.toml"
+    config.write_text(f'[audit]\nurl = "jsonl://{trail}"\n')
+    assert cli.main(["check", str(config)]) == 0
+    capsys.readouterr()
+    assert not trail.exists()
