@@ -24,7 +24,7 @@ import orjson
 
 from piimw import consent as consent_mod
 from piimw import signals as signals_mod
-from piimw.consent import Consent
+from piimw.consent import DEFAULT, Consent
 from piimw.detect import KnownValues
 from piimw.engine import Result
 from piimw.findings import Finding, Sink
@@ -97,6 +97,7 @@ class Exchange:
     __slots__ = (
         "__weakref__",
         "_findings",
+        "_request_id",
         "_results",
         "config",
         "consent",
@@ -107,7 +108,6 @@ class Exchange:
         "reasons",
         "request_doc",
         "request_headers",
-        "request_id",
         "route",
         "route_template",
         "signals_used",
@@ -147,13 +147,15 @@ class Exchange:
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers
             if k in (b"sec-gpc", b"dnt", b"x-do-not-track", b"x-pii-opt-out")
         )
-        signals = signals.merge(signals_mod.from_request(headers, config.consent_settings))
+        extra = signals_mod.from_request(headers, config.consent_settings)
+        if extra is not DEFAULT:  # most requests carry no signal: no Consent is built
+            signals = signals.merge(extra)
         self.consent = signals if consent is None else signals.merge(consent)
         self.known = KnownValues()
         self._findings: list[Finding] = []
         self._results: list[Result] = []
         self.signals_used: set[str] = set()
-        self.request_id = secrets.token_hex(8)
+        self._request_id: str | None = None
         self.status: int | None = None
         #: The framework's raw user id; never stored or logged as is (the registry
         #: pseudonymises it into ``consent.subject``).
@@ -165,6 +167,14 @@ class Exchange:
         self._harvest_headers(headers)
         if query_string:
             self._harvest_query(query_string)
+
+    @property
+    def request_id(self) -> str:
+        """Random id of this request, drawn when first asked for (most requests never are)."""
+        rid = self._request_id
+        if rid is None:
+            rid = self._request_id = secrets.token_hex(8)
+        return rid
 
     # -- what needs doing -----------------------------------------------------------------
     @property

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ _PARAM = re.compile(r"\{[^{}/]+\}")
 _documents = itertools.count(1)
 
 
+@lru_cache(maxsize=4096)
 def openapi_template(path: str) -> str:
     """Starlette's ``/users/{id:int}`` as OpenAPI writes it: ``/users/{id}``."""
     return _CONVERTOR.sub(r"{\1}", path)
