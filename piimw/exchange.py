@@ -289,7 +289,8 @@ class Exchange:
         spec = self.route.request
         try:
             doc = orjson.loads(body)
-            self.request_doc = doc
+            if self.config.discovery is not None:
+                self.request_doc = doc
         except orjson.JSONDecodeError as e:
             logger.info("piimw: request body on %s %s is not valid JSON (position %d)",
                         self.method, self.route_template, e.pos)
