@@ -12,7 +12,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from piimw.config import Config
-from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, end_of_request, header
+from piimw.exchange import (
+    Exchange,
+    Headers,
+    ResponseOutcome,
+    _current,
+    end_of_request,
+    header,
+)
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 from piimw.sanitize import on_app_exception
@@ -87,21 +94,28 @@ class PIIMiddleware:
         scope["piimw"] = exchange
         responder = _Responder(exchange, send)
         replacement: BaseException | None = None
+        token = _current.set(exchange)
+        failed = False
         try:
-            with activate(exchange):
-                try:
-                    if exchange.passthrough:
-                        await self.app(scope, receive, responder.send)
-                        return
-                    await self._inspect(exchange, scope, receive, responder)
-                except Exception as exc:
-                    # Sanitize while this request's known values are active: the server's
-                    # error log and outer middleware (Sentry) report it after we return.
-                    clean = on_app_exception(exc)
-                    if clean is exc:
-                        raise
-                    replacement = clean
+            try:
+                if exchange.passthrough:
+                    await self.app(scope, receive, responder.send)
+                    return
+                await self._inspect(exchange, scope, receive, responder)
+            except Exception as exc:
+                failed = True
+                # Sanitize while this request's known values are active: the server's
+                # error log and outer middleware (Sentry) report it after we return.
+                clean = on_app_exception(exc)
+                if clean is exc:
+                    raise
+                replacement = clean
         finally:
+            if not failed:
+                _current.reset(token)
+            # else: an outer middleware (Starlette's ServerErrorMiddleware) sends the 500 and
+            # the server logs its access line after we return, in this same task: the
+            # request's known values stay current until the task ends.
             end_of_request(exchange)
         if replacement is not None:
             raise replacement  # outside the except block: no __context__ back to the raw one

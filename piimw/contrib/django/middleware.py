@@ -35,7 +35,14 @@ from piimw import consent as consent_mod
 from piimw.config import Config
 from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
-from piimw.exchange import Exchange, Headers, ResponseOutcome, activate, end_of_request
+from piimw.exchange import (
+    Exchange,
+    Headers,
+    ResponseOutcome,
+    _current,
+    activate,
+    end_of_request,
+)
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 
@@ -149,6 +156,17 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
+def _leave(token: Any, exchange: Exchange) -> None:
+    """Leave the request's context (once) and hand the request on."""
+    try:
+        _current.reset(token)
+    except ValueError:  # closed from another context: at least do not leave ours behind
+        _current.set(None)
+    except RuntimeError:  # already reset (close() called twice)
+        return
+    _end(exchange)
+
+
 def _end(exchange: Exchange) -> None:
     """The request is answered."""
     end_of_request(exchange)
@@ -227,15 +245,25 @@ class PIIMiddleware:
         if self.config.registry is not None:
             user = getattr(request, "user", None)
             exchange.resolve_consent(_user_pk(user))
+        token = _current.set(exchange)
         try:
-            with activate(exchange):
-                problem = self._inspect_request(exchange, request)
-                if problem is not None:
-                    return _problem_response(exchange, problem)
-                response = self.get_response(request)
-                return self._inspect_response(exchange, response)
-        finally:
-            _end(exchange)
+            problem = self._inspect_request(exchange, request)
+            if problem is not None:
+                response: HttpResponseBase = _problem_response(exchange, problem)
+            else:
+                response = self._inspect_response(exchange, self.get_response(request))
+        except BaseException:
+            _leave(token, exchange)
+            raise
+        # The server writes its access line after sending the body and before closing the
+        # response (gunicorn's sync worker): keep this request's known values current until
+        # Django closes it.
+        closers = getattr(response, "_resource_closers", None)
+        if isinstance(closers, list):
+            closers.append(lambda: _leave(token, exchange))
+        else:
+            _leave(token, exchange)
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         kind = self._privacy_path(request)
