@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from piimw._process import stop_group
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -205,21 +206,6 @@ def _pin(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)]
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    proc.wait(10)
-
-
 @contextmanager
 def server(name: str, kind: str, wrapped: bool, cpu: int | None, tmp: Path) -> Iterator[Server]:
     """Start one server (own process group), wait until it answers, kill it on exit."""
@@ -255,7 +241,7 @@ def server(name: str, kind: str, wrapped: bool, cpu: int | None, tmp: Path) -> I
                 time.sleep(0.1)
         yield srv
     finally:
-        _kill(proc)
+        stop_group(proc)
 
 
 def post(url: str, data: bytes) -> tuple[int, bytes]:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from piimw._process import stop_group
 from piimw.cli import Command
 
 APP = "example_apps.starlette_app.app:app"
@@ -141,23 +141,8 @@ class Server:
         raise DemoError("the example server did not answer in time:\n" + self.log_text())
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            if os.name == "posix":
-                os.killpg(proc.pid, signal.SIGTERM)
-            else:  # pragma: no cover - Windows
-                proc.terminate()
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            if os.name == "posix":
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:  # pragma: no cover - Windows
-                proc.kill()
-            proc.wait(5)
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            stop_group(self.proc, timeout=5)
 
     def log_text(self) -> str:
         try:

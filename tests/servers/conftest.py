@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from piimw._process import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,21 +61,6 @@ def _answers(port: int, path: str) -> bool:
         return False
     finally:
         conn.close()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(10)
 
 
 @contextmanager
@@ -128,7 +114,7 @@ def start_server(
                     raise
                 return
             finally:
-                _kill_group(server.process)
+                stop_group(server.process)
     finally:
         if owned:
             log_path.unlink(missing_ok=True)
