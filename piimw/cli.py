@@ -29,6 +29,7 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    description: str = ""  # the longer text for ``piimw NAME --help`` (default: ``help``)
 
 
 #: Subcommand name -> ``"module:attribute"`` of its :class:`Command`, in help order.
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
             command = load(spec)
         except (ImportError, AttributeError, TypeError) as e:  # one broken command must not
             command = _unavailable(name, e)  # take the others down
-        p = sub.add_parser(name, help=command.help, description=command.help)
+        p = sub.add_parser(name, help=command.help,
+                           description=command.description or command.help)
         command.add_arguments(p)
         p.set_defaults(_run=command.run)
     return parser

@@ -51,13 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 HELP = "read or change a subject's opt-outs in the registry"
 
 
-def register(subparsers: Any) -> None:
-    """Add ``optout`` to an argparse sub-parsers object (for callers without piimw.cli)."""
-    parser = subparsers.add_parser("optout", help=HELP, description=HELP)
-    add_arguments(parser)
-    parser.set_defaults(func=run, _run=run)
-
-
 def _open(args: argparse.Namespace) -> Registry:
     url = args.registry or os.environ.get("PIIMW_REGISTRY_URL")
     if url is None and os.path.exists(args.config):
@@ -136,4 +129,4 @@ def _command() -> Any:
 #: For ``piimw.cli.COMMANDS["optout"] = "piimw.cli_optout:COMMAND"``.
 COMMAND = _command()
 
-__all__ = ["COMMAND", "HELP", "add_arguments", "register", "run"]
+__all__ = ["COMMAND", "HELP", "add_arguments", "run"]

@@ -25,15 +25,6 @@ MAP_HELP = "the data map: declared and observed personal data per route"
 SUGGEST_HELP = "propose x-pii annotations (JSON Patch) for undeclared PII seen in traffic"
 
 
-def register(subparsers: Any) -> None:
-    m = subparsers.add_parser("map", help=MAP_HELP, description=MAP_HELP)
-    map_arguments(m)
-    m.set_defaults(func=run_map)
-    s = subparsers.add_parser("suggest", help=SUGGEST_HELP, description=SUGGEST_HELP)
-    suggest_arguments(s)
-    s.set_defaults(func=run_suggest)
-
-
 def map_arguments(m: argparse.ArgumentParser) -> None:
     from piimw.datamap import FORMATS
 
@@ -124,14 +115,3 @@ def run_suggest(args: argparse.Namespace) -> int:
 
 MAP = Command("map", MAP_HELP, map_arguments, run_map)
 SUGGEST = Command("suggest", SUGGEST_HELP, suggest_arguments, run_suggest)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="piimw")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

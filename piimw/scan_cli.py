@@ -9,7 +9,6 @@ huge log with many findings runs in constant memory. Exit codes: 0 clean, 1 find
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -26,12 +25,6 @@ HELP = "find personal data already leaked into files (logs, dumps, trees)"
 DESCRIPTION = ("Scan files, directories (recursively), .gz files or stdin (-) for personal data. "
                "Exit 0 when clean, 1 when findings remain, 2 on a usage error. Findings show a "
                "masked preview, never the value.")
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("scan", help=HELP, description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -222,16 +215,4 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.findings else 0
 
 
-COMMAND = Command("scan", HELP, add_arguments, run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="piimw")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    sys.exit(main())
+COMMAND = Command("scan", HELP, add_arguments, run, DESCRIPTION)

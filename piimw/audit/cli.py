@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -19,12 +18,6 @@ from piimw.cli import Command
 from piimw.errors import ConfigError
 
 HELP = "verify the audit trail or report from it"
-
-
-def register(subparsers: Any) -> None:
-    audit = subparsers.add_parser("audit", help=HELP, description=HELP)
-    add_arguments(audit)
-    audit.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,15 +128,3 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command("audit", HELP, add_arguments, run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m piimw.audit.cli``) until the main CLI calls register."""
-    parser = argparse.ArgumentParser(prog="piimw")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from audit_helpers import PLANTED, exchange, signup_body, trail_for
 
-from piimw.audit.cli import main
 from piimw.audit.records import AuditKey
+from piimw.cli import main
 from piimw.config import Config
 
 

@@ -14,9 +14,9 @@ import yaml
 from piimw.audit import AuditSettings, AuditTrail
 from piimw.audit.records import AuditKey, Sealer
 from piimw.audit.sinks import open_sink
+from piimw.cli import main
 from piimw.config import Config
 from piimw.datamap import build, observed, render, suggest
-from piimw.datamap_cli import main
 from piimw.exchange import Exchange
 
 KEY = "datamap-test-key-0123456789"

@@ -10,15 +10,14 @@ import orjson
 import pytest
 from registry_support import KEY
 
-from piimw.cli_optout import register, run
+from piimw.cli import build_parser
+from piimw.cli_optout import run
 from piimw.registry import Registry
 from piimw.transform import Hasher
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="piimw")
-    register(parser.add_subparsers(dest="command"))
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_set_get_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -29,7 +28,7 @@ def test_set_get_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     args = _parse(["optout", "set", "--registry", url, "--user-stdin", "--opt-out", "marketing",
                    "--opt-out-category", "email"])
     out = io.StringIO()
-    assert args.func(args, stdin=io.StringIO("jane@example.com\n"), stdout=out) == 0
+    assert run(args, stdin=io.StringIO("jane@example.com\n"), stdout=out) == 0
     doc = orjson.loads(out.getvalue())
     assert "jane" not in out.getvalue()
     subject = doc["subject"]

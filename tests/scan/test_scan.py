@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from piimw.cli import main
 from piimw.scan import Hit, Input, Options, Progress, iter_blocks, iter_inputs, scan
-from piimw.scan_cli import main
 
 EMAIL = "jane.canary@example.com"
 CARD = "4111 1111 1111 1111"
