@@ -57,8 +57,14 @@ class PIIMiddleware:
 
     def __init__(self, app: ASGIApp, config: Config | str | dict[str, Any] | None = None) -> None:
         self.app = app
-        self.config = _coerce_config(config)
-        self.optout_api = OptOutAPI.from_config(self.config)
+        self._configure(_coerce_config(config))
+
+    def _configure(self, config: Config) -> None:
+        self.config = config
+        self.optout_api = api = OptOutAPI.from_config(config)
+        #: Paths piimw answers itself.
+        self._privacy_paths = (GPC_JSON_PATH,) if api is None else (GPC_JSON_PATH,
+                                                                   api.settings.path)
 
     # Hooks for adapters: translate framework knowledge into the core's terms.
     def route_template(self, scope: Scope) -> str | None:
@@ -75,33 +81,43 @@ class PIIMiddleware:
     def prepare(self, exchange: Exchange, scope: Scope) -> None:
         """Called once the exchange exists; adapters add session or registry consent here."""
 
+    #: Set by adapters whose configuration is built late (at start-up); see :meth:`_late`.
+    _lazy: Any = None
+
+    async def _late(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Build a late configuration; True if the message was handled here."""
+        return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._lazy is not None and await self._late(scope, receive, send):
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if await self._serve_privacy_endpoints(scope, receive, send):
+        path = scope.get("path", "/")
+        if path in self._privacy_paths and await self._serve_privacy_endpoints(
+                scope, receive, send):
             return
         headers: Headers = list(scope.get("headers") or ())
-        exchange = Exchange(self.config, scope["method"], scope.get("path", "/"), headers,
-                            scope.get("query_string", b""),
-                            route_template=self.route_template(scope))
         client = scope.get("client")
-        if client:
-            exchange.add_client_address(client[0])
+        exchange = Exchange(self.config, scope["method"], path, headers,
+                            scope.get("query_string", b""),
+                            route_template=self.route_template(scope),
+                            client=client[0] if client else None)
         self.prepare(exchange, scope)
-        exchange.resolve_consent(self.user_id(scope))
+        if self.config.registry is not None:
+            exchange.resolve_consent(self.user_id(scope))
         scope = dict(scope)
         scope["piimw"] = exchange
-        responder = _Responder(exchange, send)
         replacement: BaseException | None = None
         token = _current.set(exchange)
         failed = False
         try:
             try:
                 if exchange.passthrough:
-                    await self.app(scope, receive, responder.send)
+                    await self.app(scope, receive, _error_watch(exchange, send))
                     return
-                await self._inspect(exchange, scope, receive, responder)
+                await self._inspect(exchange, scope, receive, _Responder(exchange, send))
             except Exception as exc:
                 failed = True
                 # Sanitize while this request's known values are active: the server's
@@ -224,6 +240,31 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _error_watch(exchange: Exchange, send: Send) -> Send:
+    """``send`` for a request passed through: untouched unless the status is an error.
+
+    Error pages (4xx/5xx) are inspected like any protected response; everything else goes
+    straight to the server, message by message, without buffering.
+    """
+    responder: _Responder | None = None
+
+    async def watch(message: Message) -> None:
+        nonlocal responder
+        if responder is not None:
+            await responder.send(message)
+            return
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            if status >= 400:
+                responder = _Responder(exchange, send)
+                await responder.send(message)
+                return
+            exchange.status = status
+        await send(message)
+
+    return watch
 
 
 class _Responder:

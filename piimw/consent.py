@@ -22,6 +22,8 @@ SIGNAL_USES: dict[str, tuple[str, ...]] = {
 NON_ESSENTIAL: tuple[str, ...] = tuple(u for u in USES if u != "essential")
 
 OPT_OUT_HEADER = "x-pii-opt-out"
+#: The request headers :func:`from_headers` reads, as ASGI spells them (lower-case bytes).
+HEADER_NAMES = frozenset((b"sec-gpc", b"dnt", b"x-do-not-track", OPT_OUT_HEADER.encode()))
 
 
 @dataclass(frozen=True)

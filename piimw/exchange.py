@@ -47,6 +47,7 @@ CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out",
                   "session": "Cookie"}
+_LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
 
 
 def current() -> Exchange | None:
@@ -96,12 +97,13 @@ class Exchange:
 
     __slots__ = (
         "__weakref__",
+        "_client",
         "_findings",
+        "_known",
         "_request_id",
         "_results",
         "config",
         "consent",
-        "known",
         "method",
         "path",
         "query_string",
@@ -125,6 +127,7 @@ class Exchange:
         *,
         route_template: str | None = None,
         consent: Consent | None = None,
+        client: str | None = None,
     ) -> None:
         self.config = config
         self.method = method.upper()
@@ -132,26 +135,31 @@ class Exchange:
         self.query_string = query_string
         self.request_headers = headers
         routes = config.routes
-        self.route: Route | None = None
-        if len(routes):
-            # The framework's template first; if the table does not know it, the path itself:
-            # a template spelled differently must never switch protection off.
-            if route_template is not None:
-                self.route = routes.get(self.method, route_template)
-            if self.route is None:
-                self.route = routes.match(self.method, path)
+        route: Route | None = (
+            routes.lookup(self.method, route_template, path) if routes else None)
+        self.route = route
         # The configuration's spelling when a route matched (audit and data map join on it),
         # else the framework's template (still better than a raw path in logs).
-        self.route_template = self.route.template if self.route else route_template
-        signals = consent_mod.from_headers(
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers
-            if k in (b"sec-gpc", b"dnt", b"x-do-not-track", b"x-pii-opt-out")
-        )
-        extra = signals_mod.from_request(headers, config.consent_settings)
-        if extra is not DEFAULT:  # most requests carry no signal: no Consent is built
-            signals = signals.merge(extra)
+        self.route_template = route.template if route is not None else route_template
+        signals = DEFAULT
+        settings = config.consent_settings
+        watched = settings.signal_headers
+        for k, _ in headers:
+            if k in watched:  # most requests carry no signal: no Consent is built
+                signals = consent_mod.from_headers(
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
+                    if k in consent_mod.HEADER_NAMES)
+                extra = signals_mod.from_request(headers, settings)
+                if extra is not DEFAULT:
+                    signals = signals.merge(extra)
+                break
         self.consent = signals if consent is None else signals.merge(consent)
-        self.known = KnownValues()
+        # Known values are harvested from the headers and query string on first use (a log
+        # line, an error page, a planned body): most requests on routes without a plan
+        # never need them.
+        self._known: KnownValues | None = None
+        #: The peer's address (``scope["client"]``, ``REMOTE_ADDR``): a known value.
+        self._client = client if client not in _LOCAL_CLIENTS else None
         self._findings: list[Finding] = []
         self._results: list[Result] = []
         self.signals_used: set[str] = set()
@@ -164,9 +172,19 @@ class Exchange:
         self.reasons: set[str] = set()
         #: The parsed request body, kept in memory for the discovery sampler only.
         self.request_doc: Any = None
-        self._harvest_headers(headers)
-        if query_string:
-            self._harvest_query(query_string)
+
+    @property
+    def known(self) -> KnownValues:
+        """The values this request brought in (headers, query, client address, bodies)."""
+        known = self._known
+        if known is None:
+            known = self._known = KnownValues()
+            self._harvest_headers(self.request_headers)
+            if self.query_string:
+                self._harvest_query(self.query_string)
+            if self._client is not None:
+                known.add(self._client, "user.device.ip_address")
+        return known
 
     @property
     def request_id(self) -> str:
@@ -237,8 +255,11 @@ class Exchange:
             self.known.add(v, "user")
 
     def add_client_address(self, host: str | None) -> None:
-        if host and host not in ("127.0.0.1", "::1", "testclient", "localhost"):
-            self.known.add(host, "user.device.ip_address")
+        if host and host not in _LOCAL_CLIENTS:
+            if self._known is None:
+                self._client = host  # harvested with the rest on first use
+            else:
+                self._known.add(host, "user.device.ip_address")
 
     # -- query string ---------------------------------------------------------------------
     def scrub_query(self) -> bytes:

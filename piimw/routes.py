@@ -82,6 +82,9 @@ class RouteTable:
         self._by_key: dict[tuple[str, str], Route] = {}
         self._by_shape: dict[tuple[str, str], Route] = {}
         self._templated: list[tuple[re.Pattern[str], Route]] = []
+        # (method, framework template or "", path) -> route: every request asks, and most
+        # ask about the same few paths. Bounded: paths with ids in them are unbounded.
+        self._memo: dict[tuple[str, str | None, str], Route | None] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -94,6 +97,7 @@ class RouteTable:
         if key in self._by_key:
             raise SchemaError(f"route {route.method} {route.template} is defined twice")
         self._by_key[key] = route
+        self._memo.clear()
         self._by_shape.setdefault((route.method, _shape(route.template)), route)
         if _PARAM.search(route.template):
             self._templated.append((_template_regex(route.template), route))
@@ -110,6 +114,27 @@ class RouteTable:
         if hit is None:
             shape = _shape(template)
             hit = self._by_shape.get((method, shape)) or self._by_shape.get(("*", shape))
+        return hit
+
+    def lookup(self, method: str, template: str | None, path: str) -> Route | None:
+        """The route for a request: by the framework's template first, then by the path.
+
+        A template spelled differently from the configuration must never switch protection
+        off, so a miss by template still tries the path. Remembered per (method, template,
+        path), up to 8192 entries.
+        """
+        key = (method, template, path)
+        memo = self._memo
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        hit = self.get(method, template) if template is not None else None
+        if hit is None:
+            hit = self.match(method, path)
+        if len(memo) >= 8192:
+            memo.clear()
+        memo[key] = hit
         return hit
 
     def match(self, method: str, path: str) -> Route | None:

@@ -9,6 +9,7 @@ an opt-in: "did not opt out" in a CMP string does not lift anything.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from piimw.consent import DEFAULT, Consent, from_session_flag
+from piimw.consent import DEFAULT, HEADER_NAMES, Consent, from_session_flag
 from piimw.errors import ConfigError
 
 logger = logging.getLogger("piimw.signals")
@@ -78,6 +79,19 @@ class ConsentSettings:
     session_key: str | None = None
     gpc_json: GpcJson | None = None
     write_through: bool = True
+
+    #: Request header names that may carry a GPP or usprivacy string (``cookie`` too).
+    header_names: frozenset[bytes] = dataclasses.field(init=False, repr=False,
+                                                            compare=False)
+    #: Those plus the opt-out headers: a request with none of them carries no signal.
+    signal_headers: frozenset[bytes] = dataclasses.field(init=False, repr=False,
+                                                            compare=False)
+
+    def __post_init__(self) -> None:
+        names = frozenset(b"cookie" if s.kind == "cookie" else s.name.lower().encode("latin-1")
+                          for s in self.gpp_sources + self.usprivacy_sources)
+        object.__setattr__(self, "header_names", names)
+        object.__setattr__(self, "signal_headers", names | HEADER_NAMES)
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None, *,
@@ -340,10 +354,11 @@ def from_request(headers: Iterable[tuple[bytes, bytes]],
                  settings: ConsentSettings = DEFAULT_SETTINGS) -> Consent:
     """GPP and usprivacy opt-outs from the configured sources (ASGI-style header pairs)."""
     hdrs = headers if isinstance(headers, list) else list(headers)
-    sources = settings.gpp_sources + settings.usprivacy_sources
-    if not sources:
-        return DEFAULT
-    names = {s.name for s in sources if s.kind == "cookie"}
+    present = settings.header_names
+    if not any(k in present for k, _ in hdrs):
+        return DEFAULT  # no source present (no sources configured, or no cookie at all)
+    names = {s.name for s in settings.gpp_sources + settings.usprivacy_sources
+             if s.kind == "cookie"}
     cookies = _cookie_values(hdrs, names) if names else {}
     consent = DEFAULT
     for value in _values(hdrs, settings.gpp_sources, cookies):

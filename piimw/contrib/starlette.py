@@ -70,7 +70,7 @@ class PIIMiddleware(_ASGIMiddleware):
 
     def __init__(self, app: ASGIApp, config: Config | str | os.PathLike[str] | Mapping[str, Any]
                  | LazyOpenAPI | None = None, *, session_key: str | None = None) -> None:
-        self._lazy = config if isinstance(config, LazyOpenAPI) else None
+        self._lazy: LazyOpenAPI | None = config if isinstance(config, LazyOpenAPI) else None
         self._lock = threading.Lock()
         eager = None if isinstance(config, LazyOpenAPI) else config
         super().__init__(app, eager)  # type: ignore[arg-type]  # the base coerces paths too
@@ -78,14 +78,17 @@ class PIIMiddleware(_ASGIMiddleware):
         # id(owner) -> (owner, routes list, its length, flattened routes). Holds the owner so
         # that the id stays its own; the owners are this app's routers, alive as long as it.
         self._routes: dict[int, tuple[Any, Any, int, list[Any]]] = {}
+        # (id(owner), method, root_path, path) -> template, for matches that did not depend on
+        # the Host header. Emptied when the top-level route list changes; bounded.
+        self._templates: dict[tuple[int, str, str, str], str | None] = {}
+        self._templates_for: list[Any] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._lazy is not None:
-            if scope["type"] == "lifespan":
-                await self.app(scope, receive, self._startup_send(scope, send))
-                return
-            self._build(scope)
-        await super().__call__(scope, receive, send)
+    async def _late(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._startup_send(scope, send))
+            return True
+        self._build(scope)
+        return False
 
     # -- lazy configuration ---------------------------------------------------------------
     def _build(self, scope: Scope) -> None:
@@ -98,7 +101,7 @@ class PIIMiddleware(_ASGIMiddleware):
             lazy = self._lazy
             if lazy is None:
                 return
-            self.config = lazy.build(scope.get("app"))
+            self._configure(lazy.build(scope.get("app")))
             self._lazy = None
 
     def _startup_send(self, scope: Scope, send: Send) -> Send:
@@ -120,9 +123,21 @@ class PIIMiddleware(_ASGIMiddleware):
             owner = self.app if hasattr(self.app, "routes") else None
             if owner is None:
                 return None
-        template = self._match(owner, dict(scope), "", 0)
-        if template is None:
-            return None
+        flat = self._candidates(owner)
+        if flat is not self._templates_for:
+            self._templates.clear()
+            self._templates_for = flat
+        key = (id(owner), scope["method"], scope.get("root_path", ""), scope["path"])
+        try:
+            return self._templates[key]
+        except KeyError:
+            pass
+        hosts: list[Any] = []
+        template = self._match(owner, dict(scope), "", 0, hosts)
+        if not hosts:
+            if len(self._templates) >= 8192:
+                self._templates.clear()
+            self._templates[key] = template
         return template  # the route table matches it whatever the parameter names
 
     def user_id(self, scope: Scope) -> str | int | None:
@@ -159,7 +174,8 @@ class PIIMiddleware(_ASGIMiddleware):
         self._routes[id(owner)] = (owner, routes, len(routes), flat)
         return flat
 
-    def _match(self, owner: Any, scope: Scope, prefix: str, depth: int) -> str | None:
+    def _match(self, owner: Any, scope: Scope, prefix: str, depth: int,
+               hosts: list[Any]) -> str | None:
         """Walk the routes as Starlette's router will: the first full match wins."""
         if depth > 16:
             return None
@@ -168,6 +184,8 @@ class PIIMiddleware(_ASGIMiddleware):
             matches = getattr(route, "matches", None)
             if matches is None:
                 continue
+            if getattr(route, "host", None) is not None:  # Host (or FastAPI's wrapper of one)
+                hosts.append(route)  # its answer depends on a header: not memoised
             match, child = matches(scope)
             if match is Match.NONE:
                 continue
@@ -175,7 +193,8 @@ class PIIMiddleware(_ASGIMiddleware):
             if hasattr(route, "routes"):  # Mount or Host: descend with the child scope
                 if match is Match.FULL:
                     return self._match(route, {**scope, **child},
-                                       prefix + openapi_template(path or ""), depth + 1)
+                                       prefix + openapi_template(path or ""), depth + 1,
+                                       hosts)
                 continue
             if not isinstance(path, str):
                 continue

@@ -192,3 +192,31 @@ def test_bad_tag_fails_startup() -> None:
     app = make_app(LazyOpenAPI(), extra=bad)
     with pytest.raises(piimw.ConfigError, match="not-a-category"), TestClient(app):
         pass
+
+
+def test_lazy_configuration_serves_its_privacy_endpoints(tmp_path: Any,
+                                                         monkeypatch: Any) -> None:
+    # Regression: the late-built configuration replaced the settings but not the opt-out API
+    # derived from them, so the API path fell through to the app (404).
+    monkeypatch.setenv("PIIMW_HASH_KEY", "fastapi-test-key-0123456789")
+    lazy = LazyOpenAPI(settings={"registry": {"url": f"sqlite:///{tmp_path / 'r.db'}",
+                                              "api": {"path": "/privacy/preferences"}}})
+    client = TestClient(make_app(lazy))
+    r = client.get("/privacy/preferences")
+    assert r.status_code == 401  # answered by piimw: nobody is signed in
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_routes_added_after_the_first_request_are_matched() -> None:
+    app = make_app(None)
+    app.add_middleware(PIIMiddleware, config=openapi_config(make_app(None)))
+    client = TestClient(app)
+    assert client.post("/late", json={"email": "ann@example.com"}).status_code == 404
+
+    @app.post("/late")
+    async def late(body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    # The template memo is keyed to the route list it was built from: /late is now known to
+    # the router, so the request is served (and the memo did not answer "no route").
+    assert client.post("/late", json={"email": "ann@example.com"}).status_code == 200
