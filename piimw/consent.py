@@ -41,6 +41,20 @@ class Consent:
     sources: tuple[tuple[str, str], ...] = ()
     signals: tuple[str, ...] = field(default=())
 
+    def __hash__(self) -> int:
+        # Policy and the scrubber key their caches on consents: hash the fields once.
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            h = hash((self.subject, self.opted_out_uses, self.opted_out_categories,
+                      self.opted_in, self.sources, self.signals))
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    def __getstate__(self) -> dict[str, object]:
+        # String hashes differ between processes: never carry the cached one across.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def is_default(self) -> bool:
         return not (self.opted_out_uses or self.opted_out_categories or self.opted_in)

@@ -370,7 +370,8 @@ class Exchange:
             doc, plan, sink=sink, consent=self.consent, route=self.route_template,
             known=self.known, collect=collect, detect=detect)
         self._results.append(res)
-        self.signals_used |= res.changed_by_consent
+        if not self.consent.is_default:  # else no signal can have changed anything
+            self.signals_used |= res.changed_by_consent
         return res
 
     def record(self, findings: list[Finding]) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
@@ -56,18 +56,14 @@ def mask_email(value: str) -> str:
 
 def mask_digits(value: str, keep: int = 4) -> str:
     """Replace every digit but the last ``keep`` with ``*``, keeping separators."""
-    total = sum(c.isdigit() for c in value)
-    if total <= keep:
-        return "".join("*" if c.isdigit() else c for c in value)
-    seen = 0
-    out = []
-    for c in value:
-        if c.isdigit():
-            seen += 1
-            out.append(c if seen > total - keep else "*")
-        else:
-            out.append(c)
-    return "".join(out)
+    digits = [i for i, c in enumerate(value) if c.isdigit()]
+    hide = digits[:len(digits) - keep] if len(digits) > keep else digits
+    if not hide:
+        return value
+    chars = list(value)
+    for i in hide:
+        chars[i] = "*"
+    return "".join(chars)
 
 
 def mask_generic(value: str) -> str:
@@ -78,17 +74,31 @@ def mask_generic(value: str) -> str:
 
 def mask_string(value: str, category: str) -> str:
     """Mask for humans: enough left to recognise one's own data, not enough to identify."""
+    return _string_mask(category)(value)
+
+
+def _mask_last4(value: str) -> str:
+    return mask_digits(value, 4)
+
+
+def _mask_secret(value: str) -> str:
+    return _stars(8)
+
+
+@lru_cache(maxsize=1024)
+def _string_mask(category: str) -> Callable[[str], str]:
+    """The mask a category takes (decided once per category: taxonomy lookups are slow)."""
     if is_within(category, "user.contact.email"):
-        return mask_email(value)
+        return mask_email
     if is_within(category, "user.financial") or is_within(category, "user.contact.phone_number"):
-        return mask_digits(value, 4)
+        return _mask_last4
     if is_within(category, "user.government_id"):
-        return mask_digits(value, 4)
+        return _mask_last4
     if is_within(category, "user.authorization"):
-        return _stars(8)
+        return _mask_secret
     if is_within(category, "user.device.ip_address"):
-        return mask_ip(value)
-    return mask_generic(value)
+        return mask_ip
+    return mask_generic
 
 
 def mask_ip(value: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
@@ -49,9 +51,8 @@ def _to_str(headers: Headers) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
 
 
+@lru_cache(maxsize=256)
 def _status_line(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
@@ -98,10 +99,11 @@ class PIIMiddleware:
         exchange = Exchange(self.config, environ.get("REQUEST_METHOD", "GET"),
                             environ.get("PATH_INFO", "/") or "/", headers,
                             environ.get("QUERY_STRING", "").encode("latin-1"),
-                            route_template=self.route_template(environ))
-        exchange.add_client_address(environ.get("REMOTE_ADDR"))
+                            route_template=self.route_template(environ),
+                            client=environ.get("REMOTE_ADDR"))
         self.prepare(exchange, environ)
-        exchange.resolve_consent(self.user_id(environ))
+        if self.config.registry is not None:
+            exchange.resolve_consent(self.user_id(environ))
         environ["piimw"] = exchange
         token = _current.set(exchange)
         try:
@@ -174,7 +176,7 @@ class PIIMiddleware:
                                    "The request body is larger than this endpoint inspects.")
             else:
                 body = b""
-            outcome = exchange.request_body(environ_headers(environ), body)
+            outcome = exchange.request_body(exchange.request_headers, body)
         except Exception as exc:  # fail closed on our own errors
             logger.error("piimw: request inspection failed (%s); request refused",
                          type(exc).__name__)

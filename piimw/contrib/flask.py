@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -32,7 +32,7 @@ from piimw.api import default_config
 from piimw.config import Config
 from piimw.consent import Consent
 from piimw.exchange import Exchange
-from piimw.wsgi import PIIMiddleware, StartResponse, WSGIApp
+from piimw.wsgi import PIIMiddleware, WSGIApp
 
 __all__ = ["DEFAULT_SESSION_KEY", "PIIMW", "PIIMWState", "route_template", "session_consent"]
 
@@ -88,6 +88,7 @@ class FlaskPIIMiddleware(PIIMiddleware):
         self.flask_app = flask_app
         self.session_key = session_key
         self.user_session_key = user_session_key
+        self._templates: dict[tuple[Any, ...], str | None] = {}
 
     def user_id(self, environ: dict[str, Any]) -> str | int | None:
         """The signed-in user's id as Flask-Login keeps it in the session (``_user_id``)."""
@@ -108,6 +109,8 @@ class FlaskPIIMiddleware(PIIMiddleware):
 
         Raises whatever the session interface raises on a forged or unreadable cookie.
         """
+        if not environ.get("HTTP_COOKIE"):
+            return None  # no cookie, no session: no request object needed
         app = self.flask_app
         interface = app.session_interface
         request = self._request(environ)
@@ -115,15 +118,12 @@ class FlaskPIIMiddleware(PIIMiddleware):
             return None
         return interface.open_session(app, request)
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        # One shallow request object for both hooks: it never touches the body stream.
-        environ[_ENVIRON_REQUEST] = self.flask_app.request_class(environ, shallow=True)
-        return super().__call__(environ, start_response)
-
     def _request(self, environ: dict[str, Any]) -> Request:
+        """One shallow request object for every hook (it never touches the body stream)."""
         request = environ.get(_ENVIRON_REQUEST)
         if not isinstance(request, Request):
-            request = self.flask_app.request_class(environ, shallow=True)
+            request = environ[_ENVIRON_REQUEST] = self.flask_app.request_class(environ,
+                                                                               shallow=True)
         return request
 
     def route_template(self, environ: dict[str, Any]) -> str | None:
@@ -144,6 +144,23 @@ class FlaskPIIMiddleware(PIIMiddleware):
         return None
 
     def _framework_template(self, environ: dict[str, Any]) -> str | None:
+        # Flask refuses new URL rules once it has served a request, so a match depends only
+        # on what Werkzeug matches on: host, scheme, script root, path and method.
+        key = (environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+               environ.get("wsgi.url_scheme"), environ.get("SCRIPT_NAME", ""),
+               environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET"))
+        memo = self._templates
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        template = self._match_rule(environ)
+        if len(memo) >= 8192:
+            memo.clear()
+        memo[key] = template
+        return template
+
+    def _match_rule(self, environ: dict[str, Any]) -> str | None:
         try:
             adapter = self.flask_app.create_url_adapter(self._request(environ))
             if adapter is None:

@@ -16,7 +16,7 @@ pytest.importorskip("flask")
 from flask import Flask, jsonify, request, session
 from flask.testing import FlaskClient
 from werkzeug.middleware.lint import LintMiddleware
-from werkzeug.test import TestResponse
+from werkzeug.test import EnvironBuilder, TestResponse
 
 import piimw
 from piimw.contrib.flask import PIIMW, PIIMWState, route_template, session_consent
@@ -379,3 +379,22 @@ def test_import_error_names_the_extra(module: str, framework: str, extra: str) -
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert f"pip install '{extra}'" in out.stdout
+
+
+def test_rule_memo_keeps_hosts_apart() -> None:
+    # Templates are remembered per (host, scheme, script root, path, method): the same path
+    # on another host may be another rule, or none.
+    app = Flask("hosts", host_matching=True, static_host="static.example.com")
+    app.add_url_rule("/p/<int:n>", "a", lambda n: "a", host="a.example.com")
+    app.add_url_rule("/p/<slug>", "b", lambda slug: "b", host="b.example.com")
+    PIIMW(app, {})
+    mw = app.extensions["piimw"].middleware
+
+    def template(host: str) -> str | None:
+        env = EnvironBuilder(path="/p/1", base_url=f"http://{host}").get_environ()
+        return mw._framework_template(env)
+
+    for _ in range(2):  # the second round answers from the memo
+        assert template("a.example.com") == "/p/{n}"
+        assert template("b.example.com") == "/p/{slug}"
+        assert template("c.example.com") is None
