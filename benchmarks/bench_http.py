@@ -1,7 +1,8 @@
 """HTTP throughput with and without piimw, real servers on 127.0.0.1: ``bench_http.py [--quick]``.
 
 Rows (targets from the performance issue), each the wrapped server's requests/s over the bare
-server's, measured in the same run:
+server's, measured in the same run, and set against the issue's reference for that row, also
+measured in the same run:
 
 * Starlette under uvicorn (one process), 2 KB JSON POSTed and echoed, route without a plan:
   ``PIIMiddleware`` must pass it through (>= 0.98x bare).
@@ -10,15 +11,33 @@ server's, measured in the same run:
   action) and scanned for undeclared PII (>= 0.85x bare).
 * Flask under gunicorn (sync worker, 1 worker), route with a plan, ``PIIMW(app)`` (>= 0.90x).
 
-Method: the bare and the wrapped server run side by side (same app, same handlers; only the
-middleware differs) and are loaded in alternation A/B, B/A, A/B ... so that drift on a shared
-machine hits both alike; the ratio is the median of the per-round ratios. The servers are
+References (the issue measured each on a machine of its own; here they run in the same run as
+the bare and piimw servers). They are small middlewares defined in this file, not piimw code:
+
+* ``RefASGI`` on the Starlette app. For ``/plain`` it is a pure-ASGI pass-through (issue:
+  0.99x bare); for ``/orders`` it buffers the request body, ``orjson.loads`` + ``dumps`` it,
+  replays it, buffers the response, ``loads`` + ``dumps`` it and fixes Content-Length
+  ("buffer + re-serialize", issue: 0.88x bare).
+* ``RefWSGI`` on the Flask app (``app.wsgi_app``). For ``/orders`` it buffers the request and
+  the response and scrubs both naively in pure Python (the values of keys named email, card,
+  phone, name become "[redacted]") between ``orjson.loads`` and ``dumps`` ("buffer + naive
+  scrub", issue: 0.84x bare).
+
+Method: the bare, the piimw and the reference server of a group run side by side (same app,
+same handlers; only the middleware differs; ``PIIMW_BENCH_WRAP`` = bare / piimw / ref) and are
+loaded one after the other in rounds, the order rotated each round (B P R, P R B, R B P, ...)
+so that drift on a shared machine hits all alike; each ratio (piimw/bare, ref/bare, piimw/ref)
+is the median of the per-round ratios. PASS/MISS is piimw/bare against the issue's target.
+Default: 9 rounds x 3 s per row (each server in each position three times; about 4.5 minutes in
+all); ``--quick``: 6 rounds x 1 s (about 1 to 1.5 minutes). The servers are
 pinned to CPU 0 and the load generator to CPU 1 (``taskset``) when there are two CPUs or more.
 Load: ``wrk`` (Debian package) if installed, else this file's own asyncio load generator
 (raw sockets, keep-alive, fixed duration). Before timing, every route is checked over HTTP:
 the bare and wrapped echo are byte-identical without a plan; with a plan the wrapped response
 has the email and card masked (the bare one has them raw) and an invalid body is refused with
-422. Access logs are off on both sides (piimw's log filter is measured by ``run.py``).
+422. The reference server answers 200 with JSON on both routes (the Starlette one echoes
+``/plain`` byte-identical and ``/orders`` with the same JSON; the Flask one has the email and
+card redacted). Access logs are off everywhere (piimw's log filter is measured by ``run.py``).
 Servers are started in their own process groups and killed on exit, whatever happens.
 """
 
@@ -26,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import re
@@ -38,7 +58,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,12 +143,136 @@ def _answer(data: dict[str, Any]) -> dict[str, Any]:
     return {"id": 1, "status": "created", **data}
 
 
-def _wrapped() -> bool:
-    return os.environ.get(WRAP_ENV, "0") == "1"
+MODES = ("bare", "piimw", "ref")
+
+
+def _mode() -> str:
+    mode = os.environ.get(WRAP_ENV, "bare")
+    if mode not in MODES:
+        raise SystemExit(f"{WRAP_ENV}={mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+# -- the issue's references (NOT piimw code) --------------------------------------------------
+class RefASGI:
+    """Reference for the Starlette rows; deliberately minimal, not piimw code.
+
+    Paths other than ``/orders``: a pure-ASGI pass-through ("pure-ASGI pass-through").
+    ``/orders``: buffer the request body, ``orjson.loads`` + ``dumps``, replay it to the app;
+    hold the response start, buffer the body, ``loads`` + ``dumps``, fix Content-Length, send
+    ("buffer + re-serialize"). A body that is not JSON is an error (500): a reference only.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/orders":
+            await self.app(scope, receive, send)
+            return
+        import orjson
+
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client gone
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        data = orjson.dumps(orjson.loads(raw))
+        if len(data) != len(raw):
+            scope = {**scope, "headers": [
+                *((k, v) for k, v in scope["headers"] if k != b"content-length"),
+                (b"content-length", str(len(data)).encode())]}
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return dict(await receive())
+            replayed = True
+            return {"type": "http.request", "body": data, "more_body": False}
+
+        start: dict[str, Any] = {}
+        out: list[bytes] = []
+
+        async def buffer(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                out.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    new = orjson.dumps(orjson.loads(b"".join(out)))
+                    headers = [(k, v) for k, v in start.get("headers", [])
+                               if k.lower() != b"content-length"]
+                    headers.append((b"content-length", str(len(new)).encode()))
+                    await send({**start, "headers": headers})
+                    await send({"type": "http.response.body", "body": new})
+            else:
+                await send(message)
+
+        await self.app(scope, replay, buffer)
+
+
+NAIVE_KEYS = frozenset({"email", "card", "phone", "name"})
+
+
+def naive_scrub(doc: Any) -> Any:
+    """The naive scrub of the Flask reference: redact the values of well-known keys, recursively."""
+    if isinstance(doc, dict):
+        return {k: "[redacted]" if k in NAIVE_KEYS else naive_scrub(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [naive_scrub(v) for v in doc]
+    return doc
+
+
+class RefWSGI:
+    """Reference for the Flask row ("buffer + naive scrub"); deliberately minimal, not piimw code.
+
+    ``/orders``: read ``wsgi.input`` fully, ``orjson.loads``, :func:`naive_scrub`, ``dumps``,
+    new CONTENT_LENGTH and ``wsgi.input``; buffer the response body, the same naive scrub, fix
+    Content-Length. Other paths pass through. A body that is not JSON is an error: a reference.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/orders":
+            return self.app(environ, start_response)
+        import orjson
+
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        data = orjson.dumps(naive_scrub(orjson.loads(raw)))
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ["wsgi.input"] = io.BytesIO(data)
+        held: list[Any] = []
+        written: list[bytes] = []
+
+        def hold(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            held[:] = [status, headers, exc_info]
+            return written.append
+
+        result = self.app(environ, hold)
+        try:
+            written.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers, exc_info = held
+        new = orjson.dumps(naive_scrub(orjson.loads(b"".join(written))))
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(new))))
+        start_response(status, headers, exc_info)
+        return [new]
 
 
 def starlette_app() -> Any:
-    """uvicorn factory (``--factory``): bare, or with ``PIIMiddleware`` if PIIMW_BENCH_WRAP=1."""
+    """uvicorn factory (``--factory``): bare, ``PIIMiddleware`` or ``RefASGI`` (by WRAP_ENV)."""
     import orjson
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
@@ -145,17 +289,19 @@ def starlette_app() -> Any:
         return Response(orjson.dumps(_answer(data)), media_type="application/json")
 
     middleware = []
-    if _wrapped():
+    if _mode() == "piimw":
         from piimw.contrib.starlette import PIIMiddleware
 
         middleware.append(Middleware(PIIMiddleware, config=_config()))
+    elif _mode() == "ref":
+        middleware.append(Middleware(RefASGI))
     return Starlette(routes=[Route("/plain", plain, methods=["POST"]),
                              Route("/orders", orders, methods=["POST"])],
                      middleware=middleware)
 
 
 def flask_app() -> Any:
-    """gunicorn factory (``bench_http:flask_app()``): bare, or with ``PIIMW(app)``."""
+    """gunicorn factory (``bench_http:flask_app()``): bare, ``PIIMW(app)`` or ``RefWSGI``."""
     import orjson
     from flask import Flask, Response, request
 
@@ -171,10 +317,12 @@ def flask_app() -> Any:
         return Response(orjson.dumps(_answer(orjson.loads(request.get_data()))),
                         mimetype="application/json")
 
-    if _wrapped():
+    if _mode() == "piimw":
         from piimw.contrib.flask import PIIMW
 
         PIIMW(app, _config())
+    elif _mode() == "ref":
+        app.wsgi_app = RefWSGI(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
@@ -207,7 +355,7 @@ def _pin(cpu: int | None) -> list[str]:
 
 
 @contextmanager
-def server(name: str, kind: str, wrapped: bool, cpu: int | None, tmp: Path) -> Iterator[Server]:
+def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path) -> Iterator[Server]:
     """Start one server (own process group), wait until it answers, kill it on exit."""
     port = _free_port()
     if kind == "uvicorn":
@@ -218,7 +366,7 @@ def server(name: str, kind: str, wrapped: bool, cpu: int | None, tmp: Path) -> I
         cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-k", "sync", "-w", "1",
                "-b", f"{HOST}:{port}", "--log-level", "warning", "bench_http:flask_app()"]
     env = dict(os.environ)
-    env[WRAP_ENV] = "1" if wrapped else "0"
+    env[WRAP_ENV] = mode
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(REPO),
                                                       env.get("PYTHONPATH")]))
     log = tmp / f"{name.replace(' ', '_')}.log"
@@ -280,6 +428,24 @@ def check(bare: Server, wrapped: Server, paths: list[str], payload: bytes) -> No
         assert s_bad == 422, f"invalid body not refused: {s_bad}"
         s_bad_bare, _ = post(bare.url + "/orders", json.dumps(bad).encode())
         assert s_bad_bare == 200
+
+
+def check_ref(bare: Server, ref: Server, paths: list[str], payload: bytes, *,
+              scrubs: bool) -> None:
+    """The reference answers 200 with JSON on both routes, and does its work on ``/orders``."""
+    for path in paths:
+        sb, bb = post(bare.url + path, payload)
+        sr, br = post(ref.url + path, payload)
+        assert sb == sr == 200, (path, sb, sr, br[:300])
+        doc = json.loads(br)
+        if path == "/plain":
+            assert br == bb, "reference changed the route it passes through"
+        elif scrubs:
+            assert EMAIL.encode() not in br, "reference not scrubbing"
+            assert CARD.encode() not in br, "reference not scrubbing"
+            assert doc["customer"]["email"] == doc["card"] == "[redacted]", doc
+        else:
+            assert doc == json.loads(bb), "reference re-serialization changed the document"
 
 
 # -- load generators ------------------------------------------------------------------------
@@ -401,45 +567,66 @@ def loadgen_main(url: str, seconds: float, connections: int, payload_path: str) 
 
 # -- the comparison -------------------------------------------------------------------------
 @dataclass
+class Reference:
+    name: str
+    issue_ratio: float  # what the issue measured for it, on a machine of its own
+
+
+PASS_THROUGH = Reference("pure-ASGI pass-through (RefASGI)", 0.99)
+RESERIALIZE = Reference("buffer + re-serialize (RefASGI)", 0.88)
+NAIVE_SCRUB = Reference("buffer + naive scrub (RefWSGI)", 0.84)
+
+
+@dataclass
 class Result:
     label: str
+    reference: Reference
     bare_rps: float
     wrapped_rps: float
-    ratio: float
+    ref_rps: float
+    ratio: float  # piimw / bare, median of the rounds
     ratios: list[float]
+    ref_ratio: float  # reference / bare
+    vs_ref: float  # piimw / reference
     target: float
     requests: int
 
 
-def compare(label: str, bare: Server, wrapped: Server, path: str, *, rounds: int,
-            seconds: float, connections: int, target: float, load: Any) -> Result:
-    """A/B in alternation (ABBA...), after one warm-up run each; median of per-round ratios."""
-    for srv in (bare, wrapped):
+def compare(label: str, bare: Server, wrapped: Server, ref: Server, path: str, *,
+            reference: Reference, rounds: int, seconds: float, connections: int,
+            target: float, load: Any) -> Result:
+    """Three servers in rotation (BPR, PRB, RBP, ...) after one warm-up run each; medians of
+    the per-round ratios."""
+    servers = [bare, wrapped, ref]
+    for srv in servers:
         load(srv.url + path, 1.0, connections)
-    bare_rps: list[float] = []
-    wrapped_rps: list[float] = []
+    rps: dict[str, list[float]] = {srv.name: [] for srv in servers}
     total = 0
     for r in range(rounds):
-        order = (bare, wrapped) if r % 2 == 0 else (wrapped, bare)
-        for srv in order:
+        shift = r % len(servers)
+        for srv in servers[shift:] + servers[:shift]:
             res: Load = load(srv.url + path, seconds, connections)
             if res.non2xx or res.requests == 0:
                 raise RuntimeError(f"{label}: {srv.name} answered {res.non2xx} non-2xx of "
                                    f"{res.requests}\n{srv.output()[-2000:]}")
             total += res.requests
-            (bare_rps if srv is bare else wrapped_rps).append(res.rps)
-        print(f"  {label} round {r + 1}/{rounds}: bare {bare_rps[-1]:8.0f} rps, "
-              f"piimw {wrapped_rps[-1]:8.0f} rps", file=sys.stderr, flush=True)
-    ratios = [w / b for w, b in zip(wrapped_rps, bare_rps, strict=True)]
-    return Result(label, statistics.median(bare_rps), statistics.median(wrapped_rps),
-                  statistics.median(ratios), ratios, target, total)
+            rps[srv.name].append(res.rps)
+        print(f"  {label} round {r + 1}/{rounds}: bare {rps[bare.name][-1]:6.0f} rps, "
+              f"piimw {rps[wrapped.name][-1]:6.0f} rps, ref {rps[ref.name][-1]:6.0f} rps",
+              file=sys.stderr, flush=True)
+    b, w, f = rps[bare.name], rps[wrapped.name], rps[ref.name]
+    ratios = [x / y for x, y in zip(w, b, strict=True)]
+    med = statistics.median
+    return Result(label, reference, med(b), med(w), med(f), med(ratios), ratios,
+                  med([x / y for x, y in zip(f, b, strict=True)]),
+                  med([x / y for x, y in zip(w, f, strict=True)]), target, total)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="4 rounds of 2 s per row")
-    ap.add_argument("--rounds", type=int, help="A/B rounds per row (default 10, quick 4)")
-    ap.add_argument("--seconds", type=float, help="seconds per run (default 3, quick 2)")
+    ap.add_argument("--quick", action="store_true", help="6 rounds of 1 s per row")
+    ap.add_argument("--rounds", type=int, help="rounds per row (default 9, quick 6)")
+    ap.add_argument("--seconds", type=float, help="seconds per run (default 3, quick 1)")
     ap.add_argument("--loadgen", nargs=4, metavar=("URL", "SECONDS", "CONNS", "BODY"),
                     help=argparse.SUPPRESS)
     ap.add_argument("--no-pin", action="store_true",
@@ -451,8 +638,8 @@ def main() -> None:
         url, seconds, conns, path = args.loadgen
         loadgen_main(url, float(seconds), int(conns), path)
         return
-    rounds = args.rounds or (4 if args.quick else 10)
-    seconds = args.seconds or (2.0 if args.quick else 3.0)
+    rounds = args.rounds or (6 if args.quick else 9)
+    seconds = args.seconds or (1.0 if args.quick else 3.0)
     cpus = os.cpu_count() or 1
     pinned = cpus >= 2 and shutil.which("taskset") is not None and not args.no_pin
     server_cpu, load_cpu = (0, 1) if pinned else (None, None)
@@ -468,45 +655,52 @@ def main() -> None:
     script = _wrk_script(tmp, payload)
     generator = "wrk 4 (1 thread)" if wrk else "asyncio load generator (keep-alive)"
     print(f"piimw HTTP benchmark: {len(payload)} B JSON bodies, {generator}, "
-          f"{rounds} A/B rounds x {seconds:g} s per row, "
+          f"{rounds} rounds (bare/piimw/reference rotated) x {seconds:g} s per row, "
           + (f"servers on CPU {server_cpu}, load on CPU {load_cpu}" if pinned
              else "not pinned"), flush=True)
     results: list[Result] = []
     started = time.perf_counter()
     try:
         with ExitStack() as stack:
-            bare = stack.enter_context(server("starlette bare", "uvicorn", False, server_cpu,
-                                              tmp))
-            wrapped = stack.enter_context(server("starlette piimw", "uvicorn", True,
-                                                 server_cpu, tmp))
+            bare, wrapped, ref = (
+                stack.enter_context(server(f"starlette {mode}", "uvicorn", mode, server_cpu, tmp))
+                for mode in MODES)
             check(bare, wrapped, ["/plain", "/orders"], payload)
+            check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=False)
             results.append(compare("Starlette/uvicorn, route without a plan", bare, wrapped,
-                                   "/plain", rounds=rounds, seconds=seconds, connections=8,
-                                   target=0.98, load=load))
-            results.append(compare("Starlette/uvicorn, route with a plan", bare, wrapped,
-                                   "/orders", rounds=rounds, seconds=seconds, connections=8,
-                                   target=0.85, load=load))
+                                   ref, "/plain", reference=PASS_THROUGH, rounds=rounds,
+                                   seconds=seconds, connections=8, target=0.98, load=load))
+            results.append(compare("Starlette/uvicorn, route with a plan", bare, wrapped, ref,
+                                   "/orders", reference=RESERIALIZE, rounds=rounds,
+                                   seconds=seconds, connections=8, target=0.85, load=load))
         with ExitStack() as stack:
-            bare = stack.enter_context(server("flask bare", "gunicorn", False, server_cpu, tmp))
-            wrapped = stack.enter_context(server("flask piimw", "gunicorn", True, server_cpu,
-                                                 tmp))
+            bare, wrapped, ref = (
+                stack.enter_context(server(f"flask {mode}", "gunicorn", mode, server_cpu, tmp))
+                for mode in MODES)
             check(bare, wrapped, ["/plain", "/orders"], payload)
+            check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=True)
             results.append(compare("Flask/gunicorn sync x1, route with a plan", bare, wrapped,
-                                   "/orders", rounds=rounds, seconds=seconds, connections=4,
-                                   target=0.90, load=load))
+                                   ref, "/orders", reference=NAIVE_SCRUB, rounds=rounds,
+                                   seconds=seconds, connections=4, target=0.90, load=load))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     width = max(len(r.label) for r in results)
-    head = (f"{'row':<{width}}  {'bare rps':>9}  {'piimw rps':>9}  {'ratio':>7}  "
-            f"{'rounds: min-max':>15}  {'target':>9}  result")
+    head = (f"{'row':<{width}}  {'bare rps':>8}  {'piimw rps':>9}  {'piimw/bare':>10}  "
+            f"{'min-max':>9}  {'ref rps':>7}  {'ref/bare':>8}  {'piimw/ref':>9}  "
+            f"{'target':>9}  result")
     print("-" * len(head))
     print(head)
     print("-" * len(head))
     for r in results:
         spread = f"{min(r.ratios):.2f}-{max(r.ratios):.2f}"
         ok = "PASS" if r.ratio >= r.target else "MISS"
-        print(f"{r.label:<{width}}  {r.bare_rps:>9.0f}  {r.wrapped_rps:>9.0f}  "
-              f"{r.ratio:>6.3f}x  {spread:>15}  >= {r.target:.2f}x  {ok}")
+        print(f"{r.label:<{width}}  {r.bare_rps:>8.0f}  {r.wrapped_rps:>9.0f}  "
+              f"{r.ratio:>9.3f}x  {spread:>9}  {r.ref_rps:>7.0f}  {r.ref_ratio:>7.3f}x  "
+              f"{r.vs_ref:>8.3f}x  >= {r.target:.2f}x  {ok}")
+    print("-" * len(head))
+    print("references (measured above; the issue's own figure, on its machine, in brackets):")
+    for r in results:
+        print(f"  {r.label:<{width}}  {r.reference.name} [{r.reference.issue_ratio:.2f}x bare]")
     print("-" * len(head))
     print(f"{sum(r.ratio >= r.target for r in results)}/{len(results)} targets met; "
           f"{sum(r.requests for r in results)} requests timed; "
