@@ -54,8 +54,22 @@ def mask_email(value: str) -> str:
     return f"{local[0]}***@{domain}"
 
 
+_ASCII_DIGITS_TO_STARS = str.maketrans("0123456789", "*" * 10)
+_ASCII_ONLY_DIGITS = {c: None for c in range(128) if not 0x30 <= c <= 0x39}
+
+
 def mask_digits(value: str, keep: int = 4) -> str:
     """Replace every digit but the last ``keep`` with ``*``, keeping separators."""
+    if value.isascii():  # the common case, without a per-character Python loop
+        stars = value.translate(_ASCII_DIGITS_TO_STARS)
+        if keep <= 0 or len(value.translate(_ASCII_ONLY_DIGITS)) <= keep:
+            return stars
+        seen = 0
+        for i in range(len(value) - 1, -1, -1):
+            if value[i] in "0123456789":
+                seen += 1
+                if seen == keep:  # hidden before i; from i on the last ``keep`` digits stay
+                    return stars[:i] + value[i:]
     digits = [i for i, c in enumerate(value) if c.isdigit()]
     hide = digits[:len(digits) - keep] if len(digits) > keep else digits
     if not hide:

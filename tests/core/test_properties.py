@@ -148,3 +148,18 @@ def test_arbitrary_json_never_crashes_with_detection(doc: Any) -> None:
     orjson.dumps(res.value)
     res = piimw.scrub(doc, plan=PLAN, sink="client")
     orjson.dumps(res.value)
+
+
+def _mask_digits_by_the_definition(value: str, keep: int) -> str:
+    """Every digit but the last ``keep`` becomes ``*``; ``keep`` or fewer digits: all of them."""
+    positions = [i for i, c in enumerate(value) if c.isdigit()]
+    hidden = set(positions if len(positions) <= keep else positions[:len(positions) - keep])
+    return "".join("*" if i in hidden else c for i, c in enumerate(value))
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789 -+*().ab\u0663\u00e9"), max_size=24)
+       | st.text(max_size=24), st.integers(min_value=0, max_value=6))
+def test_mask_digits_fast_path_keeps_the_definition(value: str, keep: int) -> None:
+    from piimw.transform import mask_digits
+
+    assert mask_digits(value, keep) == _mask_digits_by_the_definition(value, keep)
