@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -73,7 +74,12 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 def media_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
     raw = header(headers, b"content-type")
-    return raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
+    return _media_type(raw) if raw else ""
+
+
+@lru_cache(maxsize=256)
+def _media_type(raw: bytes) -> str:
+    return raw.decode("latin-1").split(";", 1)[0].strip().lower()
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from piimw.errors import SchemaError
@@ -23,6 +24,7 @@ HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRA
 _PARAM = re.compile(r"\{([^{}/]+)\}")
 
 
+@lru_cache(maxsize=256)
 def is_json_media_type(media_type: str) -> bool:
     mt = media_type.split(";", 1)[0].strip().lower()
     return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
