@@ -277,14 +277,34 @@ class _Walk:
     def _visit_dict(self, value: dict[str, Any], node: Node | None, path: list[str | int],
                     reviewed: bool) -> Any:
         out: dict[str, Any] | None = None
+        detect = self.detect
+        # Inlined from visit() for the two common cases (a tagged leaf, an untagged value
+        # joining the detector pass): most keys of most documents are one or the other.
+        gather = detect and not reviewed and not self.inline
+        props = node.props if node is not None and not node.patterns \
+            and node.additional is None else None
         for k, v in value.items():
-            child = node.child_for_key(k) if node is not None else None
-            if child is None and not self.detect:
-                continue
-            if child is None and not isinstance(v, (dict, list, str)):
-                continue
-            path.append(k)
-            nv = self.visit(v, child, path, reviewed)
+            if props is not None:
+                child = props.get(k)
+            else:
+                child = node.child_for_key(k) if node is not None else None
+            if child is None:
+                if not detect or not isinstance(v, (dict, list, str)) or (
+                        reviewed and not self.inline):
+                    continue
+                if gather:
+                    if v and (not isinstance(v, str) or len(v) > 4):
+                        self.candidates.append(v)
+                    continue
+                path.append(k)
+                nv = self.visit(v, None, path, reviewed)
+            else:
+                path.append(k)
+                tag = child.tag
+                if tag is not None and tag.categories:
+                    nv = self.tagged(v, child, tag, path)
+                else:
+                    nv = self.visit(v, child, path, reviewed)
             path.pop()
             if nv is not v:
                 if out is None:
