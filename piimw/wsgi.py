@@ -31,16 +31,24 @@ def environ_headers(environ: dict[str, Any]) -> Headers:
     """Request headers as ASGI-style lower-case byte pairs."""
     out: Headers = []
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = key[5:].replace("_", "-").lower()
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if key[:5] == "HTTP_":
+            name = _header_name(key)
+        elif key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
             if not value:
                 continue
-            name = key.replace("_", "-").lower()
+            name = _header_name(key)
         else:
             continue
-        out.append((name.encode("latin-1"), str(value).encode("latin-1")))
+        out.append((name, value.encode("latin-1") if value.__class__ is str
+                    else str(value).encode("latin-1")))
     return out
+
+
+@lru_cache(maxsize=512)
+def _header_name(key: str) -> bytes:
+    """``HTTP_X_FORWARDED_FOR`` -> ``b"x-forwarded-for"`` (a few dozen distinct names)."""
+    name = key[5:] if key.startswith("HTTP_") else key
+    return name.replace("_", "-").lower().encode("latin-1")
 
 
 def _to_bytes(headers: list[tuple[str, str]]) -> Headers:
@@ -196,6 +204,7 @@ class _Responder:
         self.exchange = exchange
         self._start_response = start_response
         self.held: tuple[int, list[tuple[str, str]], ExcInfo | None] | None = None
+        self.raw_headers: Headers | None = None  # the held headers as bytes pairs
         self.buffer: list[bytes] = []
         self.size = 0
         self.too_large = False
@@ -207,12 +216,14 @@ class _Responder:
             # A second call (the app failed after starting): the new response replaces the
             # held one, and nothing of the first body may survive.
             self.held = (code, headers, exc_info)
+            self.raw_headers = None
             self.buffer.clear()
             self.size = 0
             self.too_large = False
             return self._write
+        raw = _to_bytes(headers)
         try:
-            wants = self.exchange.wants_response_body(code, _to_bytes(headers))
+            wants = self.exchange.wants_response_body(code, raw)
         except Exception as exc:
             logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
             wants = True
@@ -221,6 +232,7 @@ class _Responder:
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
         self.held = (code, headers, exc_info)
+        self.raw_headers = raw
         return self._write
 
     def _write(self, data: bytes) -> None:
@@ -251,8 +263,9 @@ class _Responder:
             outcome = self.exchange.too_large()
         else:
             try:
-                outcome = self.exchange.response_body(code, _to_bytes(headers),
-                                                      b"".join(self.buffer))
+                outcome = self.exchange.response_body(
+                    code, self.raw_headers if self.raw_headers is not None
+                    else _to_bytes(headers), b"".join(self.buffer))
             except Exception as exc:
                 logger.error("piimw: response inspection failed (%s); withheld",
                              type(exc).__name__)
