@@ -334,12 +334,20 @@ class _Walk:
         return value if out is None else out
 
     def tagged(self, value: Any, node: Node, tag: Tag, path: list[str | int]) -> Any:
-        category, d = self.decision(tag)
+        cached = self._decisions.get(id(tag))
+        if cached is not None and cached[2] is tag:
+            category, d = cached[0], cached[1]
+        else:
+            category, d = self.decision(tag)
         sink = self.sink
         entry = (tuple(path), category, d, "schema")
         self.raw.append(entry)
-        if self.known is not None:
-            _remember(self.known, value, category)
+        known = self.known
+        if known is not None:
+            if value.__class__ is str:
+                known.add(value, category)
+            else:
+                _remember(known, value, category)
         if d.action == "allow":
             return value
         if d.action == "reject":
