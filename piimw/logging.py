@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from piimw.api import default_config
-from piimw.exchange import Exchange, current
+from piimw.exchange import current
 from piimw.findings import Sink
 from piimw.sanitize import PLACEHOLDER, ScrubContext
 
@@ -56,6 +56,8 @@ _STANDARD: Final = frozenset(
 _SIMPLE: Final = (str, int, float, bool, type(None))
 #: The exact types the fast path accepts as arguments (subclasses may render differently).
 _SIMPLE_TYPES: Final = frozenset(_SIMPLE)
+#: What ``record.getMessage`` is unless a subclass (or a patch) replaces it.
+_GET_MESSAGE: Final = _logging.LogRecord.getMessage
 
 
 class PIIFilter(_logging.Filter):
@@ -75,14 +77,37 @@ class PIIFilter(_logging.Filter):
     def filter(self, record: _logging.LogRecord) -> bool:
         # ``name`` is accepted (logging.Filter's signature) but selects nothing: every record
         # is scrubbed, none is dropped.
+        #
+        # The fast path, which every record takes first. An ordinary record has a ``str``
+        # template whose arguments are all simple values (whose rendering cannot change
+        # later), no exception, stack or extra attributes, is not an access log and renders;
+        # if neither the detectors nor, inside a request, the request's known values find
+        # anything in its message, the slow path would change nothing and report nothing, and
+        # the record stays as it is. Anything else takes the slow path. The record's fields
+        # are read before its ``__dict__`` is (on CPython 3.11+ attribute reads cost more once
+        # the instance dict is materialized).
+        try:
+            msg = record.msg
+            args = record.args
+            ordinary = type(msg) is str and record.name not in ACCESS_LOGGERS \
+                and not (record.exc_info or record.exc_text or record.stack_info)
+        except Exception:  # a record missing standard attributes: the slow path fails closed
+            ordinary = False
         attrs = record.__dict__
         if attrs.get(_MARK, False):
             return True
         attrs[_MARK] = True
         try:
             exchange = current()
-            if _clean(record, attrs, exchange):
-                return True
+            if ordinary and attrs.keys() <= _STANDARD:  # no extras
+                message = _fast_message(record, msg, args)
+                if message is not None:
+                    if exchange is None:
+                        if not default_config().scrubber.detectors.search(message):
+                            return True
+                    elif not (exchange.config.scrubber.detectors.search(message)
+                              or exchange.known.search(message)):
+                        return True
             ctx = ScrubContext.current(self.sink, exchange=exchange,
                                        location=f"log:{record.name}")
             self._scrub(record, ctx)
@@ -118,46 +143,28 @@ class PIIFilter(_logging.Filter):
                 setattr(record, key, new)
 
 
-def _clean(record: _logging.LogRecord, attrs: dict[str, Any], exchange: Exchange | None) -> bool:
-    """The fast path: is this an ordinary record in which there is nothing to scrub?
-
-    True only when the slow path would change nothing and report nothing: a ``str`` template
-    whose arguments are all simple values, no exception, stack or extra attributes, not an
-    access log, and no detector or known-value finding in the rendered message. Anything else
-    (including a message that fails to render) takes the full path.
-    """
-    if record.exc_info or record.exc_text or record.stack_info or record.name in ACCESS_LOGGERS:
-        return False
-    if type(record.msg) is not str:
-        return False
-    args = record.args
+def _fast_message(record: _logging.LogRecord, msg: str, args: Any) -> str | None:
+    """``record.getMessage()`` if every argument is a simple value; None for the slow path
+    (other arguments, or a message that does not render). ``msg`` and ``args``: the record's
+    (a ``str`` template)."""
     if args:
         values: Iterable[Any]
         if type(args) is tuple:
             values = args
         elif type(args) is dict:
             values = args.values()
-        else:  # another Mapping, or a bare object: the full path decides
-            return False
+        else:  # another Mapping, or a bare object: the slow path decides
+            return None
         for v in values:
             if type(v) not in _SIMPLE_TYPES:
-                return False
-    if not attrs.keys() <= _STANDARD:  # extras present
-        return False
+                return None
     try:
-        message = record.getMessage()
+        if type(record).getMessage is _GET_MESSAGE:
+            # LogRecord.getMessage inlined: str(msg) is msg itself (an exact str).
+            return msg % args if args else msg
+        return record.getMessage()
     except Exception:
-        return False
-    if not message:
-        return True
-    config = exchange.config if exchange is not None else default_config()
-    if config.scrubber.detectors.search(message):
-        return False
-    if exchange is not None:
-        known = exchange.known
-        if known and known.find(message):
-            return False
-    return True
+        return None
 
 
 def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:

@@ -48,20 +48,98 @@ _DROP_SEPARATORS = str.maketrans("", "", _SEPARATORS)
 _SEPARATOR_CLASS = rb"[\t\n\f\r \-.()]*"
 _DIGIT_LIKE_EXTRA = frozenset(_SEPARATORS + "+/")
 _DROP_DIGIT_LIKE = str.maketrans("", "", _SEPARATORS + "+/")
-_DROP_LETTERS = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 #: Digits as "0", every other byte as " ": ``b"0000000" in mask`` finds a run of 7 digits.
 _DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _PHONE_CATEGORY = "user.contact.phone_number"
 #: Texts up to this size are first probed with plain string tests (no RE2 program is built
 #: unless one of them hits); longer texts go straight to the compiled program.
 _PROBE_MAX = 1 << 14
-#: After this many probed texts the RE2 program is built after all: a few microseconds slower
-#: per text than the program, the probe pays for skipping its compilation (~0.6 ms) only while
-#: a request checks fewer texts than this.
+#: After this many probed texts the RE2 program is built after all: about as fast as the
+#: program on a short text with a few values, the probe costs more with more values, longer
+#: texts and texts that hold URL/HTML/JSON markers; it pays for skipping the compilation
+#: (~0.6 ms) only while a request checks fewer texts than this.
 _PROBE_CALLS = 128
+#: From this length on, every probe test first looks for one character of its form (gate).
+#: Choosing the gates costs about as much as they save on one text of this size.
+_GATE_FROM = 2048
 _LOWER_BYTES = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 _SEPARATOR_BYTES = _SEPARATORS.encode("ascii")
+_DIGIT_LIKE_BYTES = (_SEPARATORS + "+/").encode("ascii")
+_DIGITS_AND_DIGIT_LIKE = "0123456789" + _SEPARATORS + "+/"
+_LETTER_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _EMAIL_CATEGORY = "user.contact.email"
+
+
+def _mask(keep: bytes) -> bytes:
+    """A ``translate`` table: the bytes of ``keep`` as they are, any other byte as NUL."""
+    return bytes(b if b in keep else 0 for b in range(128)) + bytes(128)
+
+
+#: The characters that fill typical texts (logs, JSON, HTML): small letters, digits, space and
+#: common punctuation. A gate is a form's first character not among them, where it has one.
+_COMMON_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789 \":,./-_=\n"
+_UNCOMMON = _mask(bytes(b for b in range(1, 128) if b not in _COMMON_BYTES))
+#: The same for ASCII-lowercased forms: never an ASCII letter (case folding changes them).
+_UNCOMMON_FOLDED = _mask(bytes(b for b in range(1, 128)
+                               if b not in _COMMON_BYTES and b not in _LETTER_BYTES))
+_DIGITS_RARE_FIRST = "7869435210"
+_NOT_LETTER = _mask(bytes(b for b in range(1, 128) if b not in _LETTER_BYTES))
+
+
+def _gate(form: str) -> str:
+    """A rare-looking character of ``form`` (not empty): a text without it cannot contain
+    ``form``. Looking for one character (``memchr``) is several times faster than for a
+    string, so each probe test first looks for its gate; most texts lack it.
+    """
+    if not form.isascii():
+        return _first_non_ascii(form)
+    kept = form.encode("ascii").translate(_UNCOMMON).lstrip(b"\x00")
+    return chr(kept[0]) if kept else form[0]
+
+
+def _folded_gate(form: str) -> str:
+    """Like :func:`_gate` for an ASCII-lowercased form, among characters that case folding
+    leaves alone (anything but ASCII letters); "" (no gate) if the form has none but NUL."""
+    if "@" in form:  # an email address
+        return "@"
+    if not form.isascii():
+        return _first_non_ascii(form)
+    raw = form.encode("ascii")
+    kept = raw.translate(_UNCOMMON_FOLDED).lstrip(b"\x00") or raw.translate(
+        _NOT_LETTER).lstrip(b"\x00")
+    return chr(kept[0]) if kept else ""
+
+
+def _alnum_gate(chars: str) -> str:
+    """:func:`_gate` for ASCII letters and digits: a capital, else the rarest-looking digit
+    (texts are fuller of 0, 1 and 2, in counts, dates and times, than of 7 or 8)."""
+    if not chars.isdigit():
+        return _gate(chars)
+    for digit in _DIGITS_RARE_FIRST:
+        if digit in chars:
+            return digit
+    raise AssertionError("unreachable: chars are digits")
+
+
+def _first_non_ascii(form: str) -> str:
+    for ch in form:
+        if ch > "\x7f":
+            return ch
+    raise AssertionError("unreachable: the form is not ASCII")
+
+
+def _ascii_lower(text: str) -> str:
+    """``text`` with ASCII letters lowercased and nothing else changed (what the RE2 program's
+    case-insensitive alternatives match; ``str.lower`` also folds other letters)."""
+    if text.isascii():
+        return text.lower()
+    return text.encode("utf-8", "surrogatepass").translate(_LOWER_BYTES).decode(
+        "utf-8", "surrogatepass")
+
+
+def _flat(text: str) -> bytes:
+    """The UTF-8 bytes of ``text`` without separators."""
+    return text.encode("utf-8", "surrogatepass").translate(None, _SEPARATOR_BYTES)
 
 
 def _escape_table(fold: bool) -> tuple[bytes, ...]:
@@ -117,13 +195,20 @@ def _forms(value: str) -> set[str]:
 
 def _normalizable(value: str) -> str:
     """The letters and digits of a phone/card/SSN/IBAN-like value, or "" if it is not one."""
-    body = value[1:] if value.startswith("+") else value
-    chars = body.translate(_DROP_DIGIT_LIKE)
+    return _normalized(value).decode("ascii")
+
+
+def _normalized(value: str) -> bytes:
+    """:func:`_normalizable` as ASCII bytes (bytes methods are much faster than ``str`` ones)."""
     # Every character a separator, "+", "/" or an ASCII letter or digit; at least 7 digits.
-    if not chars or not (chars.isascii() and chars.isalnum()):
-        return ""
-    if len(chars.translate(_DROP_LETTERS)) < _NORMALIZE_MIN_DIGITS:
-        return ""
+    # A non-ASCII character would survive the deletion of separators, so it rules a value out.
+    if not value.isascii():
+        return b""
+    chars = value.encode("ascii").translate(None, _DIGIT_LIKE_BYTES)
+    if not chars.isalnum():  # also b""
+        return b""
+    if len(chars.translate(None, _LETTER_BYTES)) < _NORMALIZE_MIN_DIGITS:
+        return b""
     return chars
 
 
@@ -160,6 +245,8 @@ class _Matcher:
     """
 
     searchers: tuple[Searcher, ...]
+    #: The only program, when there is one (the usual case), else None.
+    single: Searcher | None
     exact: dict[str, str]
     folded: dict[str, str]
     normalized: dict[str, str]
@@ -227,7 +314,8 @@ def _build(values: dict[str, str]) -> _Matcher:
         size += len(alt) + 5
     if chunk:
         searchers.append(_compile(chunk))
-    return _Matcher(tuple(searchers), exact, folded, normalized, tuple(long_values))
+    return _Matcher(tuple(searchers), searchers[0] if len(searchers) == 1 else None, exact,
+                    folded, normalized, tuple(long_values))
 
 
 def _compile(alternatives: list[bytes]) -> Searcher:
@@ -235,111 +323,209 @@ def _compile(alternatives: list[bytes]) -> Searcher:
     return compile_searcher(pattern, max_mem=256 << 20, private=True)
 
 
-class _Probe:
-    """"Does the matcher match anywhere in this text?", answered with plain byte-string tests.
+#: Probe tests: (gate, form); a text without the gate character cannot contain the form.
+_Gated = tuple[tuple[str, str], ...]
+#: One family of forms: exact ones, ASCII-folded ones with a gate, folded ones without.
+_FormSet = tuple[_Gated, _Gated, tuple[str, ...]]
 
-    Exactly equivalent to the RE2 program's answer (both look at the UTF-8 bytes), without
-    building it, which costs most of a millisecond per request: every form that differs from
-    its value carries a marker the text must contain (``%`` or ``+`` for URL encoding, ``&``
-    for HTML, a backslash for JSON and ``repr``), so each family of forms is computed only for
-    texts that have its marker; ASCII case folding is a byte translation; digit variants are
-    compared with the separators deleted from the text (the program allows any run of them
-    between their characters); truncated prefixes are extended character by character.
+
+class _Probe:
+    """"Does the matcher match anywhere in this text?", answered with plain substring tests.
+
+    Exactly equivalent to the RE2 program's answer, without building it, which costs most of
+    a millisecond per request: every form that differs from its value carries a marker the
+    text must contain (``%`` or ``+`` for URL encoding, ``&`` for HTML, a backslash for JSON
+    and ``repr``), so each family of forms is computed only for texts that have its marker;
+    ASCII case folding is :func:`_ascii_lower`; digit variants are compared with the separators
+    deleted from the text (the program allows any run of them between their characters);
+    truncated prefixes are extended character by character.
+
+    The tests are on ``str``: a substring of the text is a substring of its UTF-8 bytes and
+    back, and ``in`` on ``str`` costs a fraction of ``in`` on ``bytes``. A value longer than
+    16 characters is first looked for by its first 16, which its whole form and all its
+    truncations start with. The lowercased and separator-free copies of the text are made
+    only for a test that gets that far: those tests first look for one character of their
+    form (a gate, which most texts lack: "@" for most email addresses, a rare-looking digit of
+    a digit string; see :func:`_folded_gate` and :func:`_alnum_gate`). The other tests get
+    gates (:func:`_gate`) when the first text longer than :data:`_GATE_FROM` comes; until then
+    their gate is "", which every text contains: on short texts a gate saves less than
+    choosing it costs. Everything the values need is computed once per probe (the URL, HTML
+    and JSON families and the national phone numbers on first need).
     No ``repr``: it holds the values.
     """
 
-    __slots__ = ("_families", "_national", "_values", "calls", "folded", "long_values",
-                 "normalized", "raw", "wants_flat")
+    __slots__ = ("_candidates", "_families", "_items", "_national", "calls", "exact", "folded",
+                 "folded_free", "gated", "long_values", "normalized", "wants_flat")
 
     def __init__(self, values: dict[str, str]) -> None:
-        self._values = values
+        # A snapshot: KnownValues.copy() shares the probe, and the original may grow later.
+        self._items = items = tuple(values.items())
         self.calls = 0
-        self.raw: list[bytes] = []
-        self.folded: list[bytes] = []
-        self.normalized: list[bytes] = []
-        self.long_values: list[str] = []
-        self._national: list[bytes] | None = None
-        self._families: dict[str, tuple[list[bytes], list[bytes]]] = {}
-        plus = False
-        for value, category in values.items():
-            raw = _encode(value)
-            if _folds(value, category):
-                self.folded.append(raw.translate(_LOWER_BYTES))
-            else:
-                self.raw.append(raw)
-            chars = _normalizable(value)
-            if chars:
-                self.normalized.append(chars.encode("ascii"))
-            plus = plus or value.startswith("+")
+        self.gated = False
+        exact: list[tuple[str, str]] = []
+        folded: list[tuple[str, str]] = []
+        folded_free: list[str] = []
+        long_values: list[tuple[str, str, str | None, str]] = []
+        normalized: list[tuple[str, str]] = []
+        candidates: list[str] = []
+        for value, category in items:
+            fold = category.startswith(_EMAIL_CATEGORY) or "@" in value
+            if fold:
+                _add_folded(_ascii_lower(value), folded, folded_free)
             if len(value) > _TRUNCATED_MIN:
-                self.long_values.append(value[:_TRUNCATED_MAX])
-        self.wants_flat = plus or bool(self.normalized)
+                # The exact form and every truncation start with the first 16 characters.
+                long_values.append(("", value[:_TRUNCATED_MIN], None if fold else value,
+                                    value[:_TRUNCATED_MAX]))
+            elif not fold:
+                exact.append(("", value))
+            # _normalizable(value), inline: only an ASCII value can be one.
+            chars = value.encode("ascii").translate(None, _DIGIT_LIKE_BYTES) \
+                if value.isascii() else b""
+            if chars.isalnum() and len(chars.translate(None, _LETTER_BYTES)) >= \
+                    _NORMALIZE_MIN_DIGITS:
+                digits = chars.decode("ascii")
+                normalized.append((_alnum_gate(digits), digits))
+            else:
+                chars = b""
+            if value.startswith("+") and (chars or category.startswith(_PHONE_CATEGORY)):
+                candidates.append(value)  # may have a national form (computed on first need)
+        self.exact: _Gated = tuple(exact)
+        self.folded: _Gated = tuple(folded)
+        self.folded_free = tuple(folded_free)
+        self.long_values = tuple(long_values)
+        self.normalized: _Gated = tuple(normalized)
+        self._candidates = candidates
+        self._national: _Gated | None = None if candidates else ()
+        self._families: dict[str, _FormSet] = {}
+        self.wants_flat = bool(normalized or candidates)
 
-    def _family(self, marker: str) -> tuple[list[bytes], list[bytes]]:
-        """Forms (exact, ASCII-folded) of the family whose changed forms contain ``marker``."""
+    def _add_gates(self) -> None:
+        """Gates for the exact tests too (from now on, also for the ones computed later)."""
+        self.gated = True
+        self.exact = tuple([(_gate(form), form) for _, form in self.exact])
+        self.long_values = tuple([(_gate(head), head, whole, chars)
+                                  for _, head, whole, chars in self.long_values])
+        self._families.clear()  # recomputed, with gates, on next need
+
+    def _family(self, marker: str) -> _FormSet:
+        """Forms of the family whose changed forms contain ``marker``."""
         got = self._families.get(marker)
         if got is None:
-            exact: list[bytes] = []
-            folded: list[bytes] = []
-            for value, category in self._values.items():
+            gated = self.gated
+            exact: list[tuple[str, str]] = []
+            folded: list[tuple[str, str]] = []
+            folded_free: list[str] = []
+            for value, category in self._items:
                 fold = _folds(value, category)
                 for form in _family_forms(value, marker):
-                    if form != value:
-                        raw = _encode(form)
-                        if fold:
-                            folded.append(raw.translate(_LOWER_BYTES))
-                        else:
-                            exact.append(raw)
-            got = self._families[marker] = (exact, folded)
+                    if form == value:
+                        continue
+                    if fold:
+                        _add_folded(_ascii_lower(form), folded, folded_free)
+                    else:
+                        exact.append((_gate(form) if gated else "", form))
+            got = self._families[marker] = (tuple(exact), tuple(folded), tuple(folded_free))
         return got
 
-    def _national_variants(self) -> list[bytes]:
-        if self._national is None:
-            self._national = [n.encode("ascii") for value, category in self._values.items()
-                              if value.startswith("+") and (_normalizable(value)
-                                                            or category.startswith(
-                                                                _PHONE_CATEGORY))
-                              and (n := _national_digits(value))]
-        return self._national
+    def _national_variants(self) -> _Gated:
+        national = self._national
+        if national is None:
+            found: list[tuple[str, str]] = []
+            for value in self._candidates:
+                digits = _national_digits(value)
+                if digits:
+                    found.append((_alnum_gate(digits), digits))
+            national = self._national = tuple(found)
+        return national
 
     def hit(self, text: str) -> bool:
-        data = _encode(text)
-        for form in self.raw:
-            if form in data:
+        if len(text) > _GATE_FROM and not self.gated:
+            self._add_gates()
+        for gate, form in self.exact:
+            if gate in text and form in text:
                 return True
-        lowered = data.translate(_LOWER_BYTES) if self.folded else data
-        for form in self.folded:
-            if form in lowered:
-                return True
-        if (b"%" in data or b"+" in data) and self._family_hit("%", data, lowered):
-            return True
-        if b"&" in data and self._family_hit("&", data, lowered):
-            return True
-        if b"\\" in data and self._family_hit("\\", data, lowered):
-            return True
-        if self.wants_flat:
-            flat = data.translate(None, _SEPARATOR_BYTES)
-            for chars in self.normalized:
-                if chars in flat:
-                    return True
-            if b"0000000" in flat.translate(_DIGIT_MASK):
-                for chars in self._national_variants():
-                    if chars in flat:
-                        return True
-        return any(_truncated_hit(text, value) for value in self.long_values)
-
-    def _family_hit(self, family: str, data: bytes, lowered: bytes) -> bool:
-        exact, folded = self._family(family)
-        for form in exact:
-            if form in data:
-                return True
-        if folded:
-            if lowered is data:
-                lowered = data.translate(_LOWER_BYTES)
-            for form in folded:
+        lowered: str | None = None
+        if self.folded_free:
+            lowered = _ascii_lower(text)
+            for form in self.folded_free:
                 if form in lowered:
                     return True
+        for gate, form in self.folded:
+            if gate in text:
+                if lowered is None:
+                    lowered = _ascii_lower(text)
+                if form in lowered:
+                    return True
+        for gate, head, whole, chars in self.long_values:
+            if gate in text and head in text and (
+                    (whole is not None and whole in text) or _truncated_hit(text, chars)):
+                return True
+        if ("%" in text or "+" in text) and _forms_hit(self._family("%"), text, lowered):
+            return True
+        if "&" in text and _forms_hit(self._family("&"), text, lowered):
+            return True
+        if "\\" in text and _forms_hit(self._family("\\"), text, lowered):
+            return True
+        return self.wants_flat and self._flat_hit(text)
+
+    def _flat_hit(self, text: str) -> bool:
+        """Digit variants (ASCII letters and digits): compared with the text's separators
+        deleted. A character of the text is a character of its copy without separators."""
+        raw: bytes | None = None
+        flat: str | None = None
+        for gate, chars in self.normalized:
+            if gate in text:
+                if flat is None:
+                    raw = _flat(text)
+                    flat = raw.decode("utf-8", "surrogatepass")
+                if chars in flat:
+                    return True
+        national = self._national
+        if national is None:
+            # Not computed yet (parsing phone numbers costs ~15 us): a national form has 7
+            # digits or more, so a text without such a run cannot hold one.
+            if raw is None:
+                raw = _flat(text)
+            if raw.translate(_DIGIT_MASK).find(b"0000000") < 0:
+                return False
+            national = self._national_variants()
+        for gate, chars in national:
+            if gate in text:
+                if flat is None:
+                    flat = (raw if raw is not None else _flat(text)).decode(
+                        "utf-8", "surrogatepass")
+                if chars in flat:
+                    return True
         return False
+
+
+def _add_folded(form: str, gated: list[tuple[str, str]], free: list[str]) -> None:
+    gate = _folded_gate(form)
+    if gate:
+        gated.append((gate, form))
+    else:
+        free.append(form)
+
+
+def _forms_hit(forms: _FormSet, text: str, lowered: str | None) -> bool:
+    """Is one of ``forms`` (exact, or ASCII-folded) in ``text``? ``lowered``: the text folded."""
+    exact, folded, folded_free = forms
+    for gate, form in exact:
+        if gate in text and form in text:
+            return True
+    if folded_free:
+        if lowered is None:
+            lowered = _ascii_lower(text)
+        for form in folded_free:
+            if form in lowered:
+                return True
+    for gate, form in folded:
+        if gate in text:
+            if lowered is None:
+                lowered = _ascii_lower(text)
+            if form in lowered:
+                return True
+    return False
 
 
 def _folds(value: str, category: str) -> bool:
@@ -365,6 +551,20 @@ def _family_forms(value: str, marker: str) -> set[str]:
         forms |= json_forms
     forms.discard("")
     return forms
+
+
+def _meaningful(text: str) -> bool:
+    """Not just separators and fewer than 4 digits (``text``: stripped, 4 characters or more).
+
+    ``not ((not rest or rest.isdigit()) and len(rest) < 4)`` with ``rest`` the text without
+    separators, "+" and "/" (``str.translate`` with a table is slow: ``rest`` is computed only
+    when the text has no other character).
+    """
+    core = text.strip(_DIGITS_AND_DIGIT_LIKE)
+    if core and not core[0].isdigit():
+        return True  # a character that is neither a digit nor deleted: rest is not all digits
+    rest = text.translate(_DROP_DIGIT_LIKE)
+    return not ((not rest or rest.isdigit()) and len(rest) < _MIN_DIGITS)
 
 
 def _truncated_hit(text: str, chars: str) -> bool:
@@ -402,25 +602,31 @@ class KnownValues:
         Values shorter than 4 characters (after stripping), or digit strings with fewer than 4
         digits, would match everywhere and are ignored; so are booleans and NaN/infinity.
         """
-        if isinstance(value, bool):
+        if type(value) is str:  # the common case first
+            text = value.strip()
+        elif isinstance(value, bool):
             return
-        if isinstance(value, str):
-            text = value
+        elif isinstance(value, str):
+            text = value.strip()
         elif isinstance(value, int):
-            text = str(value)
+            text = str(value).strip()
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return
-            text = repr(value)
+            text = repr(value).strip()
         else:
             raise TypeError(f"known values are str, int or float, not {type(value).__name__}")
-        text = text.strip()
-        if len(text) < _MIN_CHARS or text in self._values:
+        values = self._values
+        if len(text) < _MIN_CHARS or text in values:
             return
-        rest = text.translate(_DROP_DIGIT_LIKE)
-        if (not rest or rest.isdigit()) and len(rest) < _MIN_DIGITS:
-            return  # digits and separators only, too few digits
-        self._values[text] = ALIASES.get(category, category)
+        # Digits and separators only, with too few digits, would match everywhere.
+        if text.isascii():  # rest: the text without separators, "+" and "/"
+            rest = text.encode("ascii").translate(None, _DIGIT_LIKE_BYTES)
+            if (not rest or rest.isdigit()) and len(rest) < _MIN_DIGITS:
+                return
+        elif not _meaningful(text):
+            return
+        values[text] = ALIASES.get(category, category)
         self._matcher = None
         self._probe = None
 
@@ -441,26 +647,52 @@ class KnownValues:
         other._probe = self._probe
         return other
 
+    def search(self, text: str) -> bool:
+        """Does any known value (any form) occur in ``text``? ``bool(find(text))``, cheaper."""
+        matcher = self._matcher
+        if matcher is None:
+            if not self._values or not text:
+                return False
+            if len(text) <= _PROBE_MAX:
+                probe = self._probe
+                if probe is None:
+                    probe = self._probe = _Probe(self._values)
+                if probe.calls < _PROBE_CALLS:
+                    probe.calls += 1
+                    return probe.hit(text)  # the probe answers as the program would
+            matcher = self._matcher = _build(self._values)
+        elif not text:
+            return False
+        data = text.encode("utf-8", "surrogatepass")
+        single = matcher.single
+        if single is not None:  # the common case, without a generator
+            return single(data, 0) is not None
+        return any(search(data, 0) is not None for search in matcher.searchers)
+
     def find(self, text: str) -> list[Span]:
         """Occurrences of known values (any form) in ``text``: sorted, non-overlapping."""
         if not self._values or not text:
             return []
         matcher = self._matcher
-        if matcher is None and len(text) <= _PROBE_MAX:
-            probe = self._probe
-            if probe is None:
-                probe = self._probe = _Probe(self._values)
-            if probe.calls < _PROBE_CALLS:
-                probe.calls += 1
-                if not probe.hit(text):
-                    return []
         if matcher is None:
+            if len(text) <= _PROBE_MAX:
+                probe = self._probe
+                if probe is None:
+                    probe = self._probe = _Probe(self._values)
+                if probe.calls < _PROBE_CALLS:
+                    probe.calls += 1
+                    if not probe.hit(text):
+                        return []
             matcher = self._matcher = _build(self._values)
-        data = _encode(text)
-        is_ascii = len(data) == len(text)
+        data = text.encode("utf-8", "surrogatepass")
         spans: list[Span] = []
+        is_ascii: bool | None = None
         for search in matcher.searchers:
             hit = search(data, 0)
+            if hit is None:  # the common case: nothing
+                continue
+            if is_ascii is None:
+                is_ascii = len(data) == len(text)
             byte_pos = char_pos = 0
             while hit is not None:
                 s, e = hit

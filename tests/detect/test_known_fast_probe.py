@@ -1,0 +1,194 @@
+"""KnownValues' cheap paths agree with their definitions: the ``str`` probe with the compiled
+RE2 program (with and without gates), ``search`` with ``find``, ``add``'s and the probe's
+shortcuts with the rules they replace."""
+
+from __future__ import annotations
+
+import html
+import json
+from contextlib import suppress
+from urllib.parse import quote, quote_plus
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from piimw.detect import KnownValues
+from piimw.detect import known as known_module
+from piimw.detect.known import (
+    _GATE_FROM,
+    _ascii_lower,
+    _folded_gate,
+    _gate,
+    _normalizable,
+    _Probe,
+)
+
+_POOL = [
+    ("jane.doe@example.com", "email"), ("Jane.Doe@Example.COM", "user.contact.email"),
+    ("JANEDOE", "user.contact.email"), ("ab@cd", "user"), ("+1 415 555 0100", "phone"),
+    ("+44 20 7946 0123", "phone"), ("+39 06 1234 5678", "user"), ("+1 800 FLOWERS", "phone"),
+    ("4242 4242 4242 4242", "card"), ("DE89 3704 0044 0532 0130 00", "iban"),
+    ("12345", "address"), ("1 Main St", "address"), ("203.0.113.77", "ip"),
+    ("Zebulon Quark", "name"), ("Zoë Ünal", "name"), ("bad\ud800value", "name"),
+    ("日本語テキスト", "name"),
+    ("a/b&c d'e\"f", "user"), ("averyveryverylongvalue-1234567890", "user"),
+    ("tok_5f2a9c0d7e1b4a36", "secret"),
+    ("O'Brien & Sons <jane+x@example.com> / \"quoted\" é", "user"),
+]
+_NOISE = st.text(alphabet=st.sampled_from("abcAZ09 -.()+/%&\\@_é\u2026\n\t日\ud800"), max_size=30)
+
+
+def _forms(value: str, cut: int) -> list[str]:
+    forms = [value, html.escape(value), json.dumps(value)[1:-1], repr(value)[1:-1],
+             value.upper(), value.lower(), value.replace(" ", "-"), value.replace(" ", ""),
+             value[:cut] + "...", value[:cut] + "\u2026", value[:cut]]
+    with suppress(UnicodeEncodeError):  # lone surrogates
+        forms += [quote_plus(value), quote(value), quote(value, safe="")]
+    return forms
+
+
+def _program(values: dict[str, str]) -> KnownValues:
+    """A KnownValues that answers with the compiled program, never the probe."""
+    program = KnownValues()
+    program._values = dict(values)
+    program._matcher = known_module._build(program._values)
+    return program
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(picks=st.lists(st.sampled_from(_POOL), min_size=1, max_size=5, unique=True),
+       noise=_NOISE, pick=st.integers(0, 4), form=st.integers(0, 13), cut=st.integers(10, 40),
+       long=st.booleans())
+@example(picks=[("+1 415 555 0100", "phone")], noise="", pick=0, form=0, cut=16, long=True)
+def test_probe_agrees_with_the_program(picks: list[tuple[str, str]], noise: str, pick: int,
+                                       form: int, cut: int, long: bool) -> None:
+    known = KnownValues()
+    for value, category in picks:
+        known.add(value, category)
+    program = _program(known._values)
+    value = picks[pick % len(picks)][0]
+    forms = _forms(value, cut)
+    planted = forms[form % len(forms)]
+    pad = noise * (_GATE_FROM // max(len(noise), 1) + 1) if long and noise else noise
+    texts = [noise, noise + planted + noise, pad + planted, planted + pad, "call 415-555-0100",
+             "+44 (0)20 7946 0123", "x" + pad]
+    for gated in (False, True):
+        probe = _Probe(dict(known._values))
+        if gated:
+            probe._add_gates()  # gates on short texts too
+        for text in texts:
+            if text:
+                expected = bool(program.find(text))
+                assert probe.hit(text) is expected, (picks, text)
+                assert program.search(text) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(picks=st.lists(st.sampled_from(_POOL), min_size=0, max_size=4, unique=True),
+       text=st.text(max_size=60), planted=st.booleans())
+def test_search_is_bool_of_find(picks: list[tuple[str, str]], text: str, planted: bool) -> None:
+    known = KnownValues()
+    for value, category in picks:
+        known.add(value, category)
+    if planted and picks:
+        text += picks[0][0]
+    by_probe = known.search(text)  # the probe answers first (no program built)
+    assert by_probe is bool(known.find(text))
+    assert known.search(text) is by_probe  # the program, if that find built it
+    compiled = _program(known._values) if known._values else known
+    assert compiled.search(text) is by_probe
+
+
+def test_search_after_the_probe_budget_uses_the_program() -> None:
+    known = KnownValues()
+    known.add("Zebulon Quark", "user.name")
+    for _ in range(known_module._PROBE_CALLS):
+        assert not known.search("nothing here")
+    assert known._matcher is None
+    assert not known.search("nothing here")
+    assert known._matcher is not None
+    assert known.search("hello Zebulon Quark")
+    assert not known.search("")
+
+
+def test_copy_keeps_its_own_values_in_the_shared_probe() -> None:
+    known = KnownValues()
+    known.add("alpha-value", "user.name")
+    assert not known.search("x")  # builds the probe
+    twin = known.copy()
+    assert twin._probe is known._probe
+    known.add("beta&value", "user.name")  # the original grows; the twin does not
+    assert known.search("beta&amp;value")
+    assert not twin.search("beta&amp;value")  # the HTML family is computed after the add
+    assert twin.find("beta&amp;value") == []
+
+
+# -- the shortcuts against the rules they replace --------------------------------------------
+_DROP = str.maketrans("", "", "\t\n\f\r -.()+/")
+_DROP_LETTERS = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _accepted(text: str) -> bool:
+    """The rule of ``KnownValues.add`` as written before its shortcuts."""
+    text = text.strip()
+    if len(text) < 4:
+        return False
+    rest = text.translate(_DROP)
+    return not ((not rest or rest.isdigit()) and len(rest) < 4)
+
+
+def _normalizable_reference(value: str) -> str:
+    body = value[1:] if value.startswith("+") else value
+    chars = body.translate(_DROP)
+    if not chars or not (chars.isascii() and chars.isalnum()):
+        return ""
+    if len(chars.translate(_DROP_LETTERS)) < 7:
+        return ""
+    return chars
+
+
+_VALUE_CHARS = st.sampled_from("0123456789 \t\n-.()+/aZ@é²١٣\u00a0\u2007\ud800_x")
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=_VALUE_CHARS, max_size=14))
+@example(text="1-2-3")
+@example(text="12 3")
+@example(text="١٢٣٤")
+@example(text="+1 (415) 555-2671")
+def test_add_accepts_exactly_what_the_rule_accepts(text: str) -> None:
+    known = KnownValues()
+    known.add(text, "user.name")
+    assert bool(known) is _accepted(text)
+    assert _normalizable(text) == _normalizable_reference(text)
+
+
+@pytest.mark.parametrize("value", [1234, 123, -12, 12.5, 1234.5, float("nan"), True, 10**20])
+def test_add_numbers(value: float) -> None:
+    known = KnownValues()
+    known.add(value, "user.unique_id")
+    text = repr(value) if isinstance(value, float) else str(value)
+    expected = not isinstance(value, bool) and text != "nan" and _accepted(text)
+    assert bool(known) is expected
+
+
+@given(text=st.text(max_size=40))
+def test_ascii_lower_folds_ascii_letters_only(text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    folded = data.translate(bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                                            b"abcdefghijklmnopqrstuvwxyz"))
+    assert _ascii_lower(text) == folded.decode("utf-8", "surrogatepass")
+
+
+@given(form=st.text(min_size=1, max_size=30))
+def test_gates_are_characters_of_their_form(form: str) -> None:
+    assert _gate(form) in form
+    lowered = _ascii_lower(form)
+    gate = _folded_gate(lowered)
+    if gate:
+        assert gate in lowered
+        assert not (gate.isascii() and gate.isalpha())  # case folding leaves it alone
+    else:  # no gate: the form is ASCII letters (and NULs)
+        assert lowered.replace("\x00", "").isascii()
+        assert lowered.replace("\x00", "a").isalpha()
