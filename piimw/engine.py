@@ -366,7 +366,7 @@ class _Walk:
                            for c in self.candidates)
         if self.s.detectors.search(joined):
             return True
-        return self.lookup is not None and bool(self.lookup.find(joined))
+        return self.lookup is not None and self.lookup.search(joined)
 
     def _undeclared(self, path: list[str | int], text: str, spans: list[Span]) -> Any:
         policy, sink = self.s.policy, self.sink

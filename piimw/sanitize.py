@@ -154,9 +154,9 @@ class ScrubContext:
         """Cheap check: does ``text`` hold anything to scrub?"""
         if self.detectors.search(text):
             return True
-        if self.known is not None and self.known.find(text):
+        if self.known is not None and self.known.search(text):
             return True
-        return self.extra_known is not None and bool(self.extra_known.find(text))
+        return self.extra_known is not None and self.extra_known.search(text)
 
     def spans(self, text: str) -> list[Span]:
         spans: list[Span] = find_all(text, self.detectors, self.known)

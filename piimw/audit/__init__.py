@@ -340,7 +340,7 @@ def _suspicious(exchange: Any) -> Callable[[str], bool] | None:
     def suspicious(segment: str) -> bool:
         if detectors is not None and detectors.search(segment):
             return True
-        return known is not None and bool(known) and bool(known.find(segment))
+        return known is not None and bool(known) and known.search(segment)
 
     return suspicious
 
