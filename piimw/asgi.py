@@ -16,9 +16,10 @@ from piimw.exchange import (
     Exchange,
     Headers,
     ResponseOutcome,
-    _current,
     end_of_request,
+    enter,
     header,
+    leave,
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -110,7 +111,7 @@ class PIIMiddleware:
         scope = dict(scope)
         scope["piimw"] = exchange
         replacement: BaseException | None = None
-        token = _current.set(exchange)
+        activation = enter(exchange)
         failed = False
         try:
             try:
@@ -128,7 +129,7 @@ class PIIMiddleware:
                 replacement = clean
         finally:
             if not failed:
-                _current.reset(token)
+                leave(activation)
             # else: an outer middleware (Starlette's ServerErrorMiddleware) sends the 500 and
             # the server logs its access line after we return, in this same task: the
             # request's known values stay current until the task ends.

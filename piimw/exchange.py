@@ -38,7 +38,51 @@ if TYPE_CHECKING:
 logger = logging.getLogger("piimw")
 
 Headers = list[tuple[bytes, bytes]]
-_current: ContextVar[Exchange | None] = ContextVar("piimw_exchange", default=None)
+
+
+class _Slot:
+    """What the context variable holds: the exchange, until its request is over.
+
+    Event loops copy the current context into callbacks scheduled during a request (uvicorn's
+    keep-alive timer is one), and those copies outlive the request by seconds. Emptying the
+    slot when the request is over frees the exchange (and the values it remembers) at once,
+    and keeps such callbacks from seeing a finished request.
+    """
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange | None) -> None:
+        self.exchange = exchange
+
+
+_current: ContextVar[_Slot | None] = ContextVar("piimw_exchange", default=None)
+
+
+class Activation:
+    """A request's exchange made current by :func:`enter`; end it with :func:`leave`."""
+
+    __slots__ = ("slot", "token")
+
+    def __init__(self, token: Token[_Slot | None], slot: _Slot) -> None:
+        self.token = token
+        self.slot = slot
+
+
+def enter(exchange: Exchange) -> Activation:
+    """Make ``exchange`` current in this context."""
+    slot = _Slot(exchange)
+    return Activation(_current.set(slot), slot)
+
+
+def leave(activation: Activation) -> None:
+    """The request is over: restore the context and empty its slot (wherever it was copied)."""
+    activation.slot.exchange = None
+    try:
+        _current.reset(activation.token)
+    except ValueError:  # left from another context (some servers close from elsewhere)
+        _current.set(None)
+    except RuntimeError:  # left before (the token is spent)
+        pass
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
@@ -53,16 +97,17 @@ _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
 
 def current() -> Exchange | None:
     """The exchange of the request being handled in this context, if any."""
-    return _current.get()
+    slot = _current.get()
+    return None if slot is None else slot.exchange
 
 
 @contextmanager
 def activate(exchange: Exchange) -> Iterator[Exchange]:
-    token: Token[Exchange | None] = _current.set(exchange)
+    activation = enter(exchange)
     try:
         yield exchange
     finally:
-        _current.reset(token)
+        leave(activation)
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -15,7 +15,15 @@ from types import TracebackType
 from typing import Any
 
 from piimw.config import Config
-from piimw.exchange import Exchange, Headers, ResponseOutcome, _current, end_of_request
+from piimw.exchange import (
+    Activation,
+    Exchange,
+    Headers,
+    ResponseOutcome,
+    end_of_request,
+    enter,
+    leave,
+)
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 from piimw.sanitize import on_app_exception
@@ -113,18 +121,18 @@ class PIIMiddleware:
         if self.config.registry is not None:
             exchange.resolve_consent(self.user_id(environ))
         environ["piimw"] = exchange
-        token = _current.set(exchange)
+        token = enter(exchange)
         try:
             return self._call(exchange, environ, start_response, token)
         except Exception as exc:
             clean = on_app_exception(exc)  # while the exchange is still current
-            _current.reset(token)
+            leave(token)
             _end(exchange)
             if clean is exc:
                 raise
             replacement = clean
         except BaseException:
-            _current.reset(token)
+            leave(token)
             _end(exchange)
             raise
         raise replacement  # outside the except block: no __context__ back to the raw one
@@ -146,7 +154,7 @@ class PIIMiddleware:
                           scheme=environ.get("wsgi.url_scheme"))
 
     def _call(self, exchange: Exchange, environ: dict[str, Any], start_response: StartResponse,
-              token: Any) -> Iterable[bytes]:
+              token: Activation) -> Iterable[bytes]:
         if not exchange.passthrough:
             problem = self._inspect_request(exchange, environ)
             audit = self.config.audit
@@ -155,7 +163,7 @@ class PIIMiddleware:
                                   "This request cannot be recorded now; try again.")
             if problem is not None:
                 exchange.status = problem.status
-                _current.reset(token)
+                leave(token)
                 _end(exchange)
                 return _problem_response(start_response, problem)
         responder = _Responder(exchange, start_response)
@@ -248,7 +256,7 @@ class _Responder:
             return
         self.buffer.append(data)
 
-    def finish(self, result: Iterable[bytes], token: Any) -> Iterable[bytes]:
+    def finish(self, result: Iterable[bytes], token: Activation) -> Iterable[bytes]:
         if self.held is None:
             return _ClosingIterator(result, token, self.exchange)
         try:
@@ -274,7 +282,7 @@ class _Responder:
         return self._emit(outcome, exc_info, token)
 
     def _emit(self, outcome: ResponseOutcome, exc_info: ExcInfo | None,
-              token: Any) -> Iterable[bytes]:
+              token: Activation) -> Iterable[bytes]:
         # The server has not seen a start_response yet (it was held), so this is the first
         # call and exc_info must not be passed on: nothing has been sent that it could replace.
         del exc_info
@@ -285,7 +293,7 @@ class _Responder:
 class _ClosingIterator:
     """Pass the body through; on ``close()`` close the app's iterable and leave the context."""
 
-    def __init__(self, result: Iterable[bytes], token: Any, exchange: Exchange) -> None:
+    def __init__(self, result: Iterable[bytes], token: Activation, exchange: Exchange) -> None:
         self._exchange = exchange
         self._result = result
         self._iter: Iterator[bytes] = iter(result)
@@ -316,10 +324,7 @@ class _ClosingIterator:
             if close is not None:
                 close()
         finally:
-            try:
-                _current.reset(self._token)
-            except ValueError:  # closed from another context (some servers do)
-                _current.set(None)
+            leave(self._token)
             _end(self._exchange)
 
 

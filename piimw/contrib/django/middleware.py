@@ -36,12 +36,14 @@ from piimw.config import Config
 from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
 from piimw.exchange import (
+    Activation,
     Exchange,
     Headers,
     ResponseOutcome,
-    _current,
     activate,
     end_of_request,
+    enter,
+    leave,
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -156,14 +158,11 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-def _leave(token: Any, exchange: Exchange) -> None:
+def _leave(activation: Activation, exchange: Exchange) -> None:
     """Leave the request's context (once) and hand the request on."""
-    try:
-        _current.reset(token)
-    except ValueError:  # closed from another context: at least do not leave ours behind
-        _current.set(None)
-    except RuntimeError:  # already reset (close() called twice)
+    if activation.slot.exchange is None:  # already left (close() called twice)
         return
+    leave(activation)
     _end(exchange)
 
 
@@ -245,7 +244,7 @@ class PIIMiddleware:
         if self.config.registry is not None:
             user = getattr(request, "user", None)
             exchange.resolve_consent(_user_pk(user))
-        token = _current.set(exchange)
+        token = enter(exchange)
         try:
             problem = self._inspect_request(exchange, request)
             if problem is not None:
