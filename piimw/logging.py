@@ -15,6 +15,7 @@ Usable from ``dictConfig``::
 from __future__ import annotations
 
 import copy
+import functools
 import logging as _logging
 import threading
 import weakref
@@ -177,13 +178,25 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
         record.args = ()
         return
     scrubbed = ctx.text(message)
+    # A record class (or a patch) with its own getMessage may add values on every rendering,
+    # after this filter: the formatter then gets the checked text, not a new rendering.
+    own = type(record).getMessage is not _GET_MESSAGE or "getMessage" in record.__dict__
     if scrubbed is message and _simple(record):
         # Clean: keep the template and arguments (Sentry groups log events by template).
+        if own:
+            _pin_message(record, message)
         return
     record.msg = scrubbed
     record.args = ()
     if "message" in record.__dict__:
         record.message = scrubbed
+    if own:
+        _pin_message(record, scrubbed)
+
+
+def _pin_message(record: _logging.LogRecord, text: str) -> None:
+    """Make ``record.getMessage()`` return ``text`` (picklable, for ``QueueHandler``)."""
+    setattr(record, "getMessage", functools.partial(str, text))  # noqa: B010
 
 
 def _simple(record: _logging.LogRecord) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from typing import Any
 
 import pytest
@@ -98,10 +99,15 @@ def test_a_record_class_with_its_own_message_is_rendered_by_it(pair: Pair) -> No
     record = Tagged(pair.logger.name, logging.INFO, __file__, 1, "order %s", ("A-1",), None)
     pair.handle(record)
     assert canary.email in pair.bare.getvalue()
-    # The filter checked what the class renders, found the address and scrubbed the message
-    # (a class that adds it again on every rendering is beyond any filter).
+    # The filter checked what the class renders, found the address and scrubbed the message;
+    # the class would add it again when the formatter renders, so the checked text is pinned.
     assert pair.seen[0].msg == "order A-1 for [REDACTED:email]"
     assert pair.seen[0].args == ()
+    assert canary.email not in pair.filtered.getvalue()
+    assert "order A-1 for [REDACTED:email]" in pair.filtered.getvalue()
+    # QueueHandler pickles records (as plain LogRecords, from their attributes).
+    plain = pickle.loads(pickle.dumps(logging.makeLogRecord(dict(pair.seen[0].__dict__))))
+    assert plain.getMessage() == "order A-1 for [REDACTED:email]"
 
 
 def test_a_patched_get_message_is_honoured(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,6 +118,7 @@ def test_a_patched_get_message_is_honoured(pair: Pair, monkeypatch: pytest.Monke
     pair.logger.info("order %s", "A-1")
     assert canary.ip in pair.bare.getvalue()
     assert pair.seen[0].msg == "order A-1 ip [REDACTED:ip]"  # checked what it renders
+    assert canary.ip not in pair.filtered.getvalue()
 
 
 def test_dict_arguments(pair: Pair) -> None:
