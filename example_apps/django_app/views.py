@@ -4,7 +4,9 @@ The views are careless the way real ones are: ``/signup`` logs the whole payload
 ``/support`` raises an exception that quotes the customer's email. piimw's plans (from
 ``openapi.json``) and policy (``piimw.toml``) decide what reaches the view, the client and
 the logs. ``/about`` and ``/healthz`` are not in the OpenAPI document and pass through.
-Some views are ``async``: the middleware serves both kinds under WSGI and ASGI.
+Some views are ``async``: the middleware serves both kinds under WSGI and ASGI. (They check
+the method themselves: before Django 5.0, ``require_GET`` and ``csrf_exempt`` turn an async
+view into a sync one that returns an unawaited coroutine.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -47,8 +49,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     return JsonResponse(user, status=201)
 
 
-@require_GET
 async def get_user(request: HttpRequest, user_id: int) -> HttpResponse:
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
     user = USERS.get(user_id)
     if user is None:
         return JsonResponse({"detail": "no such user"}, status=404)
@@ -69,8 +72,9 @@ def orders(request: HttpRequest) -> HttpResponse:
     return JsonResponse(order, status=201)
 
 
-@require_GET
 async def get_order(request: HttpRequest, order_id: int) -> HttpResponse:
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
     order = ORDERS.get(order_id)
     if order is None:
         return JsonResponse({"detail": "no such order"}, status=404)
@@ -99,6 +103,7 @@ def about(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"service": "example shop", "privacy_contact": "privacy@example.com"})
 
 
-@require_GET
 async def healthz(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
     return JsonResponse({"ok": True})
