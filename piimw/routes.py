@@ -84,7 +84,7 @@ class RouteTable:
         self._by_key: dict[tuple[str, str], Route] = {}
         self._by_shape: dict[tuple[str, str], Route] = {}
         self._templated: list[tuple[re.Pattern[str], Route]] = []
-        # (method, framework template or "", path) -> route: every request asks, and most
+        # (method, framework template or None, path) -> route: every request asks, and most
         # ask about the same few paths. Bounded: paths with ids in them are unbounded.
         self._memo: dict[tuple[str, str | None, str], Route | None] = {}
 
