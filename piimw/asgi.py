@@ -286,12 +286,7 @@ class _Responder:
         if kind == "http.response.start":
             status = message["status"]
             headers = list(message.get("headers") or ())
-            try:
-                wants = self.exchange.wants_response_body(status, headers)
-            except Exception as exc:
-                logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
-                wants = True
-            if wants:
+            if self.exchange.wants_response_body(status, headers):
                 self.start = message
                 self.state = "buffer"
                 return
@@ -324,13 +319,8 @@ class _Responder:
             return
         assert self.start is not None
         start = self.start
-        try:
-            outcome = self.exchange.response_body(
-                start["status"], list(start.get("headers") or ()), b"".join(self.buffer))
-        except Exception as exc:
-            logger.error("piimw: response inspection failed (%s); withheld",
-                         type(exc).__name__)
-            outcome = self.exchange._withheld()
+        outcome = self.exchange.response_body(
+            start["status"], list(start.get("headers") or ()), b"".join(self.buffer))
         self.buffer.clear()
         await self._finish(outcome, trailers=bool(start.get("trailers")))
 

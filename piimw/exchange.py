@@ -452,7 +452,17 @@ class Exchange:
 
     # -- response -------------------------------------------------------------------------
     def wants_response_body(self, status: int, headers: Headers) -> bool:
-        """Should the middleware buffer this response? Decided on the start message alone."""
+        """Should the middleware buffer this response? Decided on the start message alone.
+
+        Fails closed: if deciding fails, buffer (the body is then inspected or withheld).
+        """
+        try:
+            return self._wants_response_body(status, headers)
+        except Exception as exc:
+            logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
+            return True
+
+    def _wants_response_body(self, status: int, headers: Headers) -> bool:
         self.status = status
         if status in (204, 304) or 100 <= status < 200:
             return False
@@ -465,7 +475,18 @@ class Exchange:
                     and mt.startswith(TEXTUAL_ERROR_TYPES))
 
     def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
-        """Inspect a buffered response; on any doubt, withhold it (fail closed)."""
+        """Inspect a buffered response; on any doubt, withhold it (fail closed).
+
+        Never raises: an internal error withholds the response too, logged without values.
+        """
+        try:
+            return self._response_body(status, headers, body)
+        except Exception as exc:
+            logger.error("piimw: response inspection failed (%s); withheld",
+                         type(exc).__name__)
+            return self._withheld()
+
+    def _response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
         encoding = header(headers, b"content-encoding")
         try:
             raw = _decode(body, encoding, self.config.max_response_bytes)

@@ -230,12 +230,7 @@ class _Responder:
             self.too_large = False
             return self._write
         raw = _to_bytes(headers)
-        try:
-            wants = self.exchange.wants_response_body(code, raw)
-        except Exception as exc:
-            logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
-            wants = True
-        if not wants:
+        if not self.exchange.wants_response_body(code, raw):
             self.held = None
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
@@ -270,14 +265,9 @@ class _Responder:
         if self.too_large:
             outcome = self.exchange.too_large()
         else:
-            try:
-                outcome = self.exchange.response_body(
-                    code, self.raw_headers if self.raw_headers is not None
-                    else _to_bytes(headers), b"".join(self.buffer))
-            except Exception as exc:
-                logger.error("piimw: response inspection failed (%s); withheld",
-                             type(exc).__name__)
-                outcome = self.exchange._withheld()
+            outcome = self.exchange.response_body(
+                code, self.raw_headers if self.raw_headers is not None
+                else _to_bytes(headers), b"".join(self.buffer))
         self.buffer.clear()
         return self._emit(outcome, exc_info, token)
 

@@ -378,12 +378,7 @@ class PIIMiddleware:
     # -- the response -------------------------------------------------------------------------
     def _wants(self, exchange: Exchange, response: HttpResponseBase) -> Headers | None:
         headers = _response_headers(response)
-        try:
-            wants = exchange.wants_response_body(response.status_code, headers)
-        except Exception as exc:
-            logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
-            wants = True
-        return headers if wants else None
+        return headers if exchange.wants_response_body(response.status_code, headers) else None
 
     def _inspect_response(self, exchange: Exchange,
                           response: HttpResponseBase) -> HttpResponseBase:
@@ -419,12 +414,7 @@ class PIIMiddleware:
         if body is None or len(body) > self.config.max_response_bytes:
             outcome = exchange.too_large()
         else:
-            try:
-                outcome = exchange.response_body(status, headers, body)
-            except Exception as exc:
-                logger.error("piimw: response inspection failed (%s); withheld",
-                             type(exc).__name__)
-                outcome = exchange._withheld()
+            outcome = exchange.response_body(status, headers, body)
         self._apply(response, outcome, headers, body)
         return response
 
