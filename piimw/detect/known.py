@@ -647,22 +647,35 @@ class KnownValues:
         other._probe = self._probe
         return other
 
-    def search(self, text: str) -> bool:
-        """Does any known value (any form) occur in ``text``? ``bool(find(text))``, cheaper."""
+    def _probed(self, text: str) -> bool | None:
+        """The probe's answer while there is no program and it may still answer, else None.
+
+        The probe answers exactly as the program would; after ``_PROBE_CALLS`` texts (or for
+        a text longer than ``_PROBE_MAX``) the program is worth building.
+        """
+        if self._matcher is None and len(text) <= _PROBE_MAX:
+            probe = self._probe
+            if probe is None:
+                probe = self._probe = _Probe(self._values)
+            if probe.calls < _PROBE_CALLS:
+                probe.calls += 1
+                return probe.hit(text)
+        return None
+
+    def _program(self) -> _Matcher:
         matcher = self._matcher
         if matcher is None:
-            if not self._values or not text:
-                return False
-            if len(text) <= _PROBE_MAX:
-                probe = self._probe
-                if probe is None:
-                    probe = self._probe = _Probe(self._values)
-                if probe.calls < _PROBE_CALLS:
-                    probe.calls += 1
-                    return probe.hit(text)  # the probe answers as the program would
             matcher = self._matcher = _build(self._values)
-        elif not text:
+        return matcher
+
+    def search(self, text: str) -> bool:
+        """Does any known value (any form) occur in ``text``? ``bool(find(text))``, cheaper."""
+        if not self._values or not text:
             return False
+        answer = self._probed(text)
+        if answer is not None:
+            return answer
+        matcher = self._program()
         data = text.encode("utf-8", "surrogatepass")
         single = matcher.single
         if single is not None:  # the common case, without a generator
@@ -673,17 +686,9 @@ class KnownValues:
         """Occurrences of known values (any form) in ``text``: sorted, non-overlapping."""
         if not self._values or not text:
             return []
-        matcher = self._matcher
-        if matcher is None:
-            if len(text) <= _PROBE_MAX:
-                probe = self._probe
-                if probe is None:
-                    probe = self._probe = _Probe(self._values)
-                if probe.calls < _PROBE_CALLS:
-                    probe.calls += 1
-                    if not probe.hit(text):
-                        return []
-            matcher = self._matcher = _build(self._values)
+        if self._probed(text) is False:
+            return []
+        matcher = self._program()
         data = text.encode("utf-8", "surrogatepass")
         spans: list[Span] = []
         is_ascii: bool | None = None
