@@ -75,6 +75,7 @@ def test_wsgi_withholds(config: piimw.Config) -> None:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [orjson.dumps({"email": EMAIL})]
 
-    r = Client(WSGIMiddleware(app, config)).get("/me")
+    r = Client(WSGIMiddleware(app, config)).get("/me", buffered=True)  # closes the iterable
     assert r.status_code == 500
     assert EMAIL.encode() not in r.data
+    assert piimw.current() is None  # the request's context was left
