@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from piimw.config import Config
+from piimw.consent import DEFAULT
 from piimw.exchange import (
     Exchange,
     Headers,
@@ -23,6 +24,7 @@ from piimw.exchange import (
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
+from piimw.routes import Route
 from piimw.sanitize import on_app_exception
 
 Scope = MutableMapping[str, Any]
@@ -71,6 +73,18 @@ class PIIMiddleware:
     def route_template(self, scope: Scope) -> str | None:
         return None
 
+    def resolve(self, scope: Scope) -> tuple[Route | None, str | None]:
+        """The configured route (or None) and the template to report, for this request.
+
+        Adapters that can memoise the whole answer per path override this; the default asks
+        :meth:`route_template` and the route table.
+        """
+        template = self.route_template(scope)
+        routes = self.config.routes
+        route = routes.lookup(scope["method"].upper(), template, scope["path"]) \
+            if routes else None
+        return route, template
+
     def user_id(self, scope: Scope) -> str | int | None:
         """The authenticated user's id (adapters: from the framework's auth), or None."""
         return None
@@ -99,12 +113,11 @@ class PIIMiddleware:
         if path in self._privacy_paths and await self._serve_privacy_endpoints(
                 scope, receive, send):
             return
-        headers: Headers = list(scope.get("headers") or ())
+        route, template = self.resolve(scope)
         client = scope.get("client")
-        exchange = Exchange(self.config, scope["method"], path, headers,
-                            scope.get("query_string", b""),
-                            route_template=self.route_template(scope),
-                            client=client[0] if client else None)
+        exchange = Exchange(self.config, scope["method"], path, list(scope.get("headers") or ()),
+                            scope.get("query_string", b""), route_template=template,
+                            client=client[0] if client else None, route=route)
         self.prepare(exchange, scope)
         if self.config.registry is not None:
             exchange.resolve_consent(self.user_id(scope))
@@ -115,7 +128,8 @@ class PIIMiddleware:
         failed = False
         try:
             try:
-                if exchange.passthrough:
+                consent = exchange.consent
+                if route is None and (consent is DEFAULT or consent.is_default):  # passthrough
                     await self.app(scope, receive, _error_watch(exchange, send))
                     return
                 await self._inspect(exchange, scope, receive, _Responder(exchange, send))

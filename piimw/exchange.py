@@ -40,45 +40,41 @@ logger = logging.getLogger("piimw")
 Headers = list[tuple[bytes, bytes]]
 
 
-class _Slot:
+class Activation:
     """What the context variable holds: the exchange, until its request is over.
 
     Event loops copy the current context into callbacks scheduled during a request (uvicorn's
     keep-alive timer is one), and those copies outlive the request by seconds. Emptying the
-    slot when the request is over frees the exchange (and the values it remembers) at once,
-    and keeps such callbacks from seeing a finished request.
+    slot when the request is over (:func:`leave`) frees the exchange (and the values it
+    remembers) at once, and keeps such callbacks from seeing a finished request.
     """
 
-    __slots__ = ("exchange",)
+    __slots__ = ("exchange", "token")
 
     def __init__(self, exchange: Exchange | None) -> None:
         self.exchange = exchange
+        self.token: Token[Activation | None] | None = None
 
 
-_current: ContextVar[_Slot | None] = ContextVar("piimw_exchange", default=None)
-
-
-class Activation:
-    """A request's exchange made current by :func:`enter`; end it with :func:`leave`."""
-
-    __slots__ = ("slot", "token")
-
-    def __init__(self, token: Token[_Slot | None], slot: _Slot) -> None:
-        self.token = token
-        self.slot = slot
+_current: ContextVar[Activation | None] = ContextVar("piimw_exchange", default=None)
 
 
 def enter(exchange: Exchange) -> Activation:
     """Make ``exchange`` current in this context."""
-    slot = _Slot(exchange)
-    return Activation(_current.set(slot), slot)
+    activation = Activation(exchange)
+    activation.token = _current.set(activation)
+    return activation
 
 
 def leave(activation: Activation) -> None:
     """The request is over: restore the context and empty its slot (wherever it was copied)."""
-    activation.slot.exchange = None
+    activation.exchange = None
+    token = activation.token
+    if token is None:
+        return
+    activation.token = None
     try:
-        _current.reset(activation.token)
+        _current.reset(token)
     except ValueError:  # left from another context (some servers close from elsewhere)
         _current.set(None)
     except RuntimeError:  # left before (the token is spent)
@@ -93,6 +89,8 @@ CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out",
                   "session": "Cookie"}
 _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
+#: ``Exchange(route=...)`` not given: look the route up in the configuration.
+_LOOKUP: Any = object()
 
 
 def current() -> Exchange | None:
@@ -151,19 +149,19 @@ class Exchange:
         "_client",
         "_findings",
         "_known",
+        "_reasons",
         "_request_id",
         "_results",
+        "_signals_used",
         "config",
         "consent",
         "method",
         "path",
         "query_string",
-        "reasons",
         "request_doc",
         "request_headers",
         "route",
         "route_template",
-        "signals_used",
         "status",
         "subject_id",
     )
@@ -179,15 +177,18 @@ class Exchange:
         route_template: str | None = None,
         consent: Consent | None = None,
         client: str | None = None,
+        route: Route | None = _LOOKUP,
     ) -> None:
+        # Every request builds one, most of them on routes without a plan: this stays lean
+        # (containers for findings and reasons are made when first needed).
         self.config = config
-        self.method = method.upper()
+        self.method = method = method.upper()
         self.path = path
         self.query_string = query_string
         self.request_headers = headers
-        routes = config.routes
-        route: Route | None = (
-            routes.lookup(self.method, route_template, path) if routes else None)
+        if route is _LOOKUP:  # adapters that resolved the route already pass it
+            routes = config.routes
+            route = routes.lookup(method, route_template, path) if routes else None
         self.route = route
         # The configuration's spelling when a route matched (audit and data map join on it),
         # else the framework's template (still better than a raw path in logs).
@@ -211,18 +212,33 @@ class Exchange:
         self._known: KnownValues | None = None
         #: The peer's address (``scope["client"]``, ``REMOTE_ADDR``): a known value.
         self._client = client if client not in _LOCAL_CLIENTS else None
-        self._findings: list[Finding] = []
-        self._results: list[Result] = []
-        self.signals_used: set[str] = set()
+        self._findings: list[Finding] | None = None
+        self._results: list[Result] | None = None
+        self._signals_used: set[str] | None = None
+        self._reasons: set[str] | None = None
         self._request_id: str | None = None
         self.status: int | None = None
         #: The framework's raw user id; never stored or logged as is (the registry
         #: pseudonymises it into ``consent.subject``).
         self.subject_id: str | None = None
-        #: Reason codes of events that are not findings (unparseable body, invalid, too large).
-        self.reasons: set[str] = set()
         #: The parsed request body, kept in memory for the discovery sampler only.
         self.request_doc: Any = None
+
+    @property
+    def reasons(self) -> set[str]:
+        """Reason codes of events that are not findings (unparseable, invalid, too large)."""
+        reasons = self._reasons
+        if reasons is None:
+            reasons = self._reasons = set()
+        return reasons
+
+    @property
+    def signals_used(self) -> set[str]:
+        """Opt-out signals that changed something in this request (for ``Vary``, audit)."""
+        used = self._signals_used
+        if used is None:
+            used = self._signals_used = set()
+        return used
 
     @property
     def known(self) -> KnownValues:
@@ -427,9 +443,12 @@ class Exchange:
         res = self.config.scrubber.scrub(
             doc, plan, sink=sink, consent=self.consent, route=self.route_template,
             known=self.known, collect=collect, detect=detect)
-        self._results.append(res)
+        if self._results is None:
+            self._results = [res]
+        else:
+            self._results.append(res)
         if not self.consent.is_default:  # else no signal can have changed anything
-            self.signals_used |= res.changed_by_consent
+            self.signals_used.update(res.changed_by_consent)
         return res
 
     def record(self, findings: list[Finding]) -> None:
@@ -437,6 +456,10 @@ class Exchange:
         self._record(findings)
 
     def _record(self, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        if self._findings is None:
+            self._findings = []
         self._findings.extend(findings)
         for f in findings:
             if f.reason.startswith("optout."):
@@ -445,8 +468,8 @@ class Exchange:
     @property
     def findings(self) -> list[Finding]:
         """Everything decided in this request (built lazily: the hot path keeps tuples)."""
-        out = list(self._findings)
-        for r in self._results:
+        out = list(self._findings or ())
+        for r in self._results or ():
             out.extend(r.findings)
         return out
 
@@ -545,7 +568,7 @@ class Exchange:
         return ResponseOutcome(500, p.headers(body), body)
 
     def _vary(self, headers: Headers) -> Headers:
-        if not self.signals_used:
+        if not self._signals_used:
             return headers
         names = sorted({SIGNAL_HEADERS[s] for s in self.signals_used if s in SIGNAL_HEADERS})
         if not names:

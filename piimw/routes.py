@@ -87,6 +87,8 @@ class RouteTable:
         # (method, framework template or None, path) -> route: every request asks, and most
         # ask about the same few paths. Bounded: paths with ids in them are unbounded.
         self._memo: dict[tuple[str, str | None, str], Route | None] = {}
+        #: Bumped by :meth:`add`: memos kept outside the table (adapters) compare it.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -100,6 +102,7 @@ class RouteTable:
             raise SchemaError(f"route {route.method} {route.template} is defined twice")
         self._by_key[key] = route
         self._memo.clear()
+        self.version += 1
         self._by_shape.setdefault((route.method, _shape(route.template)), route)
         if _PARAM.search(route.template):
             self._templated.append((_template_regex(route.template), route))

@@ -32,6 +32,7 @@ from piimw.asgi import PIIMiddleware as _ASGIMiddleware
 from piimw.config import Config
 from piimw.consent import from_session_flag
 from piimw.exchange import Exchange
+from piimw.routes import Route
 
 __all__ = ["DEFAULT_SESSION_KEY", "LazyOpenAPI", "PIIMiddleware", "openapi_config"]
 
@@ -82,6 +83,11 @@ class PIIMiddleware(_ASGIMiddleware):
         # the Host header. Emptied when the top-level route list changes; bounded.
         self._templates: dict[tuple[int, str, str, str], str | None] = {}
         self._templates_for: list[Any] | None = None
+        # The same key -> (configured route, template): what every request asks first. Valid
+        # while the owner's route list and the configuration's route table are those it was
+        # filled for (see :meth:`resolve`).
+        self._resolved: dict[tuple[int, str, str, str], tuple[Any, str | None]] = {}
+        self._resolved_for: tuple[Any, ...] = ()
 
     async def _late(self, scope: Scope, receive: Receive, send: Send) -> bool:
         if scope["type"] == "lifespan":
@@ -116,6 +122,31 @@ class PIIMiddleware(_ASGIMiddleware):
         return startup_send
 
     # -- hooks ----------------------------------------------------------------------------
+    def resolve(self, scope: Scope) -> tuple[Route | None, str | None]:
+        """Route and template, memoised per path: one dict lookup for most requests."""
+        owner = scope.get("app")
+        routes = getattr(owner, "routes", None)
+        table = self.config.routes
+        key = (id(owner), scope["method"], scope.get("root_path", ""), scope["path"])
+        valid = self._resolved_for
+        if valid and valid[0] is owner and valid[1] is routes and valid[3] is table and \
+                valid[2] == len(routes or ()) and valid[4] == table.version:
+            try:
+                return self._resolved[key]
+            except KeyError:
+                pass
+        else:
+            self._resolved.clear()
+            self._resolved_for = (owner, routes, len(routes or ()), table, table.version)
+        template = self.route_template(scope)
+        route = table.lookup(scope["method"].upper(), template, scope["path"]) if table \
+            else None
+        if key in self._templates:  # the template did not depend on the Host header
+            if len(self._resolved) >= 8192:
+                self._resolved.clear()
+            self._resolved[key] = (route, template)
+        return route, template
+
     def route_template(self, scope: Scope) -> str | None:
         """The template Starlette will dispatch to, spelled as the configuration spells it."""
         owner = scope.get("app")
@@ -156,7 +187,7 @@ class PIIMiddleware(_ASGIMiddleware):
     def prepare(self, exchange: Exchange, scope: Scope) -> None:
         """Merge the session's opt-out flag (``SessionMiddleware`` must run before us)."""
         session = scope.get("session")
-        if not isinstance(session, Mapping):
+        if session is None or not isinstance(session, Mapping):
             return
         key = (self.session_key or self.config.consent_settings.session_key
                or DEFAULT_SESSION_KEY)

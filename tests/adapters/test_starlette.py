@@ -187,6 +187,41 @@ def test_routes_added_later_are_seen(routed: Starlette) -> None:
     assert mw.route_template(scope_for(routed, "GET", "/late/1")) == "/late/{n}"
 
 
+def _planned(template: str) -> piimw.Config:
+    """A configuration with one planned route, ``GET template``."""
+    doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {template: {
+        "get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {
+                "email": {"type": "string", "x-pii": "email"}}}}}}}}}}}
+    return piimw.Config.from_dict({}, source="<test>", openapi_documents={"<test>": doc})
+
+
+def test_resolve_memo_follows_routes_and_the_route_table(routed: Starlette) -> None:
+    """The per-path memo of (route, template) is refilled when either side changes."""
+    config = _planned("/users/{id}")
+    mw = PIIMiddleware(routed.router, config)
+    route, template = mw.resolve(scope_for(routed, "GET", "/users/7"))
+    assert template == "/users/{user_id}"
+    assert route is not None and route.template == "/users/{id}"
+    assert mw.resolve(scope_for(routed, "GET", "/users/7")) == (route, template)  # memoised
+    assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (None, None)
+    routed.router.routes.append(Route("/late/{n}", _endpoint))  # the app's routes change
+    assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (None, "/late/{n}")
+    other = _planned("/late/{n}")
+    (added,) = other.routes
+    config.routes.add(added)  # the configuration's table changes
+    assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (added, "/late/{n}")
+
+
+def test_resolve_does_not_memoise_host_dependent_matches(routed: Starlette) -> None:
+    mw = PIIMiddleware(routed.router, _planned("/panel/{x}"))
+    route, template = mw.resolve(scope_for(routed, "GET", "/panel/1", host="admin.example.com"))
+    assert template == "/panel/{x}" and route is not None
+    # Same path, other host: Starlette would not dispatch to the Host route. The route table
+    # still matches the path itself (a template miss never switches protection off).
+    assert mw.resolve(scope_for(routed, "GET", "/panel/1"))[1] is None
+
+
 def test_template_spelled_as_the_config_spells_it(config: piimw.Config) -> None:
     app = make_app(config, Seen())
     mw = PIIMiddleware(app.router, config)
