@@ -21,7 +21,7 @@ from piimw.schema.tags import Tag
 from piimw.transform import DROP, Hasher, apply, mask_string, redact_token
 
 PAYLOAD_SINKS = ("app", "client")
-_SEP = "\n\x00\n"
+_SEP = b"\n\x00\n"
 
 
 _Raw = tuple[tuple[str | int, ...], str, Decision, str]
@@ -362,11 +362,12 @@ class _Walk:
     # -- detection of PII nobody tagged -----------------------------------------------------
     def any_candidate_hits(self) -> bool:
         """One detector pass over all untagged strings at once: the clean case costs one call."""
-        joined = _SEP.join(c if isinstance(c, str) else orjson.dumps(c).decode()
-                           for c in self.candidates)
-        if self.s.detectors.search(joined):
+        joined = _SEP.join([c.encode("utf-8", "surrogatepass") if isinstance(c, str)
+                            else orjson.dumps(c) for c in self.candidates])
+        if self.s.detectors.search_utf8(joined):
             return True
-        return self.lookup is not None and self.lookup.search(joined)
+        return self.lookup is not None and self.lookup.search(
+            joined.decode("utf-8", "surrogatepass"))
 
     def _undeclared(self, path: list[str | int], text: str, spans: list[Span]) -> Any:
         policy, sink = self.s.policy, self.sink

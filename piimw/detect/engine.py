@@ -137,6 +137,16 @@ class Detectors:
         hit = search(data, 0)
         return hit is not None and bool(self._run(text, data, hit, first=True))
 
+    def search_utf8(self, data: bytes) -> bool:
+        """:meth:`search` for UTF-8 bytes (serialised JSON): no decode for ASCII text."""
+        search = self._search
+        if search is None or not data:
+            return False
+        if not data.isascii():
+            return self.search(data.decode("utf-8", "surrogatepass"))
+        hit = search(data, 0)
+        return hit is not None and bool(self._run(data.decode("ascii"), data, hit, first=True))
+
     # -- the scan ----------------------------------------------------------------------------
 
     def _run(

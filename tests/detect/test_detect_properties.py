@@ -33,6 +33,9 @@ def test_find_never_crashes_and_spans_are_sorted_disjoint_in_bounds(text: str) -
     check_spans(text, spans)
     assert det.search(text) == bool(spans)
 
+    # The engine's pass over serialised JSON hands over UTF-8 bytes: same answer.
+    assert det.search_utf8(text.encode("utf-8", "surrogatepass")) == bool(spans)
+
 
 POSITIVES = [e for e in load() if e["kind"] == "pos"]
 # Filler that cannot change a value's context: no ASCII letters or digits, no token characters.
