@@ -575,6 +575,7 @@ class Reference:
 PASS_THROUGH = Reference("pure-ASGI pass-through (RefASGI)", 0.99)
 RESERIALIZE = Reference("buffer + re-serialize (RefASGI)", 0.88)
 NAIVE_SCRUB = Reference("buffer + naive scrub (RefWSGI)", 0.84)
+ROW_NAMES = ("plain", "orders", "flask")
 
 
 @dataclass
@@ -631,6 +632,8 @@ def main() -> None:
                     help=argparse.SUPPRESS)
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin servers and load generator to separate CPUs")
+    ap.add_argument("--row", action="append", choices=ROW_NAMES,
+                    help="run only this row (repeatable; default: all three)")
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
@@ -638,6 +641,7 @@ def main() -> None:
         url, seconds, conns, path = args.loadgen
         loadgen_main(url, float(seconds), int(conns), path)
         return
+    rows = set(args.row or ROW_NAMES)
     rounds = args.rounds or (6 if args.quick else 9)
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     cpus = os.cpu_count() or 1
@@ -661,27 +665,36 @@ def main() -> None:
     results: list[Result] = []
     started = time.perf_counter()
     try:
-        with ExitStack() as stack:
-            bare, wrapped, ref = (
-                stack.enter_context(server(f"starlette {mode}", "uvicorn", mode, server_cpu, tmp))
-                for mode in MODES)
-            check(bare, wrapped, ["/plain", "/orders"], payload)
-            check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=False)
-            results.append(compare("Starlette/uvicorn, route without a plan", bare, wrapped,
-                                   ref, "/plain", reference=PASS_THROUGH, rounds=rounds,
-                                   seconds=seconds, connections=8, target=0.98, load=load))
-            results.append(compare("Starlette/uvicorn, route with a plan", bare, wrapped, ref,
-                                   "/orders", reference=RESERIALIZE, rounds=rounds,
-                                   seconds=seconds, connections=8, target=0.85, load=load))
-        with ExitStack() as stack:
-            bare, wrapped, ref = (
-                stack.enter_context(server(f"flask {mode}", "gunicorn", mode, server_cpu, tmp))
-                for mode in MODES)
-            check(bare, wrapped, ["/plain", "/orders"], payload)
-            check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=True)
-            results.append(compare("Flask/gunicorn sync x1, route with a plan", bare, wrapped,
-                                   ref, "/orders", reference=NAIVE_SCRUB, rounds=rounds,
-                                   seconds=seconds, connections=4, target=0.90, load=load))
+        if rows & {"plain", "orders"}:
+            with ExitStack() as stack:
+                bare, wrapped, ref = (
+                    stack.enter_context(server(f"starlette {mode}", "uvicorn", mode,
+                                               server_cpu, tmp))
+                    for mode in MODES)
+                check(bare, wrapped, ["/plain", "/orders"], payload)
+                check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=False)
+                if "plain" in rows:
+                    results.append(compare(
+                        "Starlette/uvicorn, route without a plan", bare, wrapped, ref, "/plain",
+                        reference=PASS_THROUGH, rounds=rounds, seconds=seconds, connections=8,
+                        target=0.98, load=load))
+                if "orders" in rows:
+                    results.append(compare(
+                        "Starlette/uvicorn, route with a plan", bare, wrapped, ref, "/orders",
+                        reference=RESERIALIZE, rounds=rounds, seconds=seconds, connections=8,
+                        target=0.85, load=load))
+        if "flask" in rows:
+            with ExitStack() as stack:
+                bare, wrapped, ref = (
+                    stack.enter_context(server(f"flask {mode}", "gunicorn", mode, server_cpu,
+                                               tmp))
+                    for mode in MODES)
+                check(bare, wrapped, ["/plain", "/orders"], payload)
+                check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=True)
+                results.append(compare(
+                    "Flask/gunicorn sync x1, route with a plan", bare, wrapped, ref, "/orders",
+                    reference=NAIVE_SCRUB, rounds=rounds, seconds=seconds, connections=4,
+                    target=0.90, load=load))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     width = max(len(r.label) for r in results)
