@@ -37,19 +37,22 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def environ_headers(environ: dict[str, Any]) -> Headers:
     """Request headers as ASGI-style lower-case byte pairs."""
-    out: Headers = []
-    for key, value in environ.items():
-        if key[:5] == "HTTP_":
-            name = _header_name(key)
-        elif key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
-            if not value:
-                continue
-            name = _header_name(key)
-        else:
-            continue
-        out.append((name, value.encode("latin-1") if value.__class__ is str
-                    else str(value).encode("latin-1")))
+    # A comprehension over the environ (servers put two dozen other keys in it) is the
+    # cheapest walk; Content-Type and Content-Length have no HTTP_ prefix.
+    out: Headers = [(_header_name(k), _latin1(v)) for k, v in environ.items()
+                    if k[:5] == "HTTP_"]
+    for key, name in _UNPREFIXED:
+        value = environ.get(key)
+        if value:
+            out.append((name, _latin1(value)))
     return out
+
+
+_UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
+
+
+def _latin1(value: Any) -> bytes:
+    return value.encode("latin-1") if value.__class__ is str else str(value).encode("latin-1")
 
 
 @lru_cache(maxsize=512)

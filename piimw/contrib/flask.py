@@ -88,7 +88,9 @@ class FlaskPIIMiddleware(PIIMiddleware):
         self.flask_app = flask_app
         self.session_key = session_key
         self.user_session_key = user_session_key
-        self._templates: dict[tuple[Any, ...], str | None] = {}
+        # (host, scheme, script root, path, method) -> (Flask's rule as a template, the
+        # template the route table knows or None, the table's version).
+        self._templates: dict[tuple[Any, ...], tuple[str | None, str | None, int]] = {}
 
     def user_id(self, environ: dict[str, Any]) -> str | int | None:
         """The signed-in user's id as Flask-Login keeps it in the session (``_user_id``)."""
@@ -132,33 +134,31 @@ class FlaskPIIMiddleware(PIIMiddleware):
         Only returned when the route table knows it, so that a spelling difference
         (``{user_id}`` here, ``{id}`` in the OpenAPI file) falls back to matching the path.
         """
-        template = self._framework_template(environ)
-        environ[_ENVIRON_TEMPLATE] = template
-        if template is None:
-            return None
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        routes = self.config.routes
-        for candidate in (template, template.rstrip("/") or "/"):
-            if routes.get(method, candidate) is not None:
-                return candidate
-        return None
-
-    def _framework_template(self, environ: dict[str, Any]) -> str | None:
         # Flask refuses new URL rules once it has served a request, so a match depends only
-        # on what Werkzeug matches on: host, scheme, script root, path and method.
+        # on what Werkzeug matches on: host, scheme, script root, path and method. The
+        # answer also depends on the route table (its version says when it changed).
         key = (environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
                environ.get("wsgi.url_scheme"), environ.get("SCRIPT_NAME", ""),
                environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET"))
+        routes = self.config.routes
         memo = self._templates
-        try:
-            return memo[key]
-        except KeyError:
-            pass
-        template = self._match_rule(environ)
+        hit = memo.get(key)
+        if hit is not None and hit[2] == routes.version:
+            environ[_ENVIRON_TEMPLATE] = hit[0]
+            return hit[1]
+        template = self._match_rule(environ) if hit is None else hit[0]
+        environ[_ENVIRON_TEMPLATE] = template
+        answer = None
+        if template is not None:
+            method = key[4].upper()
+            for candidate in (template, template.rstrip("/") or "/"):
+                if routes.get(method, candidate) is not None:
+                    answer = candidate
+                    break
         if len(memo) >= 8192:
             memo.clear()
-        memo[key] = template
-        return template
+        memo[key] = (template, answer, routes.version)
+        return answer
 
     def _match_rule(self, environ: dict[str, Any]) -> str | None:
         try:

@@ -19,7 +19,13 @@ from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import EnvironBuilder, TestResponse
 
 import piimw
-from piimw.contrib.flask import PIIMW, PIIMWState, route_template, session_consent
+from piimw.contrib.flask import (
+    _ENVIRON_TEMPLATE,
+    PIIMW,
+    PIIMWState,
+    route_template,
+    session_consent,
+)
 
 SIGNUP = {
     "type": "object", "required": ["email"], "additionalProperties": False,
@@ -392,9 +398,26 @@ def test_rule_memo_keeps_hosts_apart() -> None:
 
     def template(host: str) -> str | None:
         env = EnvironBuilder(path="/p/1", base_url=f"http://{host}").get_environ()
-        return mw._framework_template(env)
+        assert mw.route_template(env) is None  # no planned route: nothing for the table
+        return env[_ENVIRON_TEMPLATE]  # Flask's rule, a label for logs and audit
 
     for _ in range(2):  # the second round answers from the memo
         assert template("a.example.com") == "/p/{n}"
         assert template("b.example.com") == "/p/{slug}"
         assert template("c.example.com") is None
+
+
+def test_rule_memo_sees_routes_added_to_the_table() -> None:
+    app = Flask("late")
+    app.add_url_rule("/u/<int:uid>", "u", lambda uid: "u")
+    PIIMW(app, {})
+    mw = app.extensions["piimw"].middleware
+    env = EnvironBuilder(path="/u/3").get_environ
+    assert mw.route_template(env()) is None
+    doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/u/{id}": {
+        "get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {
+                "email": {"type": "string", "x-pii": "email"}}}}}}}}}}}
+    (route,) = piimw.Config.from_dict({}, source="<t>", openapi_documents={"<t>": doc}).routes
+    mw.config.routes.add(route)
+    assert mw.route_template(env()) == "/u/{uid}"  # the memo was filled before the add

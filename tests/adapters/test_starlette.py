@@ -202,7 +202,8 @@ def test_resolve_memo_follows_routes_and_the_route_table(routed: Starlette) -> N
     mw = PIIMiddleware(routed.router, config)
     route, template = mw.resolve(scope_for(routed, "GET", "/users/7"))
     assert template == "/users/{user_id}"
-    assert route is not None and route.template == "/users/{id}"
+    assert route is not None
+    assert route.template == "/users/{id}"
     assert mw.resolve(scope_for(routed, "GET", "/users/7")) == (route, template)  # memoised
     assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (None, None)
     routed.router.routes.append(Route("/late/{n}", _endpoint))  # the app's routes change
@@ -216,7 +217,8 @@ def test_resolve_memo_follows_routes_and_the_route_table(routed: Starlette) -> N
 def test_resolve_does_not_memoise_host_dependent_matches(routed: Starlette) -> None:
     mw = PIIMiddleware(routed.router, _planned("/panel/{x}"))
     route, template = mw.resolve(scope_for(routed, "GET", "/panel/1", host="admin.example.com"))
-    assert template == "/panel/{x}" and route is not None
+    assert template == "/panel/{x}"
+    assert route is not None
     # Same path, other host: Starlette would not dispatch to the Host route. The route table
     # still matches the path itself (a template miss never switches protection off).
     assert mw.resolve(scope_for(routed, "GET", "/panel/1"))[1] is None
