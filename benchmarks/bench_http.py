@@ -70,6 +70,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HOST = "127.0.0.1"
 WRAP_ENV = "PIIMW_BENCH_WRAP"
+SETTINGS_ENV = "PIIMW_BENCH_SETTINGS"  # piimw settings (JSON) for the piimw servers
 
 EMAIL = "jane.doe@example.com"
 CARD = "4242 4242 4242 4242"
@@ -135,7 +136,8 @@ def body(size: int = 2048) -> bytes:
 def _config() -> Any:
     import piimw
 
-    return piimw.Config.from_dict({}, source="<bench_http>",
+    settings = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+    return piimw.Config.from_dict(settings, source="<bench_http>",
                                   openapi_documents={"<bench_http openapi>": openapi()})
 
 
@@ -634,6 +636,9 @@ def main() -> None:
                     help="do not pin servers and load generator to separate CPUs")
     ap.add_argument("--row", action="append", choices=ROW_NAMES,
                     help="run only this row (repeatable; default: all three)")
+    ap.add_argument("--settings", metavar="JSON",
+                    help='piimw settings for the piimw servers, e.g. \'{"detect_undeclared": '
+                         'false}\' (default: none, the defaults)')
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
@@ -642,6 +647,9 @@ def main() -> None:
         loadgen_main(url, float(seconds), int(conns), path)
         return
     rows = set(args.row or ROW_NAMES)
+    if args.settings:
+        json.loads(args.settings)  # fail here, not in three servers
+        os.environ[SETTINGS_ENV] = args.settings
     rounds = args.rounds or (6 if args.quick else 9)
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     cpus = os.cpu_count() or 1
@@ -662,6 +670,8 @@ def main() -> None:
           f"{rounds} rounds (bare/piimw/reference rotated) x {seconds:g} s per row, "
           + (f"servers on CPU {server_cpu}, load on CPU {load_cpu}" if pinned
              else "not pinned"), flush=True)
+    if args.settings:
+        print(f"piimw settings: {args.settings}", flush=True)
     results: list[Result] = []
     started = time.perf_counter()
     try:
