@@ -40,41 +40,50 @@ logger = logging.getLogger("piimw")
 Headers = list[tuple[bytes, bytes]]
 
 
-class Activation:
+class _Slot:
     """What the context variable holds: the exchange, until its request is over.
 
     Event loops copy the current context into callbacks scheduled during a request (uvicorn's
     keep-alive timer is one), and those copies outlive the request by seconds. Emptying the
-    slot when the request is over (:func:`leave`) frees the exchange (and the values it
-    remembers) at once, and keeps such callbacks from seeing a finished request.
+    slot when the request is over frees the exchange (and the values it remembers) at once,
+    and keeps such callbacks from seeing a finished request.
     """
 
-    __slots__ = ("exchange", "token")
+    __slots__ = ("exchange",)
 
     def __init__(self, exchange: Exchange | None) -> None:
         self.exchange = exchange
-        self.token: Token[Activation | None] | None = None
 
 
-_current: ContextVar[Activation | None] = ContextVar("piimw_exchange", default=None)
+_current: ContextVar[_Slot | None] = ContextVar("piimw_exchange", default=None)
+
+
+class Activation:
+    """A request's exchange made current by :func:`enter`; end it with :func:`leave`.
+
+    Kept apart from the slot on purpose: the token refers to the context, which refers to the
+    slot, so a slot holding its token would be a reference cycle (kept alive until the garbage
+    collector runs, with the exchange in it, when a request is never left).
+    """
+
+    __slots__ = ("slot", "token")
+
+    def __init__(self, token: Token[_Slot | None], slot: _Slot) -> None:
+        self.token = token
+        self.slot = slot
 
 
 def enter(exchange: Exchange) -> Activation:
     """Make ``exchange`` current in this context."""
-    activation = Activation(exchange)
-    activation.token = _current.set(activation)
-    return activation
+    slot = _Slot(exchange)
+    return Activation(_current.set(slot), slot)
 
 
 def leave(activation: Activation) -> None:
     """The request is over: restore the context and empty its slot (wherever it was copied)."""
-    activation.exchange = None
-    token = activation.token
-    if token is None:
-        return
-    activation.token = None
+    activation.slot.exchange = None
     try:
-        _current.reset(token)
+        _current.reset(activation.token)
     except ValueError:  # left from another context (some servers close from elsewhere)
         _current.set(None)
     except RuntimeError:  # left before (the token is spent)

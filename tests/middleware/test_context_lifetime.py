@@ -69,3 +69,24 @@ def test_activate_nests_and_empties_its_slot() -> None:
             assert current() is inner
         assert current() is outer
     assert current() is None
+
+
+def test_a_context_never_left_frees_its_exchange_without_the_garbage_collector() -> None:
+    """A request whose context is never left (an exception an outer middleware answers) must
+    not keep its exchange in a reference cycle: freed with the context, not at the next
+    collection."""
+    import contextvars
+
+    from piimw.exchange import enter
+
+    exchange = Exchange(config(), "GET", "/a", [])
+    ref = weakref.ref(exchange)
+    context = contextvars.copy_context()
+    gc.disable()
+    try:
+        context.run(enter, exchange)  # the activation is dropped, as when never left
+        assert context.run(current) is exchange
+        del exchange, context
+        assert ref() is None, "the exchange outlived its context (a reference cycle)"
+    finally:
+        gc.enable()

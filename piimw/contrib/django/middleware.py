@@ -160,7 +160,7 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
 
 def _leave(activation: Activation, exchange: Exchange) -> None:
     """Leave the request's context (once) and hand the request on."""
-    if activation.exchange is None:  # already left (close() called twice)
+    if activation.slot.exchange is None:  # already left (close() called twice)
         return
     leave(activation)
     _end(exchange)
