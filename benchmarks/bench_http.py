@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from piimw._process import stop_group
+from piimw._process import free_port, stop_group
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -344,12 +344,6 @@ class Server:
         return self.log.read_text("utf-8", "replace")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def _pin(cpu: int | None) -> list[str]:
     if cpu is None:
         return []
@@ -359,7 +353,7 @@ def _pin(cpu: int | None) -> list[str]:
 @contextmanager
 def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path) -> Iterator[Server]:
     """Start one server (own process group), wait until it answers, kill it on exit."""
-    port = _free_port()
+    port = free_port()
     if kind == "uvicorn":
         cmd = [sys.executable, "-m", "uvicorn", "bench_http:starlette_app", "--factory",
                "--app-dir", str(HERE), "--host", HOST, "--port", str(port),

@@ -1,10 +1,19 @@
-"""Stopping a server started in its own process group (the demo, tests and benchmarks do)."""
+"""Servers in child processes (the demo, tests and benchmarks): a free port, and stopping a
+server started in its own process group."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

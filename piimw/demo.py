@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from piimw._process import stop_group
+from piimw._process import free_port, stop_group
 from piimw.cli import Command
 
 APP = "example_apps.starlette_app.app:app"
@@ -79,12 +78,6 @@ def example_root() -> Path | None:
         if (root / "example_apps" / "starlette_app" / "app.py").is_file():
             return root
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

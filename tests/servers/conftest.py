@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from piimw._process import stop_group
+from piimw._process import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,13 +41,6 @@ class Server:
 
     def output(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers(port: int, path: str) -> bool:
