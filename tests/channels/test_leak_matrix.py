@@ -27,7 +27,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,21 +133,32 @@ class Capture(logging.Handler):
         return "\n".join(self.lines)
 
 
-@pytest.fixture
-def capture() -> Iterator[Capture]:
-    """A capturing handler on the root logger; ``piimw.logging.install()`` runs first."""
-    already = piimw.logging.installed() is not None
-    piimw.logging.install()
+@contextmanager
+def _on_root(*, filtered: bool) -> Iterator[Capture]:
+    """A capturing handler on the root logger at INFO, with or without piimw's filter."""
     handler = Capture()
     root = logging.getLogger()
     level = root.level
-    root.addHandler(handler)  # install() wrapped addHandler: the handler gets the filter
+    root.addHandler(handler)  # with install() active, addHandler gives the handler the filter
+    if not filtered:
+        handler.filters.clear()  # in case install() is active for the whole session
     root.setLevel(logging.INFO)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    """A capturing handler on the root logger; ``piimw.logging.install()`` runs first."""
+    already = piimw.logging.installed() is not None
+    piimw.logging.install()
+    try:
+        with _on_root(filtered=True) as handler:
+            yield handler
+    finally:
         if not already:
             piimw.logging.uninstall()
 
@@ -155,17 +166,8 @@ def capture() -> Iterator[Capture]:
 @pytest.fixture
 def raw_capture() -> Iterator[Capture]:
     """The negative control's handler: on the root logger, without piimw's filter."""
-    handler = Capture()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    handler.filters.clear()  # in case install() is active for the whole session
-    root.setLevel(logging.INFO)
-    try:
+    with _on_root(filtered=False) as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 # -- in-process clients -----------------------------------------------------------------------
