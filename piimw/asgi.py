@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from piimw.config import Config
-from piimw.consent import DEFAULT
 from piimw.exchange import (
     Exchange,
     Headers,
@@ -128,8 +127,7 @@ class PIIMiddleware:
         failed = False
         try:
             try:
-                consent = exchange.consent
-                if route is None and (consent is DEFAULT or consent.is_default):  # passthrough
+                if exchange.passthrough:
                     await self.app(scope, receive, _error_watch(exchange, send))
                     return
                 await self._inspect(exchange, scope, receive, _Responder(exchange, send))

@@ -274,7 +274,8 @@ class Exchange:
     @property
     def passthrough(self) -> bool:
         """No plan and no signal: the app sees the request untouched."""
-        return self.route is None and self.consent.is_default
+        consent = self.consent
+        return self.route is None and (consent is DEFAULT or consent.is_default)
 
     @property
     def wants_request_body(self) -> bool:

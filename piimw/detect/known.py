@@ -138,11 +138,6 @@ def _ascii_lower(text: str) -> str:
         "utf-8", "surrogatepass")
 
 
-def _flat(text: str) -> bytes:
-    """The UTF-8 bytes of ``text`` without separators."""
-    return text.encode("utf-8", "surrogatepass").translate(None, _SEPARATOR_BYTES)
-
-
 def _escape_table(fold: bool) -> tuple[bytes, ...]:
     table: list[bytes] = []
     for byte in range(256):
