@@ -259,14 +259,37 @@ _SQL_SCHEMA = (
 )
 
 
+_BUSY_SECONDS = 30.0
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the database to WAL, waiting for other connections like every other statement.
+
+    SQLite answers a journal-mode change that meets a lock with "database is locked" at once,
+    without its busy handler: processes opening a new trail together would drop records.
+    """
+    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return  # already (the usual case: only the first connection ever switches)
+    deadline = time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def sqlite_connect(path: str, *, fsync: bool = False, create: bool = True) -> sqlite3.Connection:
     if not create and not Path(path).exists():
         raise FileNotFoundError(path)
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level=None,
+                           check_same_thread=False)
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_SECONDS * 1000)}")
         if create:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
             for stmt in _SQL_SCHEMA:
                 conn.execute(stmt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from audit_helpers import exchange, read, signup_body, trail_for
 
 from piimw.audit import AuditSettings, AuditTrail
 from piimw.audit.records import AuditKey, Sealer
-from piimw.audit.sinks import JsonlSink, sidecar
+from piimw.audit.sinks import JsonlSink, sidecar, sqlite_connect
 from piimw.audit.verify import verify
 from piimw.config import Config
 
@@ -228,3 +229,25 @@ def test_checkpoints_shipped_to_a_logger_are_anchors(tmp_path: Path, audit_key: 
     sidecar(path).unlink()  # and the attacker removed the stored head too
     report = verify([str(path)], audit_key, anchors=anchors)
     assert [(p.kind, p.seq) for p in report.problems] == [("truncated", 10)]
+
+
+def test_sqlite_connect_waits_for_a_lock_before_switching_to_wal(tmp_path: Path) -> None:
+    """Opening a trail while another connection writes waits, as the busy timeout promises.
+
+    SQLite refuses a journal-mode change that meets a lock at once ("database is locked"),
+    without its busy handler; worker processes opening a new trail together dropped records.
+    """
+    path = tmp_path / "audit.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        conn = sqlite_connect(str(path))
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        conn.close()
+    finally:
+        release.join()
+        other.close()
