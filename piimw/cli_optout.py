@@ -52,11 +52,14 @@ HELP = "read or change a subject's opt-outs in the registry"
 
 
 def _open(args: argparse.Namespace) -> Registry:
+    """The application's registry. With a settings file, its hash key (``hash.key_env``) and
+    key prefix are used even when ``--registry`` names the backend: subjects keyed any other
+    way would be records the application never reads."""
     url = args.registry or os.environ.get("PIIMW_REGISTRY_URL")
-    if url is None and os.path.exists(args.config):
+    if os.path.exists(args.config):
         from piimw.config import Config
 
-        registry = Registry.from_config(Config.from_file(args.config))
+        registry = Registry.from_config(Config.from_file(args.config), url=url)
         if registry is None:
             raise ConfigError("no [registry] section", source=args.config)
         return registry

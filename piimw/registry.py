@@ -174,12 +174,19 @@ class Registry:
 
     # -- construction from settings ---------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Config, *,
-                    environ: Mapping[str, str] | None = None) -> Registry | None:
-        """The registry configured under ``registry`` (None if that section is absent)."""
+    def from_config(cls, config: Config, *, environ: Mapping[str, str] | None = None,
+                    url: str | None = None) -> Registry | None:
+        """The registry configured under ``registry`` (None if that section is absent).
+
+        ``url`` overrides the configured backend (operators' tools point at another copy) and
+        stands for an empty section when there is none; the hash key and the key prefix still
+        come from the settings, so subjects are keyed exactly as the application keys them.
+        """
         raw = config.raw.get("registry")
         if raw is None:
-            return None
+            if url is None:
+                return None
+            raw = {}
         from piimw.signals import ConsentSettings
 
         if not isinstance(raw, Mapping):
@@ -189,7 +196,8 @@ class Registry:
             raise ConfigError(f"unknown setting(s) {', '.join(map(repr, extra))}",
                               source=config.source, pointer="/registry")
         settings = ConsentSettings.from_config(config.raw.get("consent"), source=config.source)
-        url = registry_url(raw, environ, source=config.source)
+        if url is None:
+            url = registry_url(raw, environ, source=config.source)
         if config.hasher is None:
             raise ConfigError("the opt-out registry keys subjects with the hash key; set the "
                               "environment variable named by hash.key_env",

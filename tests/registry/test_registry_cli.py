@@ -104,3 +104,46 @@ def test_command_object_for_piimw_cli(tmp_path: Path, monkeypatch: pytest.Monkey
     args = parser.parse_args(["optout", "get", "--registry", f"sqlite:///{tmp_path / 'c.db'}",
                               "--user", "u"])
     assert args._run(args) == 0
+
+
+def test_registry_url_override_keeps_the_settings_key_and_prefix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--registry`` names the backend only: subjects are keyed with the settings' hash key
+    (``hash.key_env``) and prefix, or the application would never read what was written."""
+    monkeypatch.delenv("PIIMW_HASH_KEY", raising=False)
+    monkeypatch.delenv("PIIMW_REGISTRY_URL", raising=False)
+    monkeypatch.setenv("SHOP_HASH_KEY", KEY)
+    monkeypatch.setenv("SHOP_HASH_KEY_ID", "s1")
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    config = tmp_path / "piimw.toml"
+    config.write_text('[hash]\nkey_env = "SHOP_HASH_KEY"\n\n[registry]\n'
+                      f'url = "sqlite:///{tmp_path / "app.db"}"\nkey_prefix = "shop"\n', "utf-8")
+    out = io.StringIO()
+    args = _parse(["optout", "set", "--config", str(config), "--registry", url,
+                   "--user-stdin", "--opt-out", "analytics"])
+    assert run(args, stdin=io.StringIO("42\n"), stdout=out) == 0
+    assert not (tmp_path / "app.db").exists()  # the override named the backend
+
+    from piimw.config import Config
+
+    app = Registry.from_config(Config.from_file(config), url=url)
+    assert app is not None
+    with app:
+        subject = app.subject_for("42")
+        assert orjson.loads(out.getvalue())["subject"] == subject
+        assert subject.startswith("hmac:s1.registry:")
+        assert app.get(subject).opted_out_uses == {"analytics"}
+
+
+def test_registry_url_without_a_registry_section_uses_the_settings_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PIIMW_HASH_KEY", raising=False)
+    monkeypatch.setenv("SHOP_HASH_KEY", KEY)
+    config = tmp_path / "piimw.toml"
+    config.write_text('[hash]\nkey_env = "SHOP_HASH_KEY"\n', "utf-8")
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    out = io.StringIO()
+    assert run(_parse(["optout", "get", "--config", str(config), "--registry", url,
+                       "--user", "42"]), stdout=out) == 0
+    with Registry(url, Hasher(KEY, "k1")) as registry:
+        assert orjson.loads(out.getvalue())["subject"] == registry.subject_for("42")
