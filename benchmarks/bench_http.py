@@ -28,6 +28,8 @@ same handlers; only the middleware differs; ``PIIMW_BENCH_WRAP`` = bare / piimw 
 loaded one after the other in rounds, the order rotated each round (B P R, P R B, R B P, ...)
 so that drift on a shared machine hits all alike; each ratio (piimw/bare, ref/bare, piimw/ref)
 is the median of the per-round ratios. PASS/MISS is piimw/bare against the issue's target.
+``--floor``: the references of the planned rows also validate and run the detector program
+(:class:`Floor`), which bounds what any inspector with these checks can reach.
 Default: 9 rounds x 3 s per row (each server in each position three times; about 4.5 minutes in
 all); ``--quick``: 6 rounds x 1 s (about 1 to 1.5 minutes). The servers are
 pinned to CPU 0 and the load generator to CPU 1 (``taskset``) when there are two CPUs or more.
@@ -71,6 +73,7 @@ REPO = HERE.parent
 HOST = "127.0.0.1"
 WRAP_ENV = "PIIMW_BENCH_WRAP"
 SETTINGS_ENV = "PIIMW_BENCH_SETTINGS"  # piimw settings (JSON) for the piimw servers
+FLOOR_ENV = "PIIMW_BENCH_FLOOR"  # "1": the reference servers also validate and detect
 
 EMAIL = "jane.doe@example.com"
 CARD = "4242 4242 4242 4242"
@@ -155,6 +158,39 @@ def _mode() -> str:
     return mode
 
 
+class Floor:
+    """``--floor``: the native work any inspector with piimw's checks must do, added to the
+    references: jsonschema-rs validation of the request and the response, and one pass of
+    piimw's compiled detector program (RE2) over the untagged part of each (the line items).
+    No Python walk, no known values, no policy: what is left once every line of Python an
+    inspector adds costs nothing. A reference whose floor already misses a target shows that
+    no pure-Python, or thin-Python, design can meet it with these checks on.
+    """
+
+    def __init__(self) -> None:
+        import jsonschema_rs
+
+        from piimw.detect import default_detectors
+
+        schemas = openapi()["components"]["schemas"]
+        # Formats asserted, as piimw asserts them (jsonschema-rs only annotates by default).
+        self.request = jsonschema_rs.validator_for(schemas["Order"], validate_formats=True)
+        self.response = jsonschema_rs.validator_for(schemas["OrderOut"],
+                                                    validate_formats=True)
+        self.search = default_detectors().search_utf8
+
+    def check(self, doc: Any, *, response: bool) -> None:
+        import orjson
+
+        validator = self.response if response else self.request
+        if not validator.is_valid(doc) or self.search(orjson.dumps(doc["items"])):
+            raise RuntimeError("floor: the benchmark document is invalid or holds PII")
+
+
+def _floor() -> Floor | None:
+    return Floor() if os.environ.get(FLOOR_ENV) == "1" else None
+
+
 # -- the issue's references (NOT piimw code) --------------------------------------------------
 class RefASGI:
     """Reference for the Starlette rows; deliberately minimal, not piimw code.
@@ -167,6 +203,7 @@ class RefASGI:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.floor = _floor()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/orders":
@@ -183,7 +220,10 @@ class RefASGI:
             if not message.get("more_body", False):
                 break
         raw = b"".join(chunks)
-        data = orjson.dumps(orjson.loads(raw))
+        doc = orjson.loads(raw)
+        if self.floor is not None:
+            self.floor.check(doc, response=False)
+        data = orjson.dumps(doc)
         if len(data) != len(raw):
             scope = {**scope, "headers": [
                 *((k, v) for k, v in scope["headers"] if k != b"content-length"),
@@ -206,7 +246,10 @@ class RefASGI:
             elif message["type"] == "http.response.body":
                 out.append(message.get("body", b""))
                 if not message.get("more_body", False):
-                    new = orjson.dumps(orjson.loads(b"".join(out)))
+                    answer = orjson.loads(b"".join(out))
+                    if self.floor is not None:
+                        self.floor.check(answer, response=True)
+                    new = orjson.dumps(answer)
                     headers = [(k, v) for k, v in start.get("headers", [])
                                if k.lower() != b"content-length"]
                     headers.append((b"content-length", str(len(new)).encode()))
@@ -240,6 +283,7 @@ class RefWSGI:
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
+        self.floor = _floor()
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -248,7 +292,10 @@ class RefWSGI:
         import orjson
 
         raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        data = orjson.dumps(naive_scrub(orjson.loads(raw)))
+        doc = orjson.loads(raw)
+        if self.floor is not None:
+            self.floor.check(doc, response=False)
+        data = orjson.dumps(naive_scrub(doc))
         environ["CONTENT_LENGTH"] = str(len(data))
         environ["wsgi.input"] = io.BytesIO(data)
         held: list[Any] = []
@@ -266,7 +313,10 @@ class RefWSGI:
             if close is not None:
                 close()
         status, headers, exc_info = held
-        new = orjson.dumps(naive_scrub(orjson.loads(b"".join(written))))
+        answer = orjson.loads(b"".join(written))
+        if self.floor is not None:
+            self.floor.check(answer, response=True)
+        new = orjson.dumps(naive_scrub(answer))
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(new))))
         start_response(status, headers, exc_info)
@@ -571,6 +621,9 @@ class Reference:
 PASS_THROUGH = Reference("pure-ASGI pass-through (RefASGI)", 0.99)
 RESERIALIZE = Reference("buffer + re-serialize (RefASGI)", 0.88)
 NAIVE_SCRUB = Reference("buffer + naive scrub (RefWSGI)", 0.84)
+_FLOOR = " + jsonschema-rs + RE2 detection (--floor; the issue has no figure)"
+RESERIALIZE_FLOOR = Reference(RESERIALIZE.name + _FLOOR, 0.0)
+NAIVE_SCRUB_FLOOR = Reference(NAIVE_SCRUB.name + _FLOOR, 0.0)
 ROW_NAMES = ("plain", "orders", "flask")
 
 
@@ -633,6 +686,10 @@ def main() -> None:
     ap.add_argument("--settings", metavar="JSON",
                     help='piimw settings for the piimw servers, e.g. \'{"detect_undeclared": '
                          'false}\' (default: none, the defaults)')
+    ap.add_argument("--floor", action="store_true",
+                    help="the references of the planned rows also validate (jsonschema-rs) "
+                         "and run the detector program: the native floor of any inspector "
+                         "with these checks")
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
@@ -644,6 +701,8 @@ def main() -> None:
     if args.settings:
         json.loads(args.settings)  # fail here, not in three servers
         os.environ[SETTINGS_ENV] = args.settings
+    if args.floor:
+        os.environ[FLOOR_ENV] = "1"
     rounds = args.rounds or (6 if args.quick else 9)
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     cpus = os.cpu_count() or 1
@@ -685,7 +744,8 @@ def main() -> None:
                 if "orders" in rows:
                     results.append(compare(
                         "Starlette/uvicorn, route with a plan", bare, wrapped, ref, "/orders",
-                        reference=RESERIALIZE, rounds=rounds, seconds=seconds, connections=8,
+                        reference=RESERIALIZE_FLOOR if args.floor else RESERIALIZE,
+                        rounds=rounds, seconds=seconds, connections=8,
                         target=0.85, load=load))
         if "flask" in rows:
             with ExitStack() as stack:
@@ -697,7 +757,8 @@ def main() -> None:
                 check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=True)
                 results.append(compare(
                     "Flask/gunicorn sync x1, route with a plan", bare, wrapped, ref, "/orders",
-                    reference=NAIVE_SCRUB, rounds=rounds, seconds=seconds, connections=4,
+                    reference=NAIVE_SCRUB_FLOOR if args.floor else NAIVE_SCRUB,
+                    rounds=rounds, seconds=seconds, connections=4,
                     target=0.90, load=load))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -717,7 +778,8 @@ def main() -> None:
     print("-" * len(head))
     print("references (measured above; the issue's own figure, on its machine, in brackets):")
     for r in results:
-        print(f"  {r.label:<{width}}  {r.reference.name} [{r.reference.issue_ratio:.2f}x bare]")
+        issue = f" [{r.reference.issue_ratio:.2f}x bare]" if r.reference.issue_ratio else ""
+        print(f"  {r.label:<{width}}  {r.reference.name}{issue}")
     print("-" * len(head))
     print(f"{sum(r.ratio >= r.target for r in results)}/{len(results)} targets met; "
           f"{sum(r.requests for r in results)} requests timed; "
