@@ -121,6 +121,19 @@ class RouteTable:
             hit = self._by_shape.get((method, shape)) or self._by_shape.get(("*", shape))
         return hit
 
+    def known_template(self, method: str, template: str | None) -> str | None:
+        """``template`` (or it without its trailing slash) if it names a route here, else None.
+
+        Adapters report it so that a template spelled differently from the configuration
+        (``{pk}`` in the framework, ``{id}`` in the OpenAPI file) falls back to the path.
+        """
+        if template is None:
+            return None
+        for candidate in (template, template.rstrip("/") or "/"):
+            if self.get(method, candidate) is not None:
+                return candidate
+        return None
+
     def lookup(self, method: str, template: str | None, path: str) -> Route | None:
         """The route for a request: by the framework's template first, then by the path.
 

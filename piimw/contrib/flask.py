@@ -148,13 +148,7 @@ class FlaskPIIMiddleware(PIIMiddleware):
             return hit[1]
         template = self._match_rule(environ) if hit is None else hit[0]
         environ[_ENVIRON_TEMPLATE] = template
-        answer = None
-        if template is not None:
-            method = key[4].upper()
-            for candidate in (template, template.rstrip("/") or "/"):
-                if routes.get(method, candidate) is not None:
-                    answer = candidate
-                    break
+        answer = routes.known_template(key[4].upper(), template)
         if len(memo) >= 8192:
             memo.clear()
         memo[key] = (template, answer, routes.version)

@@ -440,3 +440,95 @@ def test_w001_settings_missing() -> None:
 def test_w002_middleware_missing(spec: Path) -> None:
     with override_settings(PIIMW={"openapi": [str(spec)]}, MIDDLEWARE=[SESSION]):
         assert _ids(check_settings()) == ["piimw.W002"]
+
+
+# -- what the middleware asks Django once per request ----------------------------------------
+def test_request_headers_read_from_meta_as_django_reads_them() -> None:
+    from django.test import AsyncRequestFactory, RequestFactory
+
+    from piimw.contrib.django.middleware import _request_headers
+
+    headers = {"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer abc.def",
+               "X-Custom-Thing": "é", "Cookie": "a=1; b=2"}
+    for factory in (RequestFactory(), AsyncRequestFactory()):
+        request = factory.post("/signup?x=1", data=b'{"a": 1}', content_type="application/json",
+                               headers=headers)
+        want = [(k.lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+                for k, v in request.headers.items()]
+        assert sorted(_request_headers(request)) == sorted(want)
+        assert (b"content-type", b"application/json") in want
+        assert any(name == b"x-custom-thing" for name, _ in want)
+
+
+class _OtherURLs:  # a per-request urlconf (``request.urlconf``): the same path, another route
+    from django.urls import path as _path
+
+    urlpatterns = [_path("users/<int:member>", lambda request, member: HttpResponse())]
+
+
+def test_route_memo_follows_the_urlconf_and_the_route_table(spec: Path) -> None:
+    from django.test import RequestFactory
+
+    with override_settings(PIIMW={"openapi": [str(spec)]}):
+        mw = PIIMiddleware(lambda request: HttpResponse())
+    factory = RequestFactory()
+    for _ in range(2):  # the second round answers from the memo
+        assert mw._templates(factory.get("/users/4"), "GET") == (
+            "/users/{user_id}", "/users/{user_id}")
+        other = factory.get("/users/4")
+        other.urlconf = _OtherURLs
+        # Parameter names may differ from the table's: it matches templates by shape.
+        assert mw._templates(other, "GET") == ("/users/{member}", "/users/{member}")
+        assert mw._templates(factory.get("/nowhere"), "GET") == (None, None)
+        assert mw._templates(factory.get("/about"), "GET") == ("/about", None)
+    doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/about": {
+        "get": {"responses": {"200": {"description": "ok", **_body("User")}}}}},
+        "components": {"schemas": {"User": USER}}}
+    (route,) = piimw.Config.from_dict({}, source="<t>", openapi_documents={"<t>": doc}).routes
+    mw.config.routes.add(route)
+    # The memo was filled before the add.
+    assert mw._templates(factory.get("/about"), "GET") == ("/about", "/about")
+    with override_settings(ROOT_URLCONF=_OtherURLs):  # a new resolver: a new memo key
+        assert mw._templates(factory.get("/users/4"), "GET") == (
+            "/users/{member}", "/users/{member}")
+        assert mw._templates(factory.get("/about"), "GET") == (None, None)
+
+
+class _LocalizedURLs:  # "/about" matches only while the default language is active
+    from django.conf.urls.i18n import i18n_patterns as _i18n
+    from django.urls import path as _path
+    from django.utils.translation import gettext_lazy as _lazy
+
+    urlpatterns = [
+        *_i18n(_path("about", lambda request: HttpResponse()), prefix_default_language=False),
+        _path(_lazy("contact"), lambda request: HttpResponse()),
+    ]
+
+
+class _TranslatedURLs:  # a lazily translated route, without i18n_patterns
+    from django.urls import path as _path
+    from django.utils.translation import gettext_lazy as _lazy
+
+    urlpatterns = [_path(_lazy("contact"), lambda request: HttpResponse())]
+
+
+def test_route_memo_keys_language_dependent_urlconfs_by_language(spec: Path) -> None:
+    from django.test import RequestFactory
+    from django.urls import get_resolver
+    from django.utils import translation
+
+    from piimw.contrib.django.middleware import _language_sensitive
+
+    assert _language_sensitive(get_resolver(_LocalizedURLs))
+    assert _language_sensitive(get_resolver(_TranslatedURLs))
+    assert not _language_sensitive(get_resolver(_OtherURLs))
+    assert not _language_sensitive(get_resolver("adapters.django_urls"))
+    with override_settings(PIIMW={"openapi": [str(spec)]}):
+        mw = PIIMiddleware(lambda request: HttpResponse())
+    request = RequestFactory().get("/about")
+    request.urlconf = _LocalizedURLs
+    for _ in range(2):
+        with translation.override("en-us"):
+            assert mw._templates(request, "GET")[0] == "/about"
+        with translation.override("fr"):
+            assert mw._templates(request, "GET")[0] is None

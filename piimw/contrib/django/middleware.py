@@ -29,7 +29,8 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, get_resolver
+from django.utils.translation import get_language
 
 from piimw import consent as consent_mod
 from piimw.config import Config
@@ -85,9 +86,32 @@ def _session(request: HttpRequest) -> Any:
     return session if session is not None and session.session_key is not None else None
 
 
+_UNPREFIXED = {"CONTENT_TYPE": b"content-type", "CONTENT_LENGTH": b"content-length"}
+#: ``META`` key -> header name (``HTTP_X_FOO`` -> ``b"x-foo"``) or None (not a header).
+_META_NAMES: dict[str, bytes | None] = {}
+
+
+def _meta_header_name(key: str) -> bytes | None:
+    if key.startswith("HTTP_"):
+        return key[5:].replace("_", "-").lower().encode("latin-1", "replace")
+    return _UNPREFIXED.get(key)
+
+
 def _request_headers(request: HttpRequest) -> Headers:
-    return [(name.lower().encode("latin-1", "replace"), str(value).encode("latin-1", "replace"))
-            for name, value in request.headers.items()]
+    """The headers, read from ``META`` as ``request.headers`` reads them, without building
+    that mapping (most views never ask for it). Names are memoised: a server sees few."""
+    names = _META_NAMES
+    out: Headers = []
+    for key, value in request.META.items():
+        try:
+            name = names[key]
+        except KeyError:
+            name = _meta_header_name(key)
+            if len(names) < 4096:  # clients choose header names: keep the memo bounded
+                names[key] = name
+        if name is not None:
+            out.append((name, str(value).encode("latin-1", "replace")))
+    return out
 
 
 def _query_bytes(query: str) -> bytes:
@@ -171,6 +195,25 @@ def _end(exchange: Exchange) -> None:
     end_of_request(exchange)
 
 
+def _language_sensitive(resolver: Any) -> bool:
+    """Does matching depend on the active language (``i18n_patterns``, or a route given as a
+    lazily translated string)? Walks the patterns once per resolver."""
+    from django.urls import LocalePrefixPattern, URLResolver
+    from django.utils.functional import Promise
+
+    stack, seen = [resolver], set()
+    while stack:
+        entry = stack.pop()
+        pattern = entry.pattern
+        if isinstance(pattern, LocalePrefixPattern) or isinstance(
+                getattr(pattern, "_route", getattr(pattern, "_regex", None)), Promise):
+            return True
+        if isinstance(entry, URLResolver) and id(entry) not in seen:
+            seen.add(id(entry))
+            stack.extend(entry.url_patterns)
+    return False
+
+
 def _user_pk(user: Any) -> str | int | None:
     """The authenticated user's primary key (AuthenticationMiddleware must run before us)."""
     if user is None or not getattr(user, "is_authenticated", False):
@@ -198,6 +241,9 @@ class PIIMiddleware:
         self.session_key = str(explicit or self.config.consent_settings.session_key
                                or conf.PIIMW_SESSION_KEY)
         self.optout_api = OptOutAPI.from_config(self.config)
+        #: (resolver, language, method, path) -> (template, known template, table version)
+        self._memo: dict[tuple[Any, ...], tuple[str | None, str | None, int]] = {}
+        self._by_language: dict[Any, bool] = {}  # resolver -> does matching use the language?
 
     # -- /.well-known/gpc.json and the opt-out API ----------------------------------------------
     def _privacy_path(self, request: HttpRequest) -> str | None:
@@ -296,35 +342,53 @@ class PIIMiddleware:
             _end(exchange)
 
     def _exchange(self, request: HttpRequest) -> Exchange:
-        template = self._framework_template(request)
         method = request.method or "GET"
+        template, known = self._templates(request, method)
         exchange = Exchange(self.config, method, request.path_info or "/",
                             _request_headers(request),
                             _query_bytes(request.META.get("QUERY_STRING", "")),
-                            route_template=self._known_template(method, template))
-        if exchange.route_template is None:  # a label for logs and audit, not a plan lookup
+                            route_template=known)
+        if known is None:  # a label for logs and audit, not a plan lookup
             exchange.route_template = template
         exchange.add_client_address(request.META.get("REMOTE_ADDR"))
         request.piimw = exchange
         return exchange
 
-    def _framework_template(self, request: HttpRequest) -> str | None:
+    def _templates(self, request: HttpRequest, method: str) -> tuple[str | None, str | None]:
+        """(Django's route as a template, the template the route table knows or None).
+
+        Memoised: a match depends only on the resolver (a new one after ``ROOT_URLCONF``
+        changes or ``clear_url_caches()``), the active language (``i18n_patterns``) and the
+        path; the second part also on the route table (its version says when it changed).
+        """
+        path = request.path_info
+        resolver = get_resolver(getattr(request, "urlconf", None))
+        sensitive = self._by_language.get(resolver)
+        if sensitive is None:
+            if len(self._by_language) >= 64:  # resolvers replaced by clear_url_caches()
+                self._by_language.clear()
+            sensitive = self._by_language[resolver] = _language_sensitive(resolver)
+        # get_language() costs more than the rest of the lookup: asked only when it matters.
+        key = (resolver, get_language() if sensitive else None, method, path)
+        routes = self.config.routes
+        memo = self._memo
+        hit = memo.get(key)
+        if hit is not None and hit[2] == routes.version:
+            return hit[0], hit[1]
+        template = self._framework_template(resolver, path) if hit is None else hit[0]
+        known = routes.known_template(method.upper(), template)
+        if len(memo) >= 8192:  # paths with ids in them are unbounded
+            memo.clear()
+        memo[key] = (template, known, routes.version)
+        return template, known
+
+    @staticmethod
+    def _framework_template(resolver: Any, path: str) -> str | None:
         try:
-            match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
+            match = resolver.resolve(path)
         except Resolver404:
             return None
         return route_template(str(match.route or ""))
-
-    def _known_template(self, method: str, template: str | None) -> str | None:
-        """The template if the route table has it, so a spelling difference (``{pk}`` here,
-        ``{id}`` in the OpenAPI file) falls back to matching the concrete path."""
-        if template is None:
-            return None
-        routes = self.config.routes
-        for candidate in (template, template.rstrip("/") or "/"):
-            if routes.get(method.upper(), candidate) is not None:
-                return candidate
-        return None
 
     def _session_flag(self, exchange: Exchange, flag: object,
                       failure: Exception | None) -> None:
