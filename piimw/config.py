@@ -164,6 +164,8 @@ class Config:
     store: SchemaStore = field(default_factory=SchemaStore)
     source: str = "<dict>"
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: Relative paths in the settings are relative to this (the settings file's directory).
+    base_dir: Path | None = None
     consent_settings: ConsentSettings = field(default_factory=ConsentSettings)
     audit: AuditTrail | None = None
     discovery: DiscoverySampler | None = None
@@ -227,7 +229,7 @@ class Config:
             e = errors[0]
             raise ConfigError(_describe(e), source=source, pointer=_pointer(e.absolute_path))
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-        cfg = cls(source=source, raw=data)
+        cfg = cls(source=source, raw=data, base_dir=base.resolve())
         cfg.environment = str(data.get("environment") or env.get("PIIMW_ENVIRONMENT")
                               or "production")
         for key in ("detect_undeclared", "validate_requests", "validate_responses",
@@ -251,7 +253,8 @@ class Config:
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
         if services:  # tools that only read the configuration must not append to the trail
             cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
-                                               environ=env, source=source)
+                                               environ=env, source=source,
+                                               base_dir=cfg.base_dir)
             cfg.discovery = _discovery(data.get("discovery"), cfg)
         return cfg
 

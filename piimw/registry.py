@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from piimw._paths import registry_url as anchored_registry_url
 from piimw.consent import DEFAULT, NON_ESSENTIAL, Consent
 from piimw.errors import ConfigError, PIIMWError
 from piimw.stores import KINDS, SIGNAL_RE, Cache, Change, Item, Record, Store, StoreError
@@ -198,6 +199,8 @@ class Registry:
         settings = ConsentSettings.from_config(config.raw.get("consent"), source=config.source)
         if url is None:
             url = registry_url(raw, environ, source=config.source)
+            if "url_env" not in raw:  # a path in the settings file is relative to it
+                url = anchored_registry_url(url, getattr(config, "base_dir", None))
         if config.hasher is None:
             raise ConfigError("the opt-out registry keys subjects with the hash key; set the "
                               "environment variable named by hash.key_env",

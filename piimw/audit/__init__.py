@@ -16,8 +16,10 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal, cast
 
+from piimw._paths import audit_url
 from piimw.audit.records import (
     DEFAULT_KEY_ENV,
     AuditKey,
@@ -156,7 +158,7 @@ class AuditTrail:
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], environment: str, policy_hash: str, *,
                     environ: Mapping[str, str] | None = None,
-                    source: str = "<config>") -> AuditTrail | None:
+                    source: str = "<config>", base_dir: Path | None = None) -> AuditTrail | None:
         """Build the trail from the settings (the whole config or its ``audit`` table).
 
         Returns None when audit is not configured or ``enabled = false``. Raises
@@ -179,7 +181,8 @@ class AuditTrail:
         except ConfigError as e:
             raise ConfigError(e.reason, source=source, pointer="/audit/key_env") from None
         sealer = Sealer(key, environment, s.checkpoint_every)
-        return cls(open_sink(s.url, sealer, fsync=s.fsync), key, environment=environment,
+        url = audit_url(s.url, base_dir)  # a relative path: next to the settings file
+        return cls(open_sink(url, sealer, fsync=s.fsync), key, environment=environment,
                    policy=policy_hash, settings=s)
 
     @classmethod
@@ -187,7 +190,8 @@ class AuditTrail:
                    ) -> AuditTrail | None:
         """Convenience for the middleware: ``AuditTrail.for_config(piimw_config)``."""
         return cls.from_config(config.raw, config.environment, policy_hash(config),
-                               environ=environ, source=config.source)
+                               environ=environ, source=config.source,
+                               base_dir=getattr(config, "base_dir", None))
 
     # -- the request path ------------------------------------------------------------------
     def record_exchange(self, exchange: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from piimw._paths import audit_url
 from piimw.audit.records import DEFAULT_KEY_ENV, AuditKey
 from piimw.cli import Command
 from piimw.errors import ConfigError
@@ -98,7 +99,7 @@ def _sources_from_config(path: Path) -> list[str]:
     tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
     data = tomllib.loads(path.read_text("utf-8"))
     url = (data.get("audit") or {}).get("url", "jsonl://piimw-audit.jsonl")
-    return [str(url)]
+    return [audit_url(str(url), path.resolve().parent)]  # as the application resolves it
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -83,3 +83,39 @@ def test_report_reads_the_url_from_the_config(trail_path: Path, tmp_path: Path,
     cfg.write_text(f'[audit]\nurl = "jsonl://{trail_path}"\n')
     assert main(["audit", "report", "--config", str(cfg), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["requests"] == 12
+
+
+def test_relative_trail_paths_are_relative_to_the_settings_file(
+        tmp_path: Path, audit_key: AuditKey, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The application and ``piimw audit`` open the same trail wherever each runs from."""
+    app_dir, elsewhere = tmp_path / "app", tmp_path / "elsewhere"
+    app_dir.mkdir()
+    elsewhere.mkdir()
+    settings = app_dir / "piimw.toml"
+    settings.write_text('[audit]\nurl = "jsonl://trail/audit.jsonl"\n', "utf-8")
+    monkeypatch.chdir(elsewhere)
+    config = Config.from_file(settings)
+    assert config.audit is not None
+    config.audit.record_exchange(exchange(config, body=signup_body()))
+    config.audit.close()
+    assert (app_dir / "trail" / "audit.jsonl").exists()
+    assert not (elsewhere / "trail").exists()
+    monkeypatch.chdir(tmp_path)  # the operator runs the tool from yet another directory
+    assert main(["audit", "report", "--config", str(settings), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 1
+
+
+@pytest.mark.parametrize(("url", "want"), [
+    ("jsonl://a.jsonl", "jsonl:///srv/app/a.jsonl"),
+    ("sqlite://db/a.db", "sqlite:///srv/app/db/a.db"),
+    ("a.jsonl", "/srv/app/a.jsonl"),
+    ("jsonl:///var/log/a.jsonl", "jsonl:///var/log/a.jsonl"),
+    ("/var/log/a.jsonl", "/var/log/a.jsonl"),
+    ("logging://piimw.audit", "logging://piimw.audit"),
+])
+def test_audit_url_anchoring(url: str, want: str) -> None:
+    from piimw._paths import audit_url
+
+    assert audit_url(url, Path("/srv/app")) == want
+    assert audit_url(url, None) == url

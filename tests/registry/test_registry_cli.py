@@ -147,3 +147,40 @@ def test_registry_url_without_a_registry_section_uses_the_settings_key(
                        "--user", "42"]), stdout=out) == 0
     with Registry(url, Hasher(KEY, "k1")) as registry:
         assert orjson.loads(out.getvalue())["subject"] == registry.subject_for("42")
+
+
+def test_relative_sqlite_registry_is_relative_to_the_settings_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    monkeypatch.delenv("PIIMW_REGISTRY_URL", raising=False)
+    app_dir, elsewhere = tmp_path / "app", tmp_path / "elsewhere"
+    app_dir.mkdir()
+    elsewhere.mkdir()
+    settings = app_dir / "piimw.toml"
+    settings.write_text('[registry]\nurl = "sqlite:///state/registry.db"\n', "utf-8")
+    (app_dir / "state").mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run(_parse(["optout", "set", "--config", str(settings), "--user", "7",
+                       "--opt-out", "analytics"]), stdout=io.StringIO()) == 0
+    assert (app_dir / "state" / "registry.db").exists()
+    assert not (elsewhere / "state").exists()
+
+    from piimw.config import Config
+
+    monkeypatch.chdir(tmp_path)  # the application, started from another directory
+    registry = Registry.from_config(Config.from_file(settings))
+    assert registry is not None
+    with registry:
+        assert registry.get(registry.subject_for("7")).opted_out_uses == {"analytics"}
+
+
+@pytest.mark.parametrize(("url", "want"), [
+    ("sqlite:///r.db", "sqlite:////srv/app/r.db"),
+    ("sqlite:////var/lib/r.db", "sqlite:////var/lib/r.db"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("memory://x", "memory://x"),
+])
+def test_registry_url_anchoring(url: str, want: str) -> None:
+    from piimw._paths import registry_url
+
+    assert registry_url(url, Path("/srv/app")) == want
