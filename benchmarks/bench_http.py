@@ -169,16 +169,18 @@ class Floor:
     no pure-Python, or thin-Python, design can meet it with these checks on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, response_formats: bool = True) -> None:
         import jsonschema_rs
 
         from piimw.detect import default_detectors
 
         schemas = openapi()["components"]["schemas"]
         # Formats asserted, as piimw asserts them (jsonschema-rs only annotates by default).
+        # ``response_formats=False`` where the reference's naive scrub has already replaced
+        # the email the app echoes (WSGI): "[redacted]" is not an email address.
         self.request = jsonschema_rs.validator_for(schemas["Order"], validate_formats=True)
         self.response = jsonschema_rs.validator_for(schemas["OrderOut"],
-                                                    validate_formats=True)
+                                                    validate_formats=response_formats)
         self.search = default_detectors().search_utf8
 
     def check(self, doc: Any, *, response: bool) -> None:
@@ -189,8 +191,10 @@ class Floor:
             raise RuntimeError("floor: the benchmark document is invalid or holds PII")
 
 
-def _floor() -> Floor | None:
-    return Floor() if os.environ.get(FLOOR_ENV) == "1" else None
+def _floor(*, response_formats: bool = True) -> Floor | None:
+    if os.environ.get(FLOOR_ENV) != "1":
+        return None
+    return Floor(response_formats=response_formats)
 
 
 # -- the issue's references (NOT piimw code) --------------------------------------------------
@@ -285,7 +289,7 @@ class RefWSGI:
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
-        self.floor = _floor()
+        self.floor = _floor(response_formats=False)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
