@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from piimw.detect import KnownValues
 from piimw.detect import known as known_module
 from piimw.detect.known import (
+    _GATE_AFTER,
     _GATE_FROM,
     _ascii_lower,
     _folded_gate,
@@ -192,3 +193,16 @@ def test_gates_are_characters_of_their_form(form: str) -> None:
     else:  # no gate: the form is ASCII letters (and NULs)
         assert lowered.replace("\x00", "").isascii()
         assert lowered.replace("\x00", "a").isalpha()
+
+
+def test_gates_are_chosen_only_for_a_probe_that_checks_many_long_texts() -> None:
+    # Choosing gates costs more than they save on one long text (a planned response body).
+    probe = _Probe({"Jane Doe": "user.name", "jane@example.com": "user.contact.email"})
+    long_text = "x" * (_GATE_FROM + 1)
+    for _ in range(_GATE_AFTER - 1):
+        assert not probe.hit(long_text)
+        assert not probe.gated
+    assert probe.hit("y" * _GATE_FROM + " Jane Doe")
+    assert probe.gated  # the eighth long text
+    assert probe.hit(long_text + "Jane Doe")
+    assert not probe.hit(long_text)
