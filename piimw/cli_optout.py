@@ -79,7 +79,7 @@ def _subject(args: argparse.Namespace, registry: Registry, stdin: TextIO) -> str
     raw = stdin.readline().strip() if args.user_stdin else str(args.user)
     if not raw:
         raise ValueError("no user id given")
-    return registry.subject_for(raw)
+    return registry.adopt(raw)
 
 
 def run(args: argparse.Namespace, *, stdin: TextIO | None = None,

@@ -61,7 +61,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "hash": {
             "type": "object", "additionalProperties": False,
             "properties": {"key_env": {"type": "string", "minLength": 1},
-                           "key_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}},
+                           "key_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+                           "previous_key_envs": {"type": "array", "items": {
+                               "type": "string", "minLength": 1}}},
         },
         "routes": {"type": "array", "items": {
             "type": "object", "additionalProperties": False, "required": ["route"],
@@ -155,6 +157,9 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     detectors: Detectors = field(default_factory=Detectors)
     hasher: Hasher | None = None
+    #: Keys being rotated out (``hash.previous_key_envs``): the registry moves records kept
+    #: under them to the current key when their user is next seen.
+    previous_hashers: tuple[Hasher, ...] = ()
     detect_undeclared: bool = True
     max_body_bytes: int = 1 << 20
     max_response_bytes: int = 4 << 20
@@ -251,6 +256,7 @@ class Config:
                                   "the environment variable named by hash.key_env",
                                   source=source, pointer="/hash/key_env")
         cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
+        cfg.previous_hashers = _previous_hashers(data.get("hash", {}), env, source)
         if services:  # tools that only read the configuration must not append to the trail
             cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
                                                environ=env, source=source,
@@ -411,6 +417,22 @@ def _hasher(raw: Mapping[str, Any], env: Mapping[str, str], source: str,
         return Hasher.from_env(var, raw.get("key_id"), environ=env)
     except ConfigError as e:
         raise ConfigError(e.reason, source=source, pointer="/hash") from None
+
+
+def _previous_hashers(raw: Mapping[str, Any], env: Mapping[str, str],
+                      source: str) -> tuple[Hasher, ...]:
+    """One hasher per ``hash.previous_key_envs`` entry; each variable must be set."""
+    out: list[Hasher] = []
+    for i, var in enumerate(raw.get("previous_key_envs", ())):
+        pointer = f"/hash/previous_key_envs/{i}"
+        if not env.get(var):
+            raise ConfigError(f"the environment variable {var} holding a previous hash key is "
+                              "not set", source=source, pointer=pointer)
+        try:
+            out.append(Hasher.from_env(var, environ=env))
+        except ConfigError as e:
+            raise ConfigError(e.reason, source=source, pointer=pointer) from None
+    return tuple(out)
 
 
 def _discovery(raw: Mapping[str, Any] | None, cfg: Config) -> DiscoverySampler | None:

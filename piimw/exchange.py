@@ -300,7 +300,7 @@ class Exchange:
         registry = self.config.registry
         if registry is None or user_id is None or user_id == "":
             return
-        self.consent = registry.consent_for(registry.subject_for(user_id), self.consent)
+        self.consent = registry.consent_for(registry.adopt(user_id), self.consent)
 
     # -- harvesting known values ----------------------------------------------------------
     def _harvest_headers(self, headers: Headers) -> None:

@@ -176,7 +176,7 @@ class OptOutAPI:
             refused = self._csrf(hdrs, host, scheme)
             if refused is not None:
                 return refused
-        subject = self.registry.subject_for(subject_id)
+        subject = self.registry.adopt(subject_id)
         wait = self.limiter.take(subject)
         if wait > 0:
             return _problem(429, "rate-limited", "Too many requests; try again later.",

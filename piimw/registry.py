@@ -18,6 +18,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from piimw._paths import registry_url as anchored_registry_url
@@ -156,10 +157,13 @@ class Registry:
         write_through: bool = True,
         key_prefix: str = "piimw",
         timeout: float = 0.5,
+        previous_hashers: Iterable[Hasher] = (),
     ) -> None:
         self.store = _open_store(store, key_prefix=key_prefix, timeout=timeout) \
             if isinstance(store, str) else store
         self.hasher = hasher
+        #: Keys being rotated out: see :meth:`adopt`.
+        self.previous_hashers = tuple(previous_hashers)
         self.write_through = write_through
         self.retry_interval = retry_interval
         self.cache: Cache | None = None
@@ -210,7 +214,8 @@ class Registry:
                    retry_interval=float(raw.get("retry_interval", 1.0)),
                    write_through=settings.write_through,
                    key_prefix=str(raw.get("key_prefix", "piimw")),
-                   timeout=float(raw.get("timeout", 0.5)))
+                   timeout=float(raw.get("timeout", 0.5)),
+                   previous_hashers=getattr(config, "previous_hashers", ()))
 
     # -- subjects ---------------------------------------------------------------------------
     def subject_for(self, user_id: str | int) -> str:
@@ -219,6 +224,33 @@ class Registry:
             raise ConfigError("the registry needs a hash key to turn user ids into subjects",
                               pointer="/hash/key_env")
         return self.hasher.pseudonym(str(user_id), SINK)
+
+    def adopt(self, user_id: str | int) -> str:
+        """:meth:`subject_for`, after moving a record kept under a previous hash key.
+
+        Subjects are keyed with the hash key, and a raw id cannot be recovered from a subject,
+        so records written before a key rotation can only be found again when their user is
+        next seen. With ``hash.previous_key_envs`` set during the rotation, the first request
+        (or opt-out API call, or ``piimw optout --user``) of each user merges the old record
+        into the current subject and empties the old one; their opt-outs survive the change.
+        A registry that cannot be reached is left as it is (the lookup then fails closed).
+        """
+        subject = self.subject_for(user_id)
+        for hasher in self.previous_hashers:
+            old = hasher.pseudonym(str(user_id), SINK)
+            if old == subject:
+                continue
+            found = self._lookup(old)
+            if found is None or found.empty:
+                continue
+            try:
+                self._update(subject, partial(_merged, moved=found))
+                self._update(old, lambda record, now: Record(record.subject))
+            except RegistryUnavailable:
+                break
+            logger.info("piimw: a registry record moved to the current hash key (%s)",
+                        subject.partition(".")[0])
+        return subject
 
     # -- reads ------------------------------------------------------------------------------
     def _load(self, subject: str) -> Record:
@@ -432,6 +464,19 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _merged(current: Record, now: float, *, moved: Record) -> Record:
+    """``current`` plus what ``moved`` recorded; where both hold an entry, the later wins."""
+    out = dict(current.out)
+    for key, at in moved.out.items():
+        out[key] = max(at, out.get(key, at))
+    opt_in = dict(current.opt_in)
+    for item, got in moved.opt_in.items():
+        mine = opt_in.get(item)
+        if mine is None or got[0] > mine[0]:
+            opt_in[item] = got
+    return Record(current.subject, out, opt_in)
 
 
 def _with_subject(consent: Consent, subject: str) -> Consent:
