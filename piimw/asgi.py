@@ -259,23 +259,22 @@ def _error_watch(exchange: Exchange, send: Send) -> Send:
     """``send`` for a request passed through: untouched unless the status is an error.
 
     Error pages (4xx/5xx) are inspected like any protected response; everything else goes
-    straight to the server, message by message, without buffering.
+    straight to the server, message by message, without buffering. A plain function that
+    returns the server's awaitable: no coroutine of its own per message.
     """
     responder: _Responder | None = None
 
-    async def watch(message: Message) -> None:
+    def watch(message: Message) -> Awaitable[None]:
         nonlocal responder
         if responder is not None:
-            await responder.send(message)
-            return
+            return responder.send(message)
         if message["type"] == "http.response.start":
             status = message["status"]
             if status >= 400:
                 responder = _Responder(exchange, send)
-                await responder.send(message)
-                return
+                return responder.send(message)
             exchange.status = status
-        await send(message)
+        return send(message)
 
     return watch
 

@@ -40,50 +40,39 @@ logger = logging.getLogger("piimw")
 Headers = list[tuple[bytes, bytes]]
 
 
-class _Slot:
-    """What the context variable holds: the exchange, until its request is over.
-
-    Event loops copy the current context into callbacks scheduled during a request (uvicorn's
-    keep-alive timer is one), and those copies outlive the request by seconds. Emptying the
-    slot when the request is over frees the exchange (and the values it remembers) at once,
-    and keeps such callbacks from seeing a finished request.
-    """
-
-    __slots__ = ("exchange",)
-
-    def __init__(self, exchange: Exchange | None) -> None:
-        self.exchange = exchange
-
-
+#: What the context variable holds: a one-element list with the exchange, until its request
+#: is over. Event loops copy the current context into callbacks scheduled during a request
+#: (uvicorn's keep-alive timer is one), and those copies outlive the request by seconds.
+#: Emptying the slot when the request is over frees the exchange (and the values it
+#: remembers) at once, and keeps such callbacks from seeing a finished request. A list and a
+#: tuple, not classes: every request, planned or not, makes one of each.
+_Slot = list["Exchange | None"]
 _current: ContextVar[_Slot | None] = ContextVar("piimw_exchange", default=None)
 
-
-class Activation:
-    """A request's exchange made current by :func:`enter`; end it with :func:`leave`.
-
-    Kept apart from the slot on purpose: the token refers to the context, which refers to the
-    slot, so a slot holding its token would be a reference cycle (kept alive until the garbage
-    collector runs, with the exchange in it, when a request is never left).
-    """
-
-    __slots__ = ("slot", "token")
-
-    def __init__(self, token: Token[_Slot | None], slot: _Slot) -> None:
-        self.token = token
-        self.slot = slot
+#: A request's exchange made current by :func:`enter`: (context token, slot); end it with
+#: :func:`leave`. The slot never holds its token on purpose: the token refers to the
+#: context, which refers to the slot, so that would be a reference cycle (kept alive until
+#: the garbage collector runs, with the exchange in it, when a request is never left).
+Activation = tuple[Token[_Slot | None], _Slot]
 
 
 def enter(exchange: Exchange) -> Activation:
     """Make ``exchange`` current in this context."""
-    slot = _Slot(exchange)
-    return Activation(_current.set(slot), slot)
+    slot: _Slot = [exchange]
+    return _current.set(slot), slot
+
+
+def left(activation: Activation) -> bool:
+    """Has :func:`leave` been called for this activation?"""
+    return activation[1][0] is None
 
 
 def leave(activation: Activation) -> None:
     """The request is over: restore the context and empty its slot (wherever it was copied)."""
-    activation.slot.exchange = None
+    token, slot = activation
+    slot[0] = None
     try:
-        _current.reset(activation.token)
+        _current.reset(token)
     except ValueError:  # left from another context (some servers close from elsewhere)
         _current.set(None)
     except RuntimeError:  # left before (the token is spent)
@@ -105,7 +94,7 @@ _LOOKUP: Any = object()
 def current() -> Exchange | None:
     """The exchange of the request being handled in this context, if any."""
     slot = _current.get()
-    return None if slot is None else slot.exchange
+    return None if slot is None else slot[0]
 
 
 @contextmanager

@@ -45,6 +45,7 @@ from piimw.exchange import (
     end_of_request,
     enter,
     leave,
+    left,
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -184,7 +185,7 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
 
 def _leave(activation: Activation, exchange: Exchange) -> None:
     """Leave the request's context (once) and hand the request on."""
-    if activation.slot.exchange is None:  # already left (close() called twice)
+    if left(activation):  # already left (close() called twice)
         return
     leave(activation)
     _end(exchange)
