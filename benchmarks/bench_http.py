@@ -63,10 +63,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import callgrind
 
 from piimw._process import free_port, stop_group
 
@@ -439,8 +442,13 @@ def _pin(cpu: int | None) -> list[str]:
 
 
 @contextmanager
-def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path) -> Iterator[Server]:
-    """Start one server (own process group), wait until it answers, kill it on exit."""
+def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path, *,
+           wrap: list[str] | None = None, start_timeout: float = 30.0) -> Iterator[Server]:
+    """Start one server (own process group), wait until it answers, kill it on exit.
+
+    ``wrap`` prefixes the command (``--instructions``: valgrind), which then runs without
+    gunicorn's worker timeout.
+    """
     port = free_port()
     if kind == "uvicorn":
         cmd = [sys.executable, "-m", "uvicorn", "bench_http:starlette_app", "--factory",
@@ -451,16 +459,18 @@ def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path) -> Itera
                "-b", f"{HOST}:{port}", "--log-level", "warning", f"bench_http:{kind}_app()"]
     env = dict(os.environ)
     env[WRAP_ENV] = mode
+    if wrap:
+        env["GUNICORN_CMD_ARGS"] = callgrind.GUNICORN_ARGS
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(REPO),
                                                       env.get("PYTHONPATH")]))
     log = tmp / f"{name.replace(' ', '_')}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*_pin(cpu), *cmd], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=HERE,
-                                env=env)
+        proc = subprocess.Popen([*_pin(cpu), *(wrap or ()), *cmd], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=HERE, env=env)
     srv = Server(name, port, proc, log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_timeout
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited:\n{srv.output()}")
@@ -479,8 +489,8 @@ def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path) -> Itera
 def post(url: str, data: bytes) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=data, method="POST",
                                  headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+    try:  # generous: under valgrind (--instructions) the first requests take seconds
+        with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -666,6 +676,11 @@ def with_floor(reference: Reference) -> Reference:
     """The same reference run with ``--floor`` (the issue has no figure for it)."""
     return Reference(reference.name + " + jsonschema-rs + RE2 detection (--floor)", 0.0)
 ROW_NAMES = ("plain", "orders", "flask", "django")
+#: (row, label, path, reference, target) of the Starlette group (one set of servers).
+STARLETTE_ROWS = (("plain", "Starlette/uvicorn, route without a plan", "/plain", PASS_THROUGH,
+                   0.98),
+                  ("orders", "Starlette/uvicorn, route with a plan", "/orders", RESERIALIZE,
+                   0.85))
 #: WSGI rows under gunicorn: the issue sets a target for Flask; Django's is for sizing (0: none).
 WSGI_ROWS = (("flask", "Flask/gunicorn sync x1", NAIVE_SCRUB, 0.90),
              ("django", "Django/gunicorn sync x1", NAIVE_SCRUB_DJANGO, 0.0))
@@ -723,6 +738,80 @@ def compare(label: str, bare: Server, wrapped: Server, ref: Server, path: str, *
                   med([x / y for x, y in zip(w, f, strict=True)]), target, total)
 
 
+@dataclass
+class Count:
+    label: str
+    reference: Reference
+    bare: float  # instructions per request
+    wrapped: float
+    ref: float
+    target: float
+
+    @property
+    def ratio(self) -> float:
+        """Throughput piimw/bare if time followed instructions: bare / piimw."""
+        return self.bare / self.wrapped
+
+
+def count_instructions(rows: set[str], payload: bytes, tmp: Path, *, requests: int,
+                       warmup: int) -> list[Count]:
+    """``--instructions``: each group's three servers under callgrind, counted in parallel."""
+    groups: list[tuple[str, str, list[tuple[str, str, Reference, float]]]] = []
+    starlette = [(label, path, reference, target)
+                 for row, label, path, reference, target in STARLETTE_ROWS if row in rows]
+    if starlette:
+        groups.append(("uvicorn", "starlette", starlette))
+    for kind, label, reference, target in WSGI_ROWS:
+        if kind in rows:
+            groups.append((kind, kind, [(f"{label}, route with a plan", "/orders", reference,
+                                         target)]))
+    counts: list[Count] = []
+    for kind, name, measures in groups:
+        outs = {mode: tmp / f"cg-{name}-{mode}" for mode in MODES}
+        with ExitStack() as stack:
+            bare, wrapped, ref = (
+                stack.enter_context(server(f"{name} {mode}", kind, mode, None, tmp,
+                                           wrap=callgrind.wrapper(outs[mode]),
+                                           start_timeout=600))
+                for mode in MODES)
+            print(f"  {name}: servers up under callgrind, checking the work is done",
+                  file=sys.stderr, flush=True)
+            check(bare, wrapped, ["/plain", "/orders"], payload)
+            check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=kind != "uvicorn")
+            for label, path, reference, target in measures:
+                servers = {"bare": bare, "piimw": wrapped, "ref": ref}
+                with ThreadPoolExecutor(len(MODES)) as pool:
+                    futures = {mode: pool.submit(
+                        callgrind.per_request, outs[mode], srv.process.pid, HOST, srv.port,
+                        path, payload, warmup=warmup, requests=requests)
+                        for mode, srv in servers.items()}
+                    got = {mode: future.result() for mode, future in futures.items()}
+                print(f"  {label}: bare {got['bare']:,.0f}, piimw {got['piimw']:,.0f}, "
+                      f"ref {got['ref']:,.0f} instructions/request", file=sys.stderr,
+                      flush=True)
+                counts.append(Count(label, reference, got["bare"], got["piimw"], got["ref"],
+                                    target))
+    return counts
+
+
+def print_counts(counts: list[Count], requests: int) -> None:
+    width = max(len(c.label) for c in counts)
+    head = (f"{'row':<{width}}  {'bare instr':>10}  {'piimw instr':>11}  {'extra':>8}  "
+            f"{'ref instr':>10}  {'bare/piimw':>10}  {'bare/ref':>8}  {'target':>9}  result")
+    print("-" * len(head))
+    print(head)
+    print("-" * len(head))
+    for c in counts:
+        goal, ok = ("-", "-") if not c.target else (
+            f">= {c.target:.2f}x", "PASS" if c.ratio >= c.target else "MISS")
+        print(f"{c.label:<{width}}  {c.bare:>10,.0f}  {c.wrapped:>11,.0f}  "
+              f"{c.wrapped - c.bare:>8,.0f}  {c.ref:>10,.0f}  {c.ratio:>9.3f}x  "
+              f"{c.bare / c.ref:>7.3f}x  {goal:>9}  {ok}")
+    print("-" * len(head))
+    print(f"instructions per request (callgrind), mean of {requests} sequential requests "
+          "after warm-up; bare/piimw is the throughput ratio if time followed instructions")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="6 rounds of 1 s per row")
@@ -741,6 +830,11 @@ def main() -> None:
                     help="the references of the planned rows also validate (jsonschema-rs) "
                          "and run the detector program: the native floor of any inspector "
                          "with these checks")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instead of requests/s, count instructions per request under "
+                         "valgrind's callgrind (deterministic; about 4 minutes)")
+    ap.add_argument("--requests", type=int, default=300,
+                    help="--instructions: requests counted per server (default 300)")
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
@@ -762,6 +856,21 @@ def main() -> None:
     wrk = shutil.which("wrk") if not args.python_load else None
     payload = body()
     tmp = Path(tempfile.mkdtemp(prefix="piimw-bench-http-"))
+    if args.instructions:
+        missing = callgrind.available()
+        if missing:
+            raise SystemExit(f"--instructions: {missing}")
+        print(f"piimw HTTP benchmark, instructions per request under callgrind: {len(payload)} "
+              f"B JSON bodies, {args.requests} requests per server after a warm-up", flush=True)
+        started = time.perf_counter()
+        try:
+            counts = count_instructions(rows, payload, tmp, requests=args.requests,
+                                        warmup=max(50, args.requests // 2))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print_counts(counts, args.requests)
+        print(f"wall time {time.perf_counter() - started:.0f} s")
+        return
 
     def load(url: str, secs: float, conns: int) -> Load:
         if wrk is not None:
@@ -787,17 +896,14 @@ def main() -> None:
                     for mode in MODES)
                 check(bare, wrapped, ["/plain", "/orders"], payload)
                 check_ref(bare, ref, ["/plain", "/orders"], payload, scrubs=False)
-                if "plain" in rows:
-                    results.append(compare(
-                        "Starlette/uvicorn, route without a plan", bare, wrapped, ref, "/plain",
-                        reference=PASS_THROUGH, rounds=rounds, seconds=seconds, connections=8,
-                        target=0.98, load=load))
-                if "orders" in rows:
-                    results.append(compare(
-                        "Starlette/uvicorn, route with a plan", bare, wrapped, ref, "/orders",
-                        reference=with_floor(RESERIALIZE) if args.floor else RESERIALIZE,
-                        rounds=rounds, seconds=seconds, connections=8,
-                        target=0.85, load=load))
+                for row, label, path, reference, target in STARLETTE_ROWS:
+                    if row in rows:
+                        results.append(compare(
+                            label, bare, wrapped, ref, path,
+                            reference=with_floor(reference) if args.floor and
+                            path == "/orders" else reference,
+                            rounds=rounds, seconds=seconds, connections=8, target=target,
+                            load=load))
         for kind, label, reference, target in WSGI_ROWS:
             if kind not in rows:
                 continue
