@@ -35,6 +35,8 @@ is the median of the per-round ratios. PASS/MISS is piimw/bare against the issue
 Default: 9 rounds x 3 s per row (each server in each position three times; about 4.5 minutes in
 all); ``--quick``: 6 rounds x 1 s (about 1 to 1.5 minutes). The servers are
 pinned to CPU 0 and the load generator to CPU 1 (``taskset``) when there are two CPUs or more.
+``--instructions``: the same servers under valgrind's callgrind, counting instructions per
+request instead of requests per second (:mod:`callgrind`; the WSGI apps on ``wsgiref``).
 Load: ``wrk`` (Debian package) if installed, else this file's own asyncio load generator
 (raw sockets, keep-alive, fixed duration). Before timing, every route is checked over HTTP:
 the bare and wrapped echo are byte-identical without a plan; with a plan the wrapped response
@@ -454,13 +456,15 @@ def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path, *,
         cmd = [sys.executable, "-m", "uvicorn", "bench_http:starlette_app", "--factory",
                "--app-dir", str(HERE), "--host", HOST, "--port", str(port),
                "--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+    elif wrap:  # "flask" or "django" under callgrind: one process (see serve_wsgi)
+        cmd = [sys.executable, __file__, "--serve-wsgi", kind, str(port)]
     else:  # gunicorn: "flask" or "django"
         cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-k", "sync", "-w", "1",
                "-b", f"{HOST}:{port}", "--log-level", "warning", f"bench_http:{kind}_app()"]
     env = dict(os.environ)
     env[WRAP_ENV] = mode
     if wrap:
-        env["GUNICORN_CMD_ARGS"] = callgrind.GUNICORN_ARGS
+        env.update(callgrind.ENV)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(REPO),
                                                       env.get("PYTHONPATH")]))
     log = tmp / f"{name.replace(' ', '_')}.log"
@@ -484,6 +488,24 @@ def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path, *,
         yield srv
     finally:
         stop_group(proc)
+
+
+def serve_wsgi(kind: str, port: int) -> None:
+    """``--instructions`` WSGI server: the standard library's, in one process.
+
+    gunicorn's worker is a forked child, which ``callgrind_control`` cannot reach (it sees
+    only the process valgrind started). ``wsgiref`` serves like gunicorn's sync worker, one
+    request per connection, one at a time, but in the process valgrind started.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    app = flask_app() if kind == "flask" else django_app()
+    with make_server(HOST, port, app, handler_class=Quiet) as httpd:
+        httpd.serve_forever(poll_interval=0.1)  # wakes to act on callgrind_control's commands
 
 
 def post(url: str, data: bytes) -> tuple[int, bytes]:
@@ -763,8 +785,9 @@ def count_instructions(rows: set[str], payload: bytes, tmp: Path, *, requests: i
         groups.append(("uvicorn", "starlette", starlette))
     for kind, label, reference, target in WSGI_ROWS:
         if kind in rows:
-            groups.append((kind, kind, [(f"{label}, route with a plan", "/orders", reference,
-                                         target)]))
+            framework = label.split("/", 1)[0]  # served by wsgiref here: see serve_wsgi
+            groups.append((kind, kind, [(f"{framework}/wsgiref, route with a plan", "/orders",
+                                         reference, target)]))
     counts: list[Count] = []
     for kind, name, measures in groups:
         outs = {mode: tmp / f"cg-{name}-{mode}" for mode in MODES}
@@ -808,8 +831,12 @@ def print_counts(counts: list[Count], requests: int) -> None:
               f"{c.wrapped - c.bare:>8,.0f}  {c.ref:>10,.0f}  {c.ratio:>9.3f}x  "
               f"{c.bare / c.ref:>7.3f}x  {goal:>9}  {ok}")
     print("-" * len(head))
-    print(f"instructions per request (callgrind), mean of {requests} sequential requests "
-          "after warm-up; bare/piimw is the throughput ratio if time followed instructions")
+    print(f"user-space instructions per request (callgrind), mean of {requests} sequential "
+          "requests after a warm-up.\n'extra' is piimw's own cost (within a few thousand "
+          "instructions from run to run: the servers'\ntimers tick by the wall clock). "
+          "bare/piimw would be the throughput ratio if time followed\ninstructions; the "
+          "kernel's share of each request (sockets, connections), the same for all three\n"
+          "servers, is not counted, so the real ratio is higher than this one.")
 
 
 def main() -> None:
@@ -832,12 +859,17 @@ def main() -> None:
                          "with these checks")
     ap.add_argument("--instructions", action="store_true",
                     help="instead of requests/s, count instructions per request under "
-                         "valgrind's callgrind (deterministic; about 4 minutes)")
+                         "valgrind's callgrind (not moved by a noisy machine; about 4 "
+                         "minutes)")
     ap.add_argument("--requests", type=int, default=300,
                     help="--instructions: requests counted per server (default 300)")
+    ap.add_argument("--serve-wsgi", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
+    if args.serve_wsgi:
+        serve_wsgi(args.serve_wsgi[0], int(args.serve_wsgi[1]))
+        return
     if args.loadgen:
         url, seconds, conns, path = args.loadgen
         loadgen_main(url, float(seconds), int(conns), path)

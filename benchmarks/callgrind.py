@@ -1,30 +1,31 @@
 """Instructions per request of a real server, counted by valgrind's callgrind.
 
 Wall-clock throughput on a shared machine moves by ±25% from run to run; the number of
-instructions a server executes for one request does not (the same to within 0.3% run after
-run, whatever else the machine is doing). ``bench_http.py --instructions`` uses this module:
-each server runs under ``valgrind --tool=callgrind`` (about 50 times slower), is warmed up,
-its counters are zeroed with ``callgrind_control -z``, a fixed number of requests is sent
-one after the other on one keep-alive connection, and ``callgrind_control -d`` dumps the count.
+instructions a server executes for one request hardly does (within 1% from run to run,
+whatever else the machine is doing; the rest comes from timers that tick by the wall
+clock). ``bench_http.py --instructions`` uses this module: each server runs under
+``valgrind --tool=callgrind`` (about 50 times slower), is warmed up, its counters are zeroed
+with ``callgrind_control -z``, a fixed number of requests is sent one after the other, and
+``callgrind_control -d`` dumps the count.
 
-Instructions are a proxy for time, not time: cache misses and branch mispredictions are not
-counted, so a change that saves instructions but touches more memory can look better here
-than under load. Use it to compare designs and to confirm what the throughput rows suggest.
+Instructions are a proxy for time, not time: only user space is counted (not the kernel's
+work on sockets and connections, the same for every server compared), and neither cache
+misses nor branch mispredictions are. Use the difference (piimw's extra instructions per
+request) to compare designs and changes; the ratio is a pessimistic bound on throughput.
 """
 
 from __future__ import annotations
 
 import glob
 import http.client
-import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-#: gunicorn's sync worker is killed when silent for longer than its timeout (30 s): under
-#: valgrind, importing Django or Flask can take that long.
-GUNICORN_ARGS = "--timeout 0"
+#: The servers' environment under callgrind: a fixed hash seed gives every run the same dict
+#: layouts (without it, counts move by up to 2% from run to run).
+ENV = {"PYTHONHASHSEED": "0"}
 
 
 def available() -> str | None:
@@ -40,18 +41,11 @@ def wrapper(out: Path) -> list[str]:
             "--dump-instr=no", "--dump-line=no"]
 
 
-def serving_pid(pid: int) -> int:
-    """The process that answers requests: a pre-fork server's only worker, else ``pid``."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return pid
-    return int(children[0]) if len(children) == 1 else pid
-
-
 def _control(option: str, pid: int) -> None:
-    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True,
-                   timeout=120)
+    done = subprocess.run(["callgrind_control", option, str(pid)], capture_output=True,
+                          text=True, timeout=120)
+    if done.returncode or "Error" in done.stdout:  # it exits 0 on "task not detected"
+        raise RuntimeError(f"callgrind_control {option} {pid}: {done.stdout.strip()}")
 
 
 def _total(out: Path, pid: int) -> int:
@@ -77,28 +71,23 @@ def per_request(out: Path, server_pid: int, host: str, port: int, path: str, bod
         if answer.status != 200:
             raise RuntimeError(f"{path} answered {answer.status} under callgrind")
         if answer.getheader("connection", "").lower() == "close":
-            conn.close()  # gunicorn's sync worker: one request per connection
+            conn.close()  # the next request opens a new connection
 
     try:
         for _ in range(warmup):
             send()
-        pid = serving_pid(server_pid)
-        _control("-z", pid)
+        _control("-z", server_pid)
         for _ in range(requests):
             send()
-        _control("-d", pid)
+        _control("-d", server_pid)
+        deadline = time.monotonic() + 60
+        while True:  # written by the server process, when it next runs
+            try:
+                return _total(out, server_pid) / requests
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         conn.close()
-    deadline = time.monotonic() + 60
-    while True:  # the dump is written by the server process, asynchronously
-        try:
-            return _total(out, pid) / requests
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
-
-def cleanup(out: Path) -> None:
-    for name in glob.glob(f"{out}.*"):
-        os.unlink(name)
