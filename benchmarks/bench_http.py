@@ -448,8 +448,8 @@ def server(name: str, kind: str, mode: str, cpu: int | None, tmp: Path, *,
            wrap: list[str] | None = None, start_timeout: float = 30.0) -> Iterator[Server]:
     """Start one server (own process group), wait until it answers, kill it on exit.
 
-    ``wrap`` prefixes the command (``--instructions``: valgrind), which then runs without
-    gunicorn's worker timeout.
+    ``wrap`` prefixes the command (``--instructions``: valgrind); the WSGI apps then run on
+    :func:`serve_wsgi` instead of gunicorn.
     """
     port = free_port()
     if kind == "uvicorn":
