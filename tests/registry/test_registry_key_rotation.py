@@ -73,14 +73,17 @@ async def test_opt_outs_survive_a_key_rotation(tmp_path: Path,
     assert (await call(app, "GET", "/x", headers=[("x-test-user", "bob")])).json() == []
 
 
-def test_a_moved_record_merges_with_the_current_one(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_a_moved_record_merges_with_the_current_one(store_url: str,
+                                                    request: pytest.FixtureRequest) -> None:
+    """On every backend (memory, SQLite, the real Redis)."""
+    prefix = request.getfixturevalue("redis_prefix") if store_url.startswith("redis") \
+        else "piimw"
     old, new = Hasher(KEY, "k1"), Hasher(NEW_KEY, "k2")
-    with Registry(url, old) as before:
+    with Registry(store_url, old, key_prefix=prefix) as before:
         s = before.subject_for("carol")
         before.opt_out(s, ["marketing"], signal="api")
         before.opt_in(s, ["analytics"], signal="api")
-    with Registry(url, new, previous_hashers=[old]) as registry:
+    with Registry(store_url, new, previous_hashers=[old], key_prefix=prefix) as registry:
         current = registry.subject_for("carol")
         registry.opt_out(current, ["analytics"], signal="gpc")  # after the old opt-in
         assert registry.adopt("carol") == current
