@@ -350,13 +350,14 @@ class _Probe:
     gates (:func:`_gate`) after :data:`_GATE_AFTER` texts longer than :data:`_GATE_FROM`;
     until then their gate is "", which every text contains: on short texts, and on a few long
     ones, gates save less than choosing them costs. Everything the values need is computed
-    once per probe (the URL, HTML and JSON families and the national phone numbers on first
-    need).
+    once per probe, on first need: the URL, HTML and JSON families, the digit variants (for the
+    first text with a run of 7 digits) and the national phone numbers.
     No ``repr``: it holds the values.
     """
 
-    __slots__ = ("_candidates", "_families", "_items", "_national", "calls", "exact", "folded",
-                 "folded_free", "gated", "long_texts", "long_values", "normalized", "wants_flat")
+    __slots__ = ("_candidates", "_families", "_items", "_national", "_normalized", "calls",
+                 "exact", "folded", "folded_free", "gated", "long_texts", "long_values",
+                 "wants_flat")
 
     def __init__(self, values: dict[str, str]) -> None:
         # A snapshot: KnownValues.copy() shares the probe, and the original may grow later.
@@ -368,8 +369,6 @@ class _Probe:
         folded: list[tuple[str, str]] = []
         folded_free: list[str] = []
         long_values: list[tuple[str, str, str | None, str]] = []
-        normalized: list[tuple[str, str]] = []
-        candidates: list[str] = []
         for value, category in items:
             fold = category.startswith(_EMAIL_CATEGORY) or "@" in value
             if fold:
@@ -380,26 +379,17 @@ class _Probe:
                                     value[:_TRUNCATED_MAX]))
             elif not fold:
                 exact.append(("", value))
-            # _normalizable(value), inline: only an ASCII value can be one.
-            chars = value.encode("ascii").translate(None, _DIGIT_LIKE_BYTES) \
-                if value.isascii() else b""
-            if chars.isalnum() and len(chars.translate(None, _LETTER_BYTES)) >= \
-                    _NORMALIZE_MIN_DIGITS:
-                digits = chars.decode("ascii")
-                normalized.append((_alnum_gate(digits), digits))
-            else:
-                chars = b""
-            if value.startswith("+") and (chars or category.startswith(_PHONE_CATEGORY)):
-                candidates.append(value)  # may have a national form (computed on first need)
         self.exact: _Gated = tuple(exact)
         self.folded: _Gated = tuple(folded)
         self.folded_free = tuple(folded_free)
         self.long_values = tuple(long_values)
-        self.normalized: _Gated = tuple(normalized)
-        self._candidates = candidates
-        self._national: _Gated | None = None if candidates else ()
         self._families: dict[str, _FormSet] = {}
-        self.wants_flat = bool(normalized or candidates)
+        # The digit variants are computed for the first text with a run of 7 digits: most
+        # texts (JSON full of small numbers) never need them. Until then, assume there are.
+        self.wants_flat = True
+        self._normalized: _Gated | None = None
+        self._candidates: list[str] = []
+        self._national: _Gated | None = None
 
     def _add_gates(self) -> None:
         """Gates for the exact tests too (from now on, also for the ones computed later)."""
@@ -428,6 +418,24 @@ class _Probe:
                         exact.append((_gate(form) if gated else "", form))
             got = self._families[marker] = (tuple(exact), tuple(folded), tuple(folded_free))
         return got
+
+    def _normalized_variants(self) -> _Gated:
+        """The letters and digits of phone/card/SSN/IBAN-like values (see :func:`_normalized`),
+        and the ``+`` numbers that may also be written without their country code."""
+        normalized: list[tuple[str, str]] = []
+        candidates: list[str] = []
+        for value, category in self._items:
+            chars = _normalized(value)
+            if chars:
+                digits = chars.decode("ascii")
+                normalized.append((_alnum_gate(digits), digits))
+            if value.startswith("+") and (chars or category.startswith(_PHONE_CATEGORY)):
+                candidates.append(value)  # may have a national form (parsed on first need)
+        self._candidates = candidates
+        self._national = None if candidates else ()
+        self.wants_flat = bool(normalized or candidates)
+        found = self._normalized = tuple(normalized)
+        return found
 
     def _national_variants(self) -> _Gated:
         national = self._national
@@ -481,9 +489,14 @@ class _Probe:
         # stops here). translate() deletes the separators and masks the digits in one call.
         if data.translate(_DIGIT_MASK, _SEPARATOR_BYTES).find(b"0000000") < 0:
             return False
+        normalized = self._normalized
+        if normalized is None:
+            normalized = self._normalized_variants()
+            if not self.wants_flat:
+                return False
         raw = data.translate(None, _SEPARATOR_BYTES)
         flat: str | None = None
-        for gate, chars in self.normalized:
+        for gate, chars in normalized:
             if gate in text:
                 if flat is None:
                     flat = raw.decode("utf-8", "surrogatepass")

@@ -206,3 +206,16 @@ def test_gates_are_chosen_only_for_a_probe_that_checks_many_long_texts() -> None
     assert probe.gated  # the eighth long text
     assert probe.hit(long_text + "Jane Doe")
     assert not probe.hit(long_text)
+
+
+def test_digit_variants_are_computed_for_the_first_text_with_seven_digits() -> None:
+    # A planned JSON body full of small numbers never needs them (half the probe's set-up).
+    probe = _Probe({"+1 415 555 2671": "user.contact.phone_number", "Jane Doe": "user.name"})
+    assert not probe.hit('[{"sku":"SKU-10037","qty":2,"price":118.75}]')
+    assert probe._normalized is None
+    assert probe.hit("call 415-555-2671 after six")  # national form, separators changed
+    assert probe._normalized == (("7", "14155552671"),)
+    assert not probe.hit("order 2026-11-28 1200")  # seven digits, none of the values
+    only_names = _Probe({"Jane Doe": "user.name"})
+    assert not only_names.hit("2026-11-28")
+    assert not only_names.wants_flat  # no digit values: later texts skip the digit check
