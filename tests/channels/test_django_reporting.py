@@ -54,14 +54,25 @@ def django_env() -> Iterator[None]:
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
         DEFAULT_EXCEPTION_REPORTER_FILTER=REPORTER_FILTER, DEFAULT_EXCEPTION_REPORTER=REPORTER)
     overrides.enable()
+    _forget_translation_functions()
     get_default_exception_reporter_filter.cache_clear()
     mail.outbox = []
     try:
         yield
     finally:
         overrides.disable()
+        # Django picks trans_real or trans_null by USE_I18N on first use and keeps it: without
+        # this, later tests (the Django adapter's language-dependent route memo) ran without
+        # translations when they came after these.
+        _forget_translation_functions()
         get_default_exception_reporter_filter.cache_clear()
         mail.outbox = []
+
+
+def _forget_translation_functions() -> None:
+    from django.utils import translation
+
+    translation._trans.__dict__.clear()
 
 
 @pytest.fixture
