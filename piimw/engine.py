@@ -211,6 +211,7 @@ class _Walk:
         "inline",
         "known",
         "lookup",
+        "memo",
         "raw",
         "rejected",
         "route",
@@ -224,6 +225,9 @@ class _Walk:
         self.s = scrubber
         self.inline = inline
         self.lookup = lookup if lookup is not None and lookup else None
+        #: The request's known values, even empty: searched by the detector pass as they are
+        #: when it runs, and where texts it finds clean are remembered.
+        self.memo = lookup
         self.sink = sink
         self.consent = consent
         self.route = route
@@ -361,13 +365,28 @@ class _Walk:
 
     # -- detection of PII nobody tagged -----------------------------------------------------
     def any_candidate_hits(self) -> bool:
-        """One detector pass over all untagged strings at once: the clean case costs one call."""
-        joined = _SEP.join([c.encode("utf-8", "surrogatepass") if isinstance(c, str)
-                            else orjson.dumps(c) for c in self.candidates])
-        if self.s.detectors.search_utf8(joined):
+        """One detector pass over all untagged strings at once: the clean case costs one call.
+
+        Texts this request already found clean (a response echoing its request) are skipped:
+        see :meth:`KnownValues.unchecked`. The separator keeps the pass from matching across
+        texts, so checking fewer of them changes no other text's answer.
+        """
+        texts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else orjson.dumps(c)
+                 for c in self.candidates]
+        known, detectors = self.memo, self.s.detectors
+        if known is not None:
+            texts = known.unchecked(detectors, texts)
+            if not texts:
+                return False
+        joined = _SEP.join(texts)
+        # The values known now, those this walk remembered included (the inline walk that
+        # follows a hit looks for them too).
+        if detectors.search_utf8(joined) or (known and known.search(
+                joined.decode("utf-8", "surrogatepass"))):
             return True
-        return self.lookup is not None and self.lookup.search(
-            joined.decode("utf-8", "surrogatepass"))
+        if known is not None:
+            known.checked_clean(detectors, texts)
+        return False
 
     def _undeclared(self, path: list[str | int], text: str, spans: list[Span]) -> Any:
         policy, sink = self.s.policy, self.sink
