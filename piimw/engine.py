@@ -368,8 +368,8 @@ class _Walk:
         """One detector pass over all untagged strings at once: the clean case costs one call.
 
         Texts this request already found clean (a response echoing its request) are skipped:
-        see :meth:`KnownValues.unchecked`. The separator keeps the pass from matching across
-        texts, so checking fewer of them changes no other text's answer.
+        see :meth:`KnownValues.unchecked`. The pass only decides whether to walk again, and
+        that walk looks at each string on its own, so leaving texts out changes no result.
         """
         texts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else orjson.dumps(c)
                  for c in self.candidates]
