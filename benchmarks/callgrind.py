@@ -41,7 +41,8 @@ def wrapper(out: Path) -> list[str]:
             "--dump-instr=no", "--dump-line=no"]
 
 
-def _control(option: str, pid: int) -> None:
+def control(option: str, pid: int) -> None:
+    """``callgrind_control OPTION PID`` (``-z`` zero the counters, ``-d`` dump them)."""
     done = subprocess.run(["callgrind_control", option, str(pid)], capture_output=True,
                           text=True, timeout=120)
     if done.returncode or "Error" in done.stdout:  # it exits 0 on "task not detected"
@@ -53,10 +54,23 @@ def _total(out: Path, pid: int) -> int:
     dumps = sorted(glob.glob(f"{out}.{pid}.*"), key=lambda f: int(f.rsplit(".", 1)[1]))
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump for process {pid}")
-    for line in Path(dumps[-1]).read_text("utf-8", "replace").splitlines():
+    return _summary(Path(dumps[-1]))
+
+
+def dump_totals(out: Path) -> list[int]:
+    """The instruction counts of every ``-d`` dump of the one process written to ``out``, in
+    the order they were taken (``out.PID.1``, ``out.PID.2``, ...; not the one at exit)."""
+    dumps = [f for f in glob.glob(f"{out}.*.*") if f.rsplit(".", 1)[1].isdigit()]
+    if len({f.rsplit(".", 2)[1] for f in dumps}) > 1:
+        raise RuntimeError(f"dumps of more than one process under {out}")
+    return [_summary(Path(f)) for f in sorted(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))]
+
+
+def _summary(dump: Path) -> int:
+    for line in dump.read_text("utf-8", "replace").splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
-    raise RuntimeError(f"no total in {dumps[-1]}")
+    raise RuntimeError(f"no total in {dump}")
 
 
 def per_request(out: Path, server_pid: int, host: str, port: int, path: str, body: bytes, *,
@@ -76,10 +90,10 @@ def per_request(out: Path, server_pid: int, host: str, port: int, path: str, bod
     try:
         for _ in range(warmup):
             send()
-        _control("-z", server_pid)
+        control("-z", server_pid)
         for _ in range(requests):
             send()
-        _control("-d", server_pid)
+        control("-d", server_pid)
         deadline = time.monotonic() + 60
         while True:  # written by the server process, when it next runs
             try:
