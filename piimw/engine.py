@@ -211,7 +211,6 @@ class _Walk:
         "inline",
         "known",
         "lookup",
-        "memo",
         "raw",
         "rejected",
         "route",
@@ -224,10 +223,10 @@ class _Walk:
                  lookup: KnownValues | None, *, inline: bool) -> None:
         self.s = scrubber
         self.inline = inline
-        self.lookup = lookup if lookup is not None and lookup else None
-        #: The request's known values, even empty: searched by the detector pass as they are
-        #: when it runs, and where texts it finds clean are remembered.
-        self.memo = lookup
+        #: The request's known values, even empty (values may be added during the walk): the
+        #: detector pass searches them as they are when it runs and remembers there the texts
+        #: it finds clean.
+        self.lookup = lookup
         self.sink = sink
         self.consent = consent
         self.route = route
@@ -373,7 +372,7 @@ class _Walk:
         """
         texts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else orjson.dumps(c)
                  for c in self.candidates]
-        known, detectors = self.memo, self.s.detectors
+        known, detectors = self.lookup, self.s.detectors
         if known is not None:
             texts = known.unchecked(detectors, texts)
             if not texts:
