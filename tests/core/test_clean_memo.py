@@ -40,11 +40,17 @@ class CountingDetectors(Detectors):
         return super().search_utf8(data)
 
 
-def test_echoed_untagged_text_is_scanned_once() -> None:
+def _after_request() -> tuple[CountingDetectors, Scrubber, KnownValues, Any]:
+    """A scrubber counting its scans, and the known values once ORDER came in as a request."""
     detectors = CountingDetectors()
     scrubber = Scrubber(detectors=detectors)
     known = KnownValues()
     request = scrubber.scrub(ORDER, PLAN, sink="app", known=known, collect=True)
+    return detectors, scrubber, known, request
+
+
+def test_echoed_untagged_text_is_scanned_once() -> None:
+    detectors, scrubber, known, request = _after_request()
     assert len(detectors.scanned) == 1
     echo = scrubber.scrub({**ORDER, "id": 7}, PLAN, sink="client",
                           known=known)
@@ -54,10 +60,7 @@ def test_echoed_untagged_text_is_scanned_once() -> None:
 
 
 def test_only_texts_not_seen_are_scanned() -> None:
-    detectors = CountingDetectors()
-    scrubber = Scrubber(detectors=detectors)
-    known = KnownValues()
-    scrubber.scrub(ORDER, PLAN, sink="app", known=known, collect=True)
+    detectors, scrubber, known, _ = _after_request()
     scrubber.scrub({**ORDER, "note": "leave it with the neighbour"}, PLAN, sink="client",
                    known=known)
     assert detectors.scanned[-1] == b"leave it with the neighbour"
@@ -84,10 +87,7 @@ def test_texts_checked_by_other_detectors_are_scanned_again() -> None:
 
 
 def test_a_copy_does_not_share_the_memo() -> None:
-    detectors = CountingDetectors()
-    scrubber = Scrubber(detectors=detectors)
-    known = KnownValues()
-    scrubber.scrub(ORDER, PLAN, sink="app", known=known, collect=True)
+    detectors, scrubber, known, _ = _after_request()
     scrubber.scrub(ORDER, PLAN, sink="client", known=known.copy())
     assert len(detectors.scanned) == 2
 
