@@ -49,9 +49,16 @@ def control(option: str, pid: int) -> None:
         raise RuntimeError(f"callgrind_control {option} {pid}: {done.stdout.strip()}")
 
 
+def _dumps(out: Path, pid: int | str) -> list[str]:
+    """The ``-d`` dumps of ``pid`` (``"*"``: any process), in the order they were taken
+    (``out.PID.1``, ``out.PID.2``, ...; not the file written at exit)."""
+    dumps = [f for f in glob.glob(f"{out}.{pid}.*") if f.rsplit(".", 1)[1].isdigit()]
+    return sorted(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
+
+
 def _total(out: Path, pid: int) -> int:
     """The instruction count of the newest dump of ``pid``."""
-    dumps = sorted(glob.glob(f"{out}.{pid}.*"), key=lambda f: int(f.rsplit(".", 1)[1]))
+    dumps = _dumps(out, pid)
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump for process {pid}")
     return _summary(Path(dumps[-1]))
@@ -59,11 +66,11 @@ def _total(out: Path, pid: int) -> int:
 
 def dump_totals(out: Path) -> list[int]:
     """The instruction counts of every ``-d`` dump of the one process written to ``out``, in
-    the order they were taken (``out.PID.1``, ``out.PID.2``, ...; not the one at exit)."""
-    dumps = [f for f in glob.glob(f"{out}.*.*") if f.rsplit(".", 1)[1].isdigit()]
+    the order they were taken."""
+    dumps = _dumps(out, "*")
     if len({f.rsplit(".", 2)[1] for f in dumps}) > 1:
         raise RuntimeError(f"dumps of more than one process under {out}")
-    return [_summary(Path(f)) for f in sorted(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))]
+    return [_summary(Path(f)) for f in dumps]
 
 
 def _summary(dump: Path) -> int:
