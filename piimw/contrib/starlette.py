@@ -83,10 +83,9 @@ class PIIMiddleware(_ASGIMiddleware):
         # the Host header. Emptied when the top-level route list changes; bounded.
         self._templates: dict[tuple[int, str, str, str], str | None] = {}
         self._templates_for: list[Any] | None = None
-        # The same key -> (configured route, template): what every request asks first. Valid
-        # while the owner's route list and the configuration's route table are those it was
-        # filled for (see :meth:`resolve`).
-        self._resolved: dict[tuple[int, str, str, str], tuple[Any, str | None]] = {}
+        # (method, root_path, path) -> (configured route, template) for one owner: what
+        # every request asks first (see :meth:`resolve`).
+        self._resolved: dict[tuple[str, str, str], tuple[Any, str | None]] = {}
         self._resolved_for: tuple[Any, ...] = ()
 
     async def _late(self, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -123,29 +122,49 @@ class PIIMiddleware(_ASGIMiddleware):
 
     # -- hooks ----------------------------------------------------------------------------
     def resolve(self, scope: Scope) -> tuple[Route | None, str | None]:
-        """Route and template, memoised per path: one dict lookup for most requests."""
+        """Route and template, memoised per path: one dict lookup for most requests.
+
+        The memo holds answers for one owner (the app Starlette puts in the scope), valid
+        while its route list and the configuration's route table are those it was filled
+        for. Every request on every route asks this first, so the checks read plain
+        attributes (the router's list, not ``Starlette.routes``, a property).
+        """
         owner = scope.get("app")
-        routes = getattr(owner, "routes", None)
         table = self.config.routes
-        key = (id(owner), scope["method"], scope.get("root_path", ""), scope["path"])
         valid = self._resolved_for
-        if valid and valid[0] is owner and valid[1] is routes and valid[3] is table and \
-                valid[2] == len(routes or ()) and valid[4] == table.version:
-            try:
-                return self._resolved[key]
-            except KeyError:
-                pass
+        if valid and valid[0] is owner:
+            holder = valid[1]
+            routes = holder.routes if holder is not None else None
+            if routes is valid[2] and table is valid[4] and table.version == valid[5] and (
+                    routes is None or len(routes) == valid[3]):
+                try:
+                    return self._resolved[(scope["method"], scope.get("root_path", ""),
+                                           scope["path"])]
+                except KeyError:
+                    pass
+            else:
+                self._forget(owner, table)
         else:
-            self._resolved.clear()
-            self._resolved_for = (owner, routes, len(routes or ()), table, table.version)
+            self._forget(owner, table)
         template = self.route_template(scope)
         route = table.lookup(scope["method"].upper(), template, scope["path"]) if table \
             else None
-        if key in self._templates:  # the template did not depend on the Host header
+        key = (scope["method"], scope.get("root_path", ""), scope["path"])
+        if (id(owner), *key) in self._templates:  # the template did not depend on the Host
             if len(self._resolved) >= 8192:
                 self._resolved.clear()
             self._resolved[key] = (route, template)
         return route, template
+
+    def _forget(self, owner: Any, table: Any) -> None:
+        """Start the memo afresh for ``owner`` and its current routes."""
+        self._resolved.clear()
+        router = getattr(owner, "router", None)
+        holder = router if isinstance(getattr(router, "routes", None), list) else owner
+        routes = getattr(holder, "routes", None)
+        if routes is None:
+            holder = None
+        self._resolved_for = (owner, holder, routes, len(routes or ()), table, table.version)
 
     def route_template(self, scope: Scope) -> str | None:
         """The template Starlette will dispatch to, spelled as the configuration spells it."""

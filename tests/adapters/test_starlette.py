@@ -214,6 +214,18 @@ def test_resolve_memo_follows_routes_and_the_route_table(routed: Starlette) -> N
     assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (added, "/late/{n}")
 
 
+def test_resolve_memo_follows_a_replaced_route_list_and_another_app(routed: Starlette) -> None:
+    """The memo reads the router's list itself: a new list of the same length, or requests
+    of a second app through the same middleware, are answered afresh."""
+    mw = PIIMiddleware(routed.router, {})
+    assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (None, None)
+    routed.router.routes = [Route("/late/{n}", _endpoint), *routed.router.routes[1:]]
+    assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (None, "/late/{n}")
+    other = Starlette(routes=[Route("/late/{m}/x", _endpoint), Route("/late/{m}", _endpoint)])
+    assert mw.resolve(scope_for(other, "GET", "/late/1")) == (None, "/late/{m}")
+    assert mw.resolve(scope_for(routed, "GET", "/late/1")) == (None, "/late/{n}")
+
+
 def test_resolve_does_not_memoise_host_dependent_matches(routed: Starlette) -> None:
     mw = PIIMiddleware(routed.router, _planned("/panel/{x}"))
     route, template = mw.resolve(scope_for(routed, "GET", "/panel/1", host="admin.example.com"))
