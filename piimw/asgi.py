@@ -114,11 +114,13 @@ class PIIMiddleware:
             return
         route, template = self.resolve(scope)
         client = scope.get("client")
-        exchange = Exchange(self.config, scope["method"], path, list(scope.get("headers") or ()),
-                            scope.get("query_string", b""), route_template=template,
-                            client=client[0] if client else None, route=route)
+        config = self.config
+        # Positional: a keyword-argument call to a class costs more than the rest of it.
+        exchange = Exchange(config, scope["method"], path, list(scope.get("headers") or ()),
+                            scope.get("query_string", b""), template, None,
+                            client[0] if client else None, route)
         self.prepare(exchange, scope)
-        if self.config.registry is not None:
+        if config.registry is not None:
             exchange.resolve_consent(self.user_id(scope))
         scope = dict(scope)
         scope["piimw"] = exchange
@@ -145,7 +147,8 @@ class PIIMiddleware:
             # else: an outer middleware (Starlette's ServerErrorMiddleware) sends the 500 and
             # the server logs its access line after we return, in this same task: the
             # request's known values stay current until the task ends.
-            end_of_request(exchange)
+            if config.audit is not None or config.discovery is not None:
+                end_of_request(exchange)  # only then: a call per request costs
         if replacement is not None:
             raise replacement  # outside the except block: no __context__ back to the raw one
 

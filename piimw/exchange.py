@@ -171,7 +171,6 @@ class Exchange:
         path: str,
         headers: Headers,
         query_string: bytes = b"",
-        *,
         route_template: str | None = None,
         consent: Consent | None = None,
         client: str | None = None,
