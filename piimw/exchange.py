@@ -23,7 +23,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from piimw import consent as consent_mod
 from piimw import signals as signals_mod
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import KnownValues
@@ -195,12 +194,7 @@ class Exchange:
         watched = settings.signal_headers
         for k, _ in headers:
             if k in watched:  # most requests carry no signal: no Consent is built
-                signals = consent_mod.from_headers(
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
-                    if k in consent_mod.HEADER_NAMES)
-                extra = signals_mod.from_request(headers, settings)
-                if extra is not DEFAULT:
-                    signals = signals.merge(extra)
+                signals = signals_mod.header_consent(headers, settings)
                 break
         self.consent = signals if consent is None else signals.merge(consent)
         # Known values are harvested from the headers and query string on first use (a log

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from piimw.consent import DEFAULT, HEADER_NAMES, Consent, from_session_flag
+from piimw.consent import DEFAULT, HEADER_NAMES, Consent, from_headers, from_session_flag
 from piimw.errors import ConfigError
 
 logger = logging.getLogger("piimw.signals")
@@ -86,12 +86,21 @@ class ConsentSettings:
     #: Those plus the opt-out headers: a request with none of them carries no signal.
     signal_headers: frozenset[bytes] = dataclasses.field(init=False, repr=False,
                                                             compare=False)
+    #: The source cookies' names; None when a source is the ``Cookie`` header itself. A
+    #: ``Cookie`` header that contains none of them carries no signal (see
+    #: :func:`from_request`).
+    cookie_names: tuple[bytes, ...] | None = dataclasses.field(init=False, repr=False,
+                                                                compare=False)
 
     def __post_init__(self) -> None:
+        sources = self.gpp_sources + self.usprivacy_sources
         names = frozenset(b"cookie" if s.kind == "cookie" else s.name.lower().encode("latin-1")
-                          for s in self.gpp_sources + self.usprivacy_sources)
+                          for s in sources)
         object.__setattr__(self, "header_names", names)
         object.__setattr__(self, "signal_headers", names | HEADER_NAMES)
+        whole = any(s.kind == "header" and s.name.lower() == "cookie" for s in sources)
+        object.__setattr__(self, "cookie_names", None if whole else tuple(
+            {s.name.encode("latin-1"): None for s in sources if s.kind == "cookie"}))
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None, *,
@@ -350,13 +359,58 @@ def _values(headers: list[tuple[bytes, bytes]], sources: tuple[Source, ...],
     return out
 
 
+def header_consent(headers: list[tuple[bytes, bytes]],
+                   settings: ConsentSettings = DEFAULT_SETTINGS) -> Consent:
+    """Every opt-out signal in a request's headers: ``Sec-GPC``, ``DNT`` and the opt-out
+    headers (:func:`piimw.consent.from_headers`), then the configured GPP and usprivacy
+    sources (:func:`from_request`). :data:`~piimw.consent.DEFAULT` itself when there is none.
+    One pass over the headers: the exchange calls this for every request with a cookie."""
+    standard: list[tuple[str, str]] | None = None
+    sources = False
+    present = settings.header_names
+    cookies = settings.cookie_names
+    for k, v in headers:
+        if k in HEADER_NAMES:
+            if standard is None:
+                standard = []
+            standard.append((k.decode("latin-1"), v.decode("latin-1")))
+        if not sources and k in present:
+            sources = _may_hold_source(k, v, cookies)
+    consent = DEFAULT if standard is None else from_headers(standard)
+    if sources:
+        extra = _read_sources(headers, settings)
+        if extra is not DEFAULT:
+            consent = consent.merge(extra)
+    return consent
+
+
 def from_request(headers: Iterable[tuple[bytes, bytes]],
                  settings: ConsentSettings = DEFAULT_SETTINGS) -> Consent:
     """GPP and usprivacy opt-outs from the configured sources (ASGI-style header pairs)."""
     hdrs = headers if isinstance(headers, list) else list(headers)
     present = settings.header_names
-    if not any(k in present for k, _ in hdrs):
-        return DEFAULT  # no source present (no sources configured, or no cookie at all)
+    cookies = settings.cookie_names
+    for k, v in hdrs:
+        if k in present and _may_hold_source(k, v, cookies):
+            return _read_sources(hdrs, settings)
+    return DEFAULT
+
+
+def _may_hold_source(name: bytes, value: bytes, cookies: tuple[bytes, ...] | None) -> bool:
+    """Could this source header (``name`` is one) hold a signal? Exact, and cheap where it
+    matters: most requests carry cookies and few of them a source cookie, whose name a
+    ``Cookie`` header must then contain (:func:`_cookie_values` splits its latin-1 text, so
+    a name found there is a substring of its bytes)."""
+    if name != b"cookie" or cookies is None:
+        return True
+    for cookie in cookies:  # noqa: SIM110 (a generator in any() costs more than the search)
+        if value.find(cookie) >= 0:  # not ``in``: bytes.__contains__ tries an int first
+            return True
+    return False
+
+
+def _read_sources(hdrs: list[tuple[bytes, bytes]], settings: ConsentSettings) -> Consent:
+    """The configured sources' strings, parsed (:func:`from_request` without its check)."""
     names = {s.name for s in settings.gpp_sources + settings.usprivacy_sources
              if s.kind == "cookie"}
     cookies = _cookie_values(hdrs, names) if names else {}
