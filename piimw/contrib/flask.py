@@ -78,6 +78,25 @@ class PIIMWState:
     session_key: str
 
 
+def _may_name_cookie(header: str, name: str) -> bool:
+    """Could Werkzeug's cookie parser find a cookie called ``name`` in this ``Cookie`` header?
+
+    False only where it cannot: its keys are taken as written (never decoded), start the
+    header or follow a ``;`` or a blank, and end at the header's end, a blank, ``=`` or
+    ``;``. Parsing the header and building a request object for it costs far more, and
+    most requests carry cookies without the session's (``sessionid`` is not ``session``).
+    """
+    size = len(name)
+    at = header.find(name)
+    while at >= 0:
+        end = at + size
+        if (at == 0 or header[at - 1] in "; \t") and (end == len(header)
+                                                      or header[end] in "= \t;"):
+            return True
+        at = header.find(name, at + 1)
+    return False
+
+
 class FlaskPIIMiddleware(PIIMiddleware):
     """The WSGI middleware plus Flask's route templates and session flag."""
 
@@ -111,12 +130,16 @@ class FlaskPIIMiddleware(PIIMiddleware):
 
         Raises whatever the session interface raises on a forged or unreadable cookie.
         """
-        if not environ.get("HTTP_COOKIE"):
+        cookies = environ.get("HTTP_COOKIE")
+        if not cookies:
             return None  # no cookie, no session: no request object needed
         app = self.flask_app
         interface = app.session_interface
+        name = interface.get_cookie_name(app)
+        if not _may_name_cookie(cookies, name):
+            return None  # most requests: cookies, none of them the session's
         request = self._request(environ)
-        if interface.get_cookie_name(app) not in request.cookies:
+        if name not in request.cookies:
             return None
         return interface.open_session(app, request)
 
