@@ -37,6 +37,8 @@ all); ``--quick``: 6 rounds x 1 s (about 1 to 1.5 minutes). The servers are
 pinned to CPU 0 and the load generator to CPU 1 (``taskset``) when there are two CPUs or more.
 ``--instructions``: the same servers under valgrind's callgrind, counting instructions per
 request instead of requests per second (:mod:`callgrind`; the WSGI apps on ``wsgiref``).
+``--cookie``: every request, to every server, carries what a signed-in browser sends
+(:data:`BROWSER_COOKIE`); the default requests carry no cookie.
 Load: ``wrk`` (Debian package) if installed, else this file's own asyncio load generator
 (raw sockets, keep-alive, fixed duration). Before timing, every route is checked over HTTP:
 the bare and wrapped echo are byte-identical without a plan; with a plan the wrapped response
@@ -80,6 +82,19 @@ REPO = HERE.parent
 HOST = "127.0.0.1"
 WRAP_ENV = "PIIMW_BENCH_WRAP"
 SETTINGS_ENV = "PIIMW_BENCH_SETTINGS"  # piimw settings (JSON) for the piimw servers
+COOKIE_ENV = "PIIMW_BENCH_COOKIE"  # set by --cookie: every request sends BROWSER_COOKIE
+#: What a signed-in browser sends to most sites: a session, a CSRF token, an analytics id.
+#: None is a consent signal (no ``usprivacy`` cookie), so requests still pass through.
+BROWSER_COOKIE = ("sessionid=q8w7e6r5t4y3u2i1o0p9a8s7d6f5g4h3; csrftoken=Zx81Kq0Lw2Pn3Rt4Yv5Bm6"
+                  "Nc7Xd8Ef9Gh0; _ga=GA1.1.1234567890.1764300000")
+
+
+def request_headers() -> dict[str, str]:
+    """Headers every request of this run sends (load generators, checks, callgrind)."""
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get(COOKIE_ENV):
+        headers["Cookie"] = BROWSER_COOKIE
+    return headers
 FLOOR_ENV = "PIIMW_BENCH_FLOOR"  # "1": the reference servers also validate and detect
 
 EMAIL = "jane.doe@example.com"
@@ -509,8 +524,7 @@ def serve_wsgi(kind: str, port: int) -> None:
 
 
 def post(url: str, data: bytes) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method="POST", headers=request_headers())
     try:  # generous: under valgrind (--instructions) the first requests take seconds
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, r.read()
@@ -577,9 +591,9 @@ def _wrk_script(tmp: Path, payload: bytes) -> Path:
     text = payload.decode()
     assert "]==]" not in text
     script = tmp / "post.lua"
-    script.write_text('wrk.method = "POST"\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = [==[{text}]==]\n", "utf-8")
+    headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in request_headers().items())
+    script.write_text('wrk.method = "POST"\n' + headers + f"wrk.body = [==[{text}]==]\n",
+                      "utf-8")
     return script
 
 
@@ -664,9 +678,9 @@ def loadgen_main(url: str, seconds: float, connections: int, payload_path: str) 
         raise SystemExit("the load generator only loads http://127.0.0.1:<port>/...")
     host, port, path = m.group(1), int(m.group(2)), m.group(3)
     payload = Path(payload_path).read_bytes()
-    request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-               ).encode() + payload
+    headers = "".join(f"{k}: {v}\r\n" for k, v in request_headers().items())
+    request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
+               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
     counts = {"requests": 0, "errors": 0, "non2xx": 0}
 
     async def main() -> float:
@@ -806,7 +820,8 @@ def count_instructions(rows: set[str], payload: bytes, tmp: Path, *, requests: i
                 with ThreadPoolExecutor(len(MODES)) as pool:
                     futures = {mode: pool.submit(
                         callgrind.per_request, outs[mode], srv.process.pid, HOST, srv.port,
-                        path, payload, warmup=warmup, requests=requests)
+                        path, payload, warmup=warmup, requests=requests,
+                        headers=request_headers())
                         for mode, srv in servers.items()}
                     got = {mode: future.result() for mode, future in futures.items()}
                 print(f"  {label}: bare {got['bare']:,.0f}, piimw {got['piimw']:,.0f}, "
@@ -864,6 +879,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300,
                     help="--instructions: requests counted per server (default 300)")
     ap.add_argument("--serve-wsgi", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--cookie", action="store_true",
+                    help="every request (to every server) sends a browser's Cookie header "
+                         "(session, CSRF token, analytics id; no consent cookie)")
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
@@ -880,6 +898,8 @@ def main() -> None:
         os.environ[SETTINGS_ENV] = args.settings
     if args.floor:
         os.environ[FLOOR_ENV] = "1"
+    if args.cookie:
+        os.environ[COOKIE_ENV] = "1"
     rounds = args.rounds or (6 if args.quick else 9)
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     cpus = os.cpu_count() or 1
@@ -893,7 +913,9 @@ def main() -> None:
         if missing:
             raise SystemExit(f"--instructions: {missing}")
         print(f"piimw HTTP benchmark, instructions per request under callgrind: {len(payload)} "
-              f"B JSON bodies, {args.requests} requests per server after a warm-up", flush=True)
+              f"B JSON bodies, {args.requests} requests per server after a warm-up"
+              + (", every request with a browser's Cookie header" if args.cookie else ""),
+              flush=True)
         started = time.perf_counter()
         try:
             counts = count_instructions(rows, payload, tmp, requests=args.requests,
@@ -914,7 +936,9 @@ def main() -> None:
     print(f"piimw HTTP benchmark: {len(payload)} B JSON bodies, {generator}, "
           f"{rounds} rounds (bare/piimw/reference rotated) x {seconds:g} s per row, "
           + (f"servers on CPU {server_cpu}, load on CPU {load_cpu}" if pinned
-             else "not pinned"), flush=True)
+             else "not pinned")
+          + (", every request with a browser's Cookie header" if args.cookie else ""),
+          flush=True)
     if args.settings:
         print(f"piimw settings: {args.settings}", flush=True)
     results: list[Result] = []

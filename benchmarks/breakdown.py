@@ -59,7 +59,7 @@ def _parts() -> list[tuple[str, Callable[[], object]]]:
     items = orjson.dumps(doc_in["items"])
     items_text = items.decode()
 
-    def app_call(app: Any) -> Callable[[], object]:
+    def app_call(app: Any) -> Callable[[], bytes]:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": "POST", "scheme": "http", "path": "/orders",
                  "raw_path": b"/orders", "query_string": b"", "root_path": "",

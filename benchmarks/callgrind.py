@@ -81,12 +81,13 @@ def _summary(dump: Path) -> int:
 
 
 def per_request(out: Path, server_pid: int, host: str, port: int, path: str, body: bytes, *,
-                warmup: int, requests: int) -> float:
-    """Instructions per request of ``path`` (POST ``body``, expecting 200)."""
+                warmup: int, requests: int, headers: dict[str, str] | None = None) -> float:
+    """Instructions per request of ``path`` (POST ``body`` with ``headers``, expecting 200)."""
     conn = http.client.HTTPConnection(host, port, timeout=600)
+    sent = headers if headers is not None else {"Content-Type": "application/json"}
 
     def send() -> None:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        conn.request("POST", path, body, sent)
         answer = conn.getresponse()
         answer.read()
         if answer.status != 200:
