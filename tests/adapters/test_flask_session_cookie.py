@@ -44,7 +44,7 @@ def _app() -> Flask:
     """Requests are buffered (``buffered=True``): the response is closed at once, as servers
     close it, and that is when piimw leaves the request's context."""
     app = Flask(__name__)
-    app.secret_key = "test-only"  # noqa: S105 - signs the session of this test only
+    app.secret_key = "test-only"  # signs the session of this test only
 
     @app.post("/opt-out")
     def opt_out() -> Any:
