@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import secrets
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -145,8 +145,10 @@ class Exchange:
         "__weakref__",
         "_client",
         "_findings",
+        "_header_source",
         "_known",
         "_reasons",
+        "_request_headers",
         "_request_id",
         "_results",
         "_signals_used",
@@ -156,7 +158,6 @@ class Exchange:
         "path",
         "query_string",
         "request_doc",
-        "request_headers",
         "route",
         "route_template",
         "status",
@@ -168,7 +169,7 @@ class Exchange:
         config: Config,
         method: str,
         path: str,
-        headers: Headers,
+        headers: Headers | Callable[[], Headers],
         query_string: bytes = b"",
         route_template: str | None = None,
         consent: Consent | None = None,
@@ -181,7 +182,6 @@ class Exchange:
         self.method = method = method.upper()
         self.path = path
         self.query_string = query_string
-        self.request_headers = headers
         if route is _LOOKUP:  # adapters that resolved the route already pass it
             routes = config.routes
             route = routes.lookup(method, route_template, path) if routes else None
@@ -190,12 +190,20 @@ class Exchange:
         # else the framework's template (still better than a raw path in logs).
         self.route_template = route.template if route is not None else route_template
         signals = DEFAULT
-        settings = config.consent_settings
-        watched = settings.signal_headers
-        for k, _ in headers:
-            if k in watched:  # most requests carry no signal: no Consent is built
-                signals = signals_mod.header_consent(headers, settings)
-                break
+        if callable(headers):
+            # Converted on first use (WSGI: from a copy of the environ); the middleware has
+            # checked that none of the consent settings' signal headers is among them.
+            self._header_source: Callable[[], Headers] | None = headers
+            self._request_headers: Headers | None = None
+        else:
+            self._header_source = None
+            self._request_headers = headers
+            settings = config.consent_settings
+            watched = settings.signal_headers
+            for k, _ in headers:
+                if k in watched:  # most requests carry no signal: no Consent is built
+                    signals = signals_mod.header_consent(headers, settings)
+                    break
         self.consent = signals if consent is None else signals.merge(consent)
         # Known values are harvested from the headers and query string on first use (a log
         # line, an error page, a planned body): most requests on routes without a plan
@@ -214,6 +222,16 @@ class Exchange:
         self.subject_id: str | None = None
         #: The parsed request body, kept in memory for the discovery sampler only.
         self.request_doc: Any = None
+
+    @property
+    def request_headers(self) -> Headers:
+        """The request's headers, as ASGI spells them (lower-case names, latin-1 bytes)."""
+        headers = self._request_headers
+        if headers is None:
+            source = self._header_source
+            headers = self._request_headers = source() if source is not None else []
+            self._header_source = None
+        return headers
 
     @property
     def reasons(self) -> set[str]:
@@ -466,6 +484,11 @@ class Exchange:
         return out
 
     # -- response -------------------------------------------------------------------------
+    def may_want_response(self, status: int) -> bool:
+        """Could :meth:`wants_response_body` say yes to this status, whatever the headers?
+        Not without a plan unless it is an error: WSGI then leaves the headers as they are."""
+        return self.route is not None or status >= 400
+
     def wants_response_body(self, status: int, headers: Headers) -> bool:
         """Should the middleware buffer this response? Decided on the start message alone.
 
@@ -479,7 +502,7 @@ class Exchange:
 
     def _wants_response_body(self, status: int, headers: Headers) -> bool:
         self.status = status
-        if status in (204, 304) or 100 <= status < 200:
+        if status in (204, 304) or 100 <= status < 200 or not self.may_want_response(status):
             return False
         mt = media_type(headers)
         route = self.route

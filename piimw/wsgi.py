@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -49,6 +49,29 @@ def environ_headers(environ: dict[str, Any]) -> Headers:
 
 
 _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
+
+
+def request_headers(environ: dict[str, Any], signal_headers: frozenset[bytes]
+                    ) -> Headers | Callable[[], Headers]:
+    """What :class:`~piimw.exchange.Exchange` takes as the request's headers.
+
+    Converting every header costs more than a request passed through costs otherwise, and
+    most requests never need them. Unless one of ``signal_headers`` (the consent settings')
+    is in the environ, this returns :func:`environ_headers` of a copy of the environ, to call
+    on first use; the copy keeps what the app may later change out of them.
+    """
+    for key in _environ_keys(signal_headers):
+        if key in environ:
+            return environ_headers(environ)
+    return partial(environ_headers, environ.copy())
+
+
+@lru_cache(maxsize=32)
+def _environ_keys(names: frozenset[bytes]) -> tuple[str, ...]:
+    """The environ keys of these header names (CGI: upper case, ``-`` as ``_``)."""
+    unprefixed = {name: key for key, name in _UNPREFIXED}
+    return tuple(unprefixed.get(name) or "HTTP_" + name.decode("latin-1").upper().replace(
+        "-", "_") for name in sorted(names))
 
 
 def _latin1(value: Any) -> bytes:
@@ -114,14 +137,21 @@ class PIIMiddleware:
             status, out, payload = answer
             start_response(_status_line(status), _to_str(out))
             return [payload]
-        headers = environ_headers(environ)
-        exchange = Exchange(self.config, environ.get("REQUEST_METHOD", "GET"),
-                            environ.get("PATH_INFO", "/") or "/", headers,
-                            environ.get("QUERY_STRING", "").encode("latin-1"),
-                            route_template=self.route_template(environ),
-                            client=environ.get("REMOTE_ADDR"))
+        config = self.config
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/") or "/"
+        template = self.route_template(environ)
+        routes = config.routes
+        route = routes.lookup(method.upper(), template, path) if routes else None
+        # A planned request reads its headers at once; others may never need them.
+        headers = environ_headers(environ) if route is not None else request_headers(
+            environ, config.consent_settings.signal_headers)
+        # Positional: a keyword-argument call to a class costs more than the rest of it.
+        exchange = Exchange(config, method, path, headers,
+                            environ.get("QUERY_STRING", "").encode("latin-1"), template, None,
+                            environ.get("REMOTE_ADDR"), route)
         self.prepare(exchange, environ)
-        if self.config.registry is not None:
+        if config.registry is not None:
             exchange.resolve_consent(self.user_id(environ))
         environ["piimw"] = exchange
         token = enter(exchange)
@@ -211,6 +241,9 @@ class PIIMiddleware:
 class _Responder:
     """Per-request response state for WSGI."""
 
+    __slots__ = ("_start_response", "buffer", "exchange", "held", "raw_headers", "size",
+                 "too_large")
+
     def __init__(self, exchange: Exchange, start_response: StartResponse) -> None:
         self.exchange = exchange
         self._start_response = start_response
@@ -232,8 +265,13 @@ class _Responder:
             self.size = 0
             self.too_large = False
             return self._write
+        exchange = self.exchange
+        if not exchange.may_want_response(code):  # most requests: no plan, no error
+            exchange.status = code
+            return self._start_response(status, headers, exc_info) if exc_info else \
+                self._start_response(status, headers)
         raw = _to_bytes(headers)
-        if not self.exchange.wants_response_body(code, raw):
+        if not exchange.wants_response_body(code, raw):
             self.held = None
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
@@ -285,6 +323,8 @@ class _Responder:
 
 class _ClosingIterator:
     """Pass the body through; on ``close()`` close the app's iterable and leave the context."""
+
+    __slots__ = ("_closed", "_exchange", "_iter", "_result", "_token")
 
     def __init__(self, result: Iterable[bytes], token: Activation, exchange: Exchange) -> None:
         self._exchange = exchange
