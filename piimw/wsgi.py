@@ -51,19 +51,21 @@ def environ_headers(environ: dict[str, Any]) -> Headers:
 _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
 
 
-def request_headers(environ: dict[str, Any], signal_headers: frozenset[bytes]
+def exchange_headers(environ: dict[str, Any], signal_headers: frozenset[bytes],
+                    convert: Callable[[dict[str, Any]], Headers] = environ_headers
                     ) -> Headers | Callable[[], Headers]:
-    """What :class:`~piimw.exchange.Exchange` takes as the request's headers.
+    """What :class:`~piimw.exchange.Exchange` takes as the request's headers, for a request
+    without a plan (a planned one reads them at once: call ``convert`` instead).
 
     Converting every header costs more than a request passed through costs otherwise, and
     most requests never need them. Unless one of ``signal_headers`` (the consent settings')
-    is in the environ, this returns :func:`environ_headers` of a copy of the environ, to call
-    on first use; the copy keeps what the app may later change out of them.
+    is in the environ (or Django's ``META``), this returns ``convert`` of a copy of it, to
+    call on first use; the copy keeps what the app may later change out of them.
     """
     for key in _environ_keys(signal_headers):
         if key in environ:
-            return environ_headers(environ)
-    return partial(environ_headers, environ.copy())
+            return convert(environ)
+    return partial(convert, environ.copy())
 
 
 @lru_cache(maxsize=32)
@@ -144,7 +146,7 @@ class PIIMiddleware:
         routes = config.routes
         route = routes.lookup(method.upper(), template, path) if routes else None
         # A planned request reads its headers at once; others may never need them.
-        headers = environ_headers(environ) if route is not None else request_headers(
+        headers = environ_headers(environ) if route is not None else exchange_headers(
             environ, config.consent_settings.signal_headers)
         # Positional: a keyword-argument call to a class costs more than the rest of it.
         exchange = Exchange(config, method, path, headers,

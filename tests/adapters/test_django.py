@@ -233,6 +233,20 @@ def test_unplanned_route_untouched(call: Caller) -> None:
     assert Seen.exchange.route_template == "/about"  # a label for logs, not a plan
 
 
+def test_unplanned_route_reads_its_headers_when_asked(call: Caller) -> None:
+    """Converted from a copy of ``META`` on first use, as the request brought them."""
+    token = "tok_8f3Kq1Lw2Pn3Rt4Yv5"  # a fake bearer token: the value under test
+    call("get", "/about", headers={"Authorization": f"Bearer {token}"})
+    exchange = Seen.exchange
+    assert exchange is not None
+    assert exchange.passthrough
+    assert (b"authorization", f"Bearer {token}".encode()) in exchange.request_headers
+    assert exchange.known.search(f"denied: {token}")  # a log line would be redacted
+    call("get", "/about", headers={"Sec-GPC": "1"})  # a signal is read at once
+    assert Seen.exchange is not None
+    assert Seen.exchange.consent.opted_out_of("marketing") == "gpc"
+
+
 @pytest.mark.parametrize("path", ["/stream/users/7", "/async/stream/users/7"])
 def test_streaming_response_on_planned_route_is_inspected(call: Caller, path: str) -> None:
     r = call("get", path)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import piimw
 from piimw.exchange import Exchange
 from piimw.logging import PIIFilter
-from piimw.wsgi import PIIMiddleware, _environ_keys, environ_headers, request_headers
+from piimw.wsgi import PIIMiddleware, _environ_keys, environ_headers, exchange_headers
 
 TOKEN = "tok_8f3Kq1Lw2Pn3Rt4Yv5"  # a fake bearer token: the value under test
 
@@ -102,7 +102,7 @@ def test_deferred_or_not_the_consent_is_the_same(headers: dict[str, str]) -> Non
     """The exchange reads the same consent whether the middleware deferred the headers."""
     config = piimw.Config()
     environ = _environ(**{f"HTTP_{k}": v for k, v in headers.items()})
-    given_headers = request_headers(environ, config.consent_settings.signal_headers)
+    given_headers = exchange_headers(environ, config.consent_settings.signal_headers)
     deferred = Exchange(config, "GET", "/", given_headers)
     eager = Exchange(config, "GET", "/", environ_headers(environ))
     assert deferred.consent == eager.consent

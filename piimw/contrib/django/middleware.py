@@ -49,6 +49,7 @@ from piimw.exchange import (
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
+from piimw.wsgi import exchange_headers
 
 __all__ = ["PIIMiddleware", "route_template", "session_consent"]
 
@@ -99,11 +100,15 @@ def _meta_header_name(key: str) -> bytes | None:
 
 
 def _request_headers(request: HttpRequest) -> Headers:
+    return _meta_headers(request.META)
+
+
+def _meta_headers(meta: dict[str, Any]) -> Headers:
     """The headers, read from ``META`` as ``request.headers`` reads them, without building
     that mapping (most views never ask for it). Names are memoised: a server sees few."""
     names = _META_NAMES
     out: Headers = []
-    for key, value in request.META.items():
+    for key, value in meta.items():
         try:
             name = names[key]
         except KeyError:
@@ -344,11 +349,18 @@ class PIIMiddleware:
 
     def _exchange(self, request: HttpRequest) -> Exchange:
         method = request.method or "GET"
+        path = request.path_info or "/"
         template, known = self._templates(request, method)
-        exchange = Exchange(self.config, method, request.path_info or "/",
-                            _request_headers(request),
-                            _query_bytes(request.META.get("QUERY_STRING", "")),
-                            route_template=known)
+        config = self.config
+        routes = config.routes
+        route = routes.lookup(method.upper(), known, path) if routes else None
+        meta = request.META
+        # A planned request reads its headers at once; others may never need them.
+        headers = _meta_headers(meta) if route is not None else exchange_headers(
+            meta, config.consent_settings.signal_headers, _meta_headers)
+        exchange = Exchange(config, method, path, headers,
+                            _query_bytes(meta.get("QUERY_STRING", "")), known, None, None,
+                            route)
         if known is None:  # a label for logs and audit, not a plan lookup
             exchange.route_template = template
         exchange.add_client_address(request.META.get("REMOTE_ADDR"))
@@ -442,8 +454,12 @@ class PIIMiddleware:
 
     # -- the response -------------------------------------------------------------------------
     def _wants(self, exchange: Exchange, response: HttpResponseBase) -> Headers | None:
+        status = response.status_code
+        if not exchange.may_want_response(status):  # most requests: no plan, no error
+            exchange.status = status
+            return None
         headers = _response_headers(response)
-        return headers if exchange.wants_response_body(response.status_code, headers) else None
+        return headers if exchange.wants_response_body(status, headers) else None
 
     def _inspect_response(self, exchange: Exchange,
                           response: HttpResponseBase) -> HttpResponseBase:
