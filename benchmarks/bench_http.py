@@ -36,7 +36,8 @@ Default: 9 rounds x 3 s per row (each server in each position three times; about
 all); ``--quick``: 6 rounds x 1 s (about 1 to 1.5 minutes). The servers are
 pinned to CPU 0 and the load generator to CPU 1 (``taskset``) when there are two CPUs or more.
 ``--instructions``: the same servers under valgrind's callgrind, counting instructions per
-request instead of requests per second (:mod:`callgrind`; the WSGI apps on ``wsgiref``).
+request instead of requests per second (:mod:`callgrind`; the WSGI apps on ``wsgiref``, where
+this mode also counts their route without a plan).
 ``--cookie``: every request, to every server, carries what a signed-in browser sends
 (:data:`BROWSER_COOKIE`); the default requests carry no cookie.
 Load: ``wrk`` (Debian package) if installed, else this file's own asyncio load generator
@@ -706,6 +707,8 @@ PASS_THROUGH = Reference("pure-ASGI pass-through (RefASGI)", 0.99)
 RESERIALIZE = Reference("buffer + re-serialize (RefASGI)", 0.88)
 NAIVE_SCRUB = Reference("buffer + naive scrub (RefWSGI)", 0.84)
 NAIVE_SCRUB_DJANGO = Reference("buffer + naive scrub (RefWSGI around Django's handler)", 0.0)
+#: ``--instructions`` only: the WSGI apps' route without a plan (the issue has no such row).
+WSGI_PASS_THROUGH = Reference("pure-WSGI pass-through (RefWSGI)", 0.0)
 
 
 def with_floor(reference: Reference) -> Reference:
@@ -800,8 +803,9 @@ def count_instructions(rows: set[str], payload: bytes, tmp: Path, *, requests: i
     for kind, label, reference, target in WSGI_ROWS:
         if kind in rows:
             framework = label.split("/", 1)[0]  # served by wsgiref here: see serve_wsgi
-            groups.append((kind, kind, [(f"{framework}/wsgiref, route with a plan", "/orders",
-                                         reference, target)]))
+            groups.append((kind, kind, [
+                (f"{framework}/wsgiref, route without a plan", "/plain", WSGI_PASS_THROUGH, 0.0),
+                (f"{framework}/wsgiref, route with a plan", "/orders", reference, target)]))
     counts: list[Count] = []
     for kind, name, measures in groups:
         outs = {mode: tmp / f"cg-{name}-{mode}" for mode in MODES}
