@@ -375,7 +375,7 @@ def header_consent(headers: list[tuple[bytes, bytes]],
                 standard = []
             standard.append((k.decode("latin-1"), v.decode("latin-1")))
         if not sources and k in present:
-            sources = _may_hold_source(k, v, cookies)
+            sources = may_hold_source(k, v, cookies)
     consent = DEFAULT if standard is None else from_headers(standard)
     if sources:
         extra = _read_sources(headers, settings)
@@ -391,12 +391,12 @@ def from_request(headers: Iterable[tuple[bytes, bytes]],
     present = settings.header_names
     cookies = settings.cookie_names
     for k, v in hdrs:
-        if k in present and _may_hold_source(k, v, cookies):
+        if k in present and may_hold_source(k, v, cookies):
             return _read_sources(hdrs, settings)
     return DEFAULT
 
 
-def _may_hold_source(name: bytes, value: bytes, cookies: tuple[bytes, ...] | None) -> bool:
+def may_hold_source(name: bytes, value: bytes, cookies: tuple[bytes, ...] | None) -> bool:
     """Could this source header (``name`` is one) hold a signal? Exact, and cheap where it
     matters: most requests carry cookies and few of them a source cookie, whose name a
     ``Cookie`` header must then contain (:func:`_cookie_values` splits its latin-1 text, so

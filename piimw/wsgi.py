@@ -27,6 +27,7 @@ from piimw.exchange import (
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 from piimw.sanitize import on_app_exception
+from piimw.signals import ConsentSettings, may_hold_source
 
 logger = logging.getLogger("piimw")
 
@@ -51,19 +52,24 @@ def environ_headers(environ: dict[str, Any]) -> Headers:
 _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
 
 
-def exchange_headers(environ: dict[str, Any], signal_headers: frozenset[bytes],
-                    convert: Callable[[dict[str, Any]], Headers] = environ_headers
-                    ) -> Headers | Callable[[], Headers]:
+def exchange_headers(environ: dict[str, Any], settings: ConsentSettings,
+                     convert: Callable[[dict[str, Any]], Headers] = environ_headers
+                     ) -> Headers | Callable[[], Headers]:
     """What :class:`~piimw.exchange.Exchange` takes as the request's headers, for a request
     without a plan (a planned one reads them at once: call ``convert`` instead).
 
     Converting every header costs more than a request passed through costs otherwise, and
-    most requests never need them. Unless one of ``signal_headers`` (the consent settings')
-    is in the environ (or Django's ``META``), this returns ``convert`` of a copy of it, to
-    call on first use; the copy keeps what the app may later change out of them.
+    most requests never need them. Unless the environ (or Django's ``META``) holds one of the
+    consent settings' signal headers (a ``Cookie`` header only if it may hold a source
+    cookie: :func:`~piimw.signals.may_hold_source`), this returns ``convert`` of a copy of
+    it, to call on first use; the copy keeps what the app may later change out of them.
     """
-    for key in _environ_keys(signal_headers):
-        if key in environ:
+    for key in _environ_keys(settings.signal_headers):
+        value = environ.get(key)
+        if value is None:
+            continue
+        if key != "HTTP_COOKIE" or may_hold_source(
+                b"cookie", str(value).encode("latin-1", "replace"), settings.cookie_names):
             return convert(environ)
     return partial(convert, environ.copy())
 
@@ -147,7 +153,7 @@ class PIIMiddleware:
         route = routes.lookup(method.upper(), template, path) if routes else None
         # A planned request reads its headers at once; others may never need them.
         headers = environ_headers(environ) if route is not None else exchange_headers(
-            environ, config.consent_settings.signal_headers)
+            environ, config.consent_settings)
         # Positional: a keyword-argument call to a class costs more than the rest of it.
         exchange = Exchange(config, method, path, headers,
                             environ.get("QUERY_STRING", "").encode("latin-1"), template, None,

@@ -102,7 +102,7 @@ def test_deferred_or_not_the_consent_is_the_same(headers: dict[str, str]) -> Non
     """The exchange reads the same consent whether the middleware deferred the headers."""
     config = piimw.Config()
     environ = _environ(**{f"HTTP_{k}": v for k, v in headers.items()})
-    given_headers = exchange_headers(environ, config.consent_settings.signal_headers)
+    given_headers = exchange_headers(environ, config.consent_settings)
     deferred = Exchange(config, "GET", "/", given_headers)
     eager = Exchange(config, "GET", "/", environ_headers(environ))
     assert deferred.consent == eager.consent
@@ -121,3 +121,14 @@ def test_the_status_alone_rules_out_responses_without_a_plan(status: int, media:
     exchange = Exchange(piimw.Config(), "GET", "/plain", [])
     assert exchange.wants_response_body(status, [(b"content-type", media.encode())]) is wanted
     assert exchange.may_want_response(status) is (status >= 400)
+
+
+def test_a_cookie_is_read_at_once_only_if_it_may_hold_a_signal() -> None:
+    settings = piimw.Config().consent_settings
+    plain = _environ(HTTP_COOKIE="sessionid=q8w7e6r5t4; csrftoken=Zx81Kq0L")
+    assert callable(exchange_headers(plain, settings))
+    usp = _environ(HTTP_COOKIE="sessionid=q8w7e6r5t4; usprivacy=1YYN")
+    headers = exchange_headers(usp, settings)
+    assert headers == environ_headers(usp)
+    assert Exchange(piimw.Config(), "GET", "/", headers).consent.opted_out_of(
+        "marketing") == "usprivacy"

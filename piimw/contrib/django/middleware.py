@@ -357,7 +357,7 @@ class PIIMiddleware:
         meta = request.META
         # A planned request reads its headers at once; others may never need them.
         headers = _meta_headers(meta) if route is not None else exchange_headers(
-            meta, config.consent_settings.signal_headers, _meta_headers)
+            meta, config.consent_settings, _meta_headers)
         exchange = Exchange(config, method, path, headers,
                             _query_bytes(meta.get("QUERY_STRING", "")), known, None, None,
                             route)
