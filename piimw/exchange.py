@@ -191,8 +191,8 @@ class Exchange:
         self.route_template = route.template if route is not None else route_template
         signals = DEFAULT
         if callable(headers):
-            # Converted on first use (WSGI: from a copy of the environ); the middleware has
-            # checked that none of the consent settings' signal headers is among them.
+            # Converted on first use (WSGI, Django: from a copy of the environ or META); the
+            # middleware has checked that none of them can carry a consent signal.
             self._header_source: Callable[[], Headers] | None = headers
             self._request_headers: Headers | None = None
         else:
@@ -486,7 +486,8 @@ class Exchange:
     # -- response -------------------------------------------------------------------------
     def may_want_response(self, status: int) -> bool:
         """Could :meth:`wants_response_body` say yes to this status, whatever the headers?
-        Not without a plan unless it is an error: WSGI then leaves the headers as they are."""
+        Not without a plan unless it is an error: WSGI and Django then leave the response's
+        headers unconverted."""
         return self.route is not None or status >= 400
 
     def wants_response_body(self, status: int, headers: Headers) -> bool:
