@@ -853,9 +853,10 @@ def print_counts(counts: list[Count], requests: int) -> None:
     print(f"user-space instructions per request (callgrind), mean of {requests} sequential "
           "requests after a warm-up.\n'extra' is piimw's own cost (within a few thousand "
           "instructions from run to run: the servers'\ntimers tick by the wall clock). "
-          "bare/piimw would be the throughput ratio if time followed\ninstructions; the "
-          "kernel's share of each request (sockets, connections), the same for all three\n"
-          "servers, is not counted, so the real ratio is higher than this one.")
+          "bare/piimw would be the throughput ratio if time followed\ninstructions. It is "
+          "not a bound: the kernel's share of each request (sockets, connections;\nthe same "
+          "for all three servers) is not counted, nor are cache misses; the first raises "
+          "the real\nratio, the second lowers it (benchmarks/README.md).")
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ with ``callgrind_control -z``, a fixed number of requests is sent one after the 
 Instructions are a proxy for time, not time: only user space is counted (not the kernel's
 work on sockets and connections, the same for every server compared), and neither cache
 misses nor branch mispredictions are. Use the difference (piimw's extra instructions per
-request) to compare designs and changes; the ratio is a pessimistic bound on throughput.
+request) to compare designs and changes; the ratio is not a bound on the throughput ratio
+either way (the kernel's share raises that, cache misses lower it).
 """
 
 from __future__ import annotations
