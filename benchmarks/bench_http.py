@@ -83,9 +83,10 @@ REPO = HERE.parent
 HOST = "127.0.0.1"
 WRAP_ENV = "PIIMW_BENCH_WRAP"
 SETTINGS_ENV = "PIIMW_BENCH_SETTINGS"  # piimw settings (JSON) for the piimw servers
+FLOOR_ENV = "PIIMW_BENCH_FLOOR"  # "1": the reference servers also validate and detect
 COOKIE_ENV = "PIIMW_BENCH_COOKIE"  # set by --cookie: every request sends BROWSER_COOKIE
 #: What a signed-in browser sends to most sites: a session, a CSRF token, an analytics id.
-#: None is a consent signal (no ``usprivacy`` cookie), so requests still pass through.
+#: None of them is a consent signal (no ``usprivacy`` cookie): requests still pass through.
 BROWSER_COOKIE = ("sessionid=q8w7e6r5t4y3u2i1o0p9a8s7d6f5g4h3; csrftoken=Zx81Kq0Lw2Pn3Rt4Yv5Bm6"
                   "Nc7Xd8Ef9Gh0; _ga=GA1.1.1234567890.1764300000")
 
@@ -96,7 +97,7 @@ def request_headers() -> dict[str, str]:
     if os.environ.get(COOKIE_ENV):
         headers["Cookie"] = BROWSER_COOKIE
     return headers
-FLOOR_ENV = "PIIMW_BENCH_FLOOR"  # "1": the reference servers also validate and detect
+
 
 EMAIL = "jane.doe@example.com"
 CARD = "4242 4242 4242 4242"
