@@ -200,8 +200,11 @@ class Exchange:
             self._request_headers = headers
             settings = config.consent_settings
             watched = settings.signal_headers
-            for k, _ in headers:
+            for k, v in headers:
                 if k in watched:  # most requests carry no signal: no Consent is built
+                    if k == b"cookie" and not signals_mod.may_hold_source(
+                            k, v, settings.cookie_names):
+                        continue  # most requests with cookies: none of them a source
                     signals = signals_mod.header_consent(headers, settings)
                     break
         self.consent = signals if consent is None else signals.merge(consent)

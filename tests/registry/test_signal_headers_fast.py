@@ -11,7 +11,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import piimw
 from piimw.consent import DEFAULT, from_headers
+from piimw.exchange import Exchange
 from piimw.signals import (
     ConsentSettings,
     Source,
@@ -88,3 +90,13 @@ def test_the_strategies_reach_opt_outs_from_every_kind_of_source() -> None:
     assert from_request([(b"cookie", b"usprivacy=1YYN")],
                         SETTINGS[3]).is_default  # the whole header is not a usprivacy string
     assert header_consent([(b"sec-gpc", b"1")]).opted_out_of("marketing") == "gpc"
+
+
+@settings(max_examples=300, deadline=None)
+@given(request_headers, st.sampled_from(SETTINGS))
+def test_the_exchange_reads_what_header_consent_reads(
+        headers: list[tuple[bytes, bytes]], consent_settings: ConsentSettings) -> None:
+    """The exchange skips a Cookie header that cannot hold a source before calling it."""
+    config = piimw.Config(consent_settings=consent_settings)
+    assert Exchange(config, "GET", "/", headers).consent == header_consent(headers,
+                                                                           consent_settings)
