@@ -79,9 +79,7 @@ class PIIMiddleware:
         :meth:`route_template` and the route table.
         """
         template = self.route_template(scope)
-        routes = self.config.routes
-        route = routes.lookup(scope["method"].upper(), template, scope["path"]) \
-            if routes else None
+        route = self.config.routes.lookup(scope["method"].upper(), template, scope["path"])
         return route, template
 
     def user_id(self, scope: Scope) -> str | int | None:

@@ -183,8 +183,7 @@ class Exchange:
         self.path = path
         self.query_string = query_string
         if route is _LOOKUP:  # adapters that resolved the route already pass it
-            routes = config.routes
-            route = routes.lookup(method, route_template, path) if routes else None
+            route = config.routes.lookup(method, route_template, path)
         self.route = route
         # The configuration's spelling when a route matched (audit and data map join on it),
         # else the framework's template (still better than a raw path in logs).

@@ -139,8 +139,10 @@ class RouteTable:
 
         A template spelled differently from the configuration must never switch protection
         off, so a miss by template still tries the path. Remembered per (method, template,
-        path), up to 8192 entries.
+        path), up to 8192 entries; an empty table answers None at once.
         """
+        if not self._by_key:
+            return None
         key = (method, template, path)
         memo = self._memo
         try:

@@ -149,8 +149,7 @@ class PIIMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
         template = self.route_template(environ)
-        routes = config.routes
-        route = routes.lookup(method.upper(), template, path) if routes else None
+        route = config.routes.lookup(method.upper(), template, path)
         # A planned request reads its headers at once; others may never need them.
         headers = environ_headers(environ) if route is not None else exchange_headers(
             environ, config.consent_settings)

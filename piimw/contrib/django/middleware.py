@@ -352,8 +352,7 @@ class PIIMiddleware:
         path = request.path_info or "/"
         template, known = self._templates(request, method)
         config = self.config
-        routes = config.routes
-        route = routes.lookup(method.upper(), known, path) if routes else None
+        route = config.routes.lookup(method.upper(), known, path)
         meta = request.META
         # A planned request reads its headers at once; others may never need them.
         headers = _meta_headers(meta) if route is not None else exchange_headers(
@@ -363,7 +362,7 @@ class PIIMiddleware:
                             route)
         if known is None:  # a label for logs and audit, not a plan lookup
             exchange.route_template = template
-        exchange.add_client_address(request.META.get("REMOTE_ADDR"))
+        exchange.add_client_address(meta.get("REMOTE_ADDR"))
         request.piimw = exchange
         return exchange
 
