@@ -86,7 +86,9 @@ class PIIMiddleware(_ASGIMiddleware):
         # (method, root_path, path) -> (configured route, template) for one owner: what
         # every request asks first (see :meth:`resolve`).
         self._resolved: dict[tuple[str, str, str], tuple[Any, str | None]] = {}
-        self._resolved_for: tuple[Any, ...] = ()
+        # (owner, holder of its route list, that list, its length, route table, its version)
+        # the memo was filled for; at first, for no owner.
+        self._resolved_for: tuple[Any, ...] = (object(), None, None, 0, None, -1)
 
     async def _late(self, scope: Scope, receive: Receive, send: Send) -> bool:
         if scope["type"] == "lifespan":
@@ -131,25 +133,23 @@ class PIIMiddleware(_ASGIMiddleware):
         """
         owner = scope.get("app")
         table = self.config.routes
+        key = (scope["method"], scope.get("root_path", ""), scope["path"])
         valid = self._resolved_for
-        if valid and valid[0] is owner:
+        current = valid[0] is owner
+        if current:
             holder = valid[1]
             routes = holder.routes if holder is not None else None
-            if routes is valid[2] and table is valid[4] and table.version == valid[5] and (
-                    routes is None or len(routes) == valid[3]):
-                try:
-                    return self._resolved[(scope["method"], scope.get("root_path", ""),
-                                           scope["path"])]
-                except KeyError:
-                    pass
-            else:
-                self._forget(owner, table)
-        else:
+            current = routes is valid[2] and table is valid[4] and table.version == valid[5] \
+                and (routes is None or len(routes) == valid[3])
+        if not current:
             self._forget(owner, table)
+        else:
+            try:
+                return self._resolved[key]
+            except KeyError:
+                pass
         template = self.route_template(scope)
-        route = table.lookup(scope["method"].upper(), template, scope["path"]) if table \
-            else None
-        key = (scope["method"], scope.get("root_path", ""), scope["path"])
+        route = table.lookup(scope["method"].upper(), template, scope["path"])
         if (id(owner), *key) in self._templates:  # the template did not depend on the Host
             if len(self._resolved) >= 8192:
                 self._resolved.clear()
