@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from piimw.taxonomy import USES, is_within, resolve, resolve_use, use_within
 
@@ -82,19 +83,7 @@ class Consent:
 
     def merge(self, other: Consent) -> Consent:
         """Most restrictive wins: opt-outs are unioned; an opt-in survives only if not opted out."""
-        uses = self.opted_out_uses | other.opted_out_uses
-        cats = self.opted_out_categories | other.opted_out_categories
-        opted_in = (self.opted_in | other.opted_in) - uses
-        seen = dict(other.sources)
-        seen.update(dict(self.sources))
-        return Consent(
-            subject=self.subject or other.subject,
-            opted_out_uses=uses,
-            opted_out_categories=cats,
-            opted_in=frozenset(opted_in),
-            sources=tuple(sorted(seen.items())),
-            signals=tuple(dict.fromkeys(self.signals + other.signals)),
-        )
+        return _merged(self, other)
 
     @classmethod
     def opt_out(
@@ -102,13 +91,41 @@ class Consent:
         subject: str | None = None,
     ) -> Consent:
         """A consent that opts out of ``uses`` and ``categories`` because of ``signal``."""
-        u = frozenset(resolve_use(x) for x in uses)
-        c = frozenset(resolve(x) for x in categories)
-        return cls(
-            subject=subject, opted_out_uses=u, opted_out_categories=c,
-            sources=tuple(sorted((k, signal) for k in u | c)),
-            signals=(signal,) if (u or c) else (),
-        )
+        return _opted_out(tuple(uses), tuple(categories), signal, subject)
+
+
+# Consents are values (frozen, hashable) made from a handful of inputs: the same signals give
+# the same consent on request after request. Building one costs ~30,000 instructions and a
+# merge ~25,000 (resolving names, frozensets, a frozen dataclass); a request with ``Sec-GPC: 1``
+# did both. Memoised, an equal input returns the very same object, whose hash is then cached
+# too (policy and scrubber caches key on it). Bounded: the inputs may come from headers.
+@lru_cache(maxsize=1024)
+def _opted_out(uses: tuple[str, ...], categories: tuple[str, ...], signal: str,
+               subject: str | None) -> Consent:
+    u = frozenset(resolve_use(x) for x in uses)
+    c = frozenset(resolve(x) for x in categories)
+    return Consent(
+        subject=subject, opted_out_uses=u, opted_out_categories=c,
+        sources=tuple(sorted((k, signal) for k in u | c)),
+        signals=(signal,) if (u or c) else (),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _merged(a: Consent, b: Consent) -> Consent:
+    uses = a.opted_out_uses | b.opted_out_uses
+    cats = a.opted_out_categories | b.opted_out_categories
+    opted_in = (a.opted_in | b.opted_in) - uses
+    seen = dict(b.sources)
+    seen.update(dict(a.sources))
+    return Consent(
+        subject=a.subject or b.subject,
+        opted_out_uses=uses,
+        opted_out_categories=cats,
+        opted_in=frozenset(opted_in),
+        sources=tuple(sorted(seen.items())),
+        signals=tuple(dict.fromkeys(a.signals + b.signals)),
+    )
 
 
 DEFAULT = Consent()
