@@ -2,7 +2,7 @@
 
 Never built on Starlette's ``BaseHTTPMiddleware`` (it breaks contextvars and streaming).
 Websocket and lifespan scopes pass straight through; so does every HTTP request whose route
-has no plan and that carries no opt-out signal, apart from a watch on error statuses.
+has no plan, apart from a watch on error statuses.
 """
 
 from __future__ import annotations

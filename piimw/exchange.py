@@ -275,9 +275,13 @@ class Exchange:
     # -- what needs doing -----------------------------------------------------------------
     @property
     def passthrough(self) -> bool:
-        """No plan and no signal: the app sees the request untouched."""
-        consent = self.consent
-        return self.route is None and (consent is DEFAULT or consent.is_default)
+        """No plan: the app sees the request untouched, and only an error status is watched.
+
+        Opt-out signals do not change that: without a plan nothing in the request or a
+        successful response is inspected, whatever the consent; the consent still reaches
+        the logs, error pages and events through this exchange.
+        """
+        return self.route is None
 
     @property
     def wants_request_body(self) -> bool:

@@ -253,6 +253,35 @@ async def test_unplanned_route_passes_through_untouched(config: piimw.Config) ->
     assert r.json() == {"email": "free@example.com"}
 
 
+async def test_unplanned_route_with_a_signal_passes_through_and_keeps_the_consent(
+        config: piimw.Config) -> None:
+    """A signal does not make a route without a plan inspected (nothing there would change);
+    the app, its logs and its error pages still see the consent through the exchange."""
+    app = Recorder(200, {"email": "free@example.com"})
+    body = b"raw bytes"
+    r = await call(PIIMiddleware(app, config), "POST", "/other", body=body,
+                   headers=[("content-type", "text/plain"), ("sec-gpc", "1")])
+    assert r.status == 200
+    assert app.received == body
+    assert "vary" not in dict(r.headers)
+    assert app.exchange.passthrough
+    assert app.exchange.consent.opted_out_of("marketing") == "gpc"
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        exchange = piimw.current()
+        assert exchange is not None
+        assert exchange.consent.opted_out_of("marketing") == "gpc"
+        page = b"<pre>lookup failed for jane@example.com</pre>"
+        await send({"type": "http.response.start", "status": 500,
+                    "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": page})
+
+    r = await call(PIIMiddleware(failing, config), "GET", "/other",
+                   headers=[("sec-gpc", "1")])
+    assert r.status == 500
+    assert b"jane@example.com" not in r.body
+
+
 async def test_websocket_and_lifespan_pass_through(config: piimw.Config) -> None:
     seen: list[str] = []
 
