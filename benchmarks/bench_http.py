@@ -39,7 +39,9 @@ pinned to CPU 0 and the load generator to CPU 1 (``taskset``) when there are two
 request instead of requests per second (:mod:`callgrind`; the WSGI apps on ``wsgiref``, where
 this mode also counts their route without a plan).
 ``--cookie``: every request, to every server, carries what a signed-in browser sends
-(:data:`BROWSER_COOKIE`); the default requests carry no cookie.
+(:data:`BROWSER_COOKIE`); the default requests carry no cookie. ``--gpc``: every request
+carries ``Sec-GPC: 1`` (Global Privacy Control, sent by Firefox, Brave and DuckDuckGo when it
+is switched on); the default requests carry no signal.
 Load: ``wrk`` (Debian package) if installed, else this file's own asyncio load generator
 (raw sockets, keep-alive, fixed duration). Before timing, every route is checked over HTTP:
 the bare and wrapped echo are byte-identical without a plan; with a plan the wrapped response
@@ -85,6 +87,7 @@ WRAP_ENV = "PIIMW_BENCH_WRAP"
 SETTINGS_ENV = "PIIMW_BENCH_SETTINGS"  # piimw settings (JSON) for the piimw servers
 FLOOR_ENV = "PIIMW_BENCH_FLOOR"  # "1": the reference servers also validate and detect
 COOKIE_ENV = "PIIMW_BENCH_COOKIE"  # set by --cookie: every request sends BROWSER_COOKIE
+GPC_ENV = "PIIMW_BENCH_GPC"  # set by --gpc: every request sends Sec-GPC: 1
 #: What a signed-in browser sends to most sites: a session, a CSRF token, an analytics id.
 #: None of them is a consent signal (no ``usprivacy`` cookie): requests still pass through.
 BROWSER_COOKIE = ("sessionid=q8w7e6r5t4y3u2i1o0p9a8s7d6f5g4h3; csrftoken=Zx81Kq0Lw2Pn3Rt4Yv5Bm6"
@@ -96,7 +99,16 @@ def request_headers() -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
     if os.environ.get(COOKIE_ENV):
         headers["Cookie"] = BROWSER_COOKIE
+    if os.environ.get(GPC_ENV):
+        headers["Sec-GPC"] = "1"
     return headers
+
+
+def _headers_label() -> str:
+    """What every request carries besides the body, for the run's heading."""
+    extra = [label for env, label in ((COOKIE_ENV, "a browser's Cookie header"),
+                                      (GPC_ENV, "Sec-GPC: 1")) if os.environ.get(env)]
+    return f", every request with {' and '.join(extra)}" if extra else ""
 
 
 EMAIL = "jane.doe@example.com"
@@ -888,6 +900,8 @@ def main() -> None:
     ap.add_argument("--cookie", action="store_true",
                     help="every request (to every server) sends a browser's Cookie header "
                          "(session, CSRF token, analytics id; no consent cookie)")
+    ap.add_argument("--gpc", action="store_true",
+                    help="every request (to every server) sends Sec-GPC: 1")
     ap.add_argument("--python-load", action="store_true",
                     help="use the built-in asyncio load generator even if wrk is installed")
     args = ap.parse_args()
@@ -906,6 +920,8 @@ def main() -> None:
         os.environ[FLOOR_ENV] = "1"
     if args.cookie:
         os.environ[COOKIE_ENV] = "1"
+    if args.gpc:
+        os.environ[GPC_ENV] = "1"
     rounds = args.rounds or (6 if args.quick else 9)
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     cpus = os.cpu_count() or 1
@@ -920,7 +936,7 @@ def main() -> None:
             raise SystemExit(f"--instructions: {missing}")
         print(f"piimw HTTP benchmark, instructions per request under callgrind: {len(payload)} "
               f"B JSON bodies, {args.requests} requests per server after a warm-up"
-              + (", every request with a browser's Cookie header" if args.cookie else ""),
+              + _headers_label(),
               flush=True)
         started = time.perf_counter()
         try:
@@ -943,7 +959,7 @@ def main() -> None:
           f"{rounds} rounds (bare/piimw/reference rotated) x {seconds:g} s per row, "
           + (f"servers on CPU {server_cpu}, load on CPU {load_cpu}" if pinned
              else "not pinned")
-          + (", every request with a browser's Cookie header" if args.cookie else ""),
+          + _headers_label(),
           flush=True)
     if args.settings:
         print(f"piimw settings: {args.settings}", flush=True)
