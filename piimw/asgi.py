@@ -187,15 +187,18 @@ class PIIMiddleware:
             return
         if new_qs is not exchange.query_string:
             scope["query_string"] = new_qs
+        problem: Problem | None = None
         if exchange.wants_request_body:
             outcome = await self._read_body(exchange, scope, receive)
             if outcome is None:
                 return  # client went away
             problem, receive = outcome
-            if problem is not None:
-                exchange.status = problem.status
-                await send_problem(responder.raw_send, problem)
-                return
+        if problem is None:
+            problem = exchange.audit_refusal()
+        if problem is not None:
+            exchange.status = problem.status
+            await send_problem(responder.raw_send, problem)
+            return
         await self.app(scope, receive, responder.send)
 
     async def _read_body(self, exchange: Exchange, scope: Scope,

@@ -308,6 +308,15 @@ class Exchange:
             return
         self.consent = registry.consent_for(registry.adopt(user_id), self.consent)
 
+    def audit_refusal(self) -> Problem | None:
+        """503 while an audit trail in ``fail_closed`` mode cannot record this request, whose
+        route or findings touch sensitive-tier data (:meth:`piimw.audit.AuditTrail.refuses`);
+        None otherwise. Middlewares ask once the request side is inspected."""
+        audit = self.config.audit
+        if audit is None or not audit.refuses(self):
+            return None
+        return Problem(503, "audit-unavailable", "This request cannot be recorded now; try again.")
+
     # -- harvesting known values ----------------------------------------------------------
     def _harvest_headers(self, headers: Headers) -> None:
         for name, value in headers:

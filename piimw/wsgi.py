@@ -196,11 +196,7 @@ class PIIMiddleware:
     def _call(self, exchange: Exchange, environ: dict[str, Any], start_response: StartResponse,
               token: Activation) -> Iterable[bytes]:
         if not exchange.passthrough:
-            problem = self._inspect_request(exchange, environ)
-            audit = self.config.audit
-            if problem is None and audit is not None and audit.refuses(exchange):
-                problem = Problem(503, "audit-unavailable",
-                                  "This request cannot be recorded now; try again.")
+            problem = self._inspect_request(exchange, environ) or exchange.audit_refusal()
             if problem is not None:
                 exchange.status = problem.status
                 leave(token)

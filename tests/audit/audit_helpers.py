@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,38 @@ def signup_body() -> dict[str, Any]:
 
 def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class FlakySink:
+    """A sink that fails (and fails its health probe) while ``down``."""
+
+    url = "flaky://"
+
+    def __init__(self) -> None:
+        self.down = False
+        self.lines: list[Mapping[str, Any]] = []
+
+    def append(self, payloads: Sequence[Mapping[str, Any]]) -> list[bytes]:
+        if self.down:
+            raise OSError("disk full")
+        self.lines.extend(payloads)
+        return []
+
+    def probe(self) -> None:
+        if self.down:
+            raise OSError("disk full")
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+def flaky_trail(on_failure: str, key: AuditKey) -> tuple[AuditTrail, FlakySink]:
+    """A trail over a :class:`FlakySink` that retries and probes every 50 ms."""
+    sink = FlakySink()
+    s = AuditSettings(on_failure=on_failure, summary_interval=0.05)  # type: ignore[arg-type]
+    trail = AuditTrail(sink, key, environment="t", policy="p", settings=s)
+    trail._writer.retry_interval = 0.05
+    return trail, sink

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import exchange, read, signup_body, trail_for
+from audit_helpers import FlakySink, exchange, flaky_trail, read, signup_body, trail_for
 
 from piimw.audit import AuditSettings, AuditTrail
 from piimw.audit.records import AuditKey, Sealer
@@ -81,38 +81,6 @@ def test_recovers_the_head_from_the_trail(tmp_path: Path, audit_key: AuditKey) -
     assert "torn write" in problem.detail
 
 
-class FlakySink:
-    url = "flaky://"
-
-    def __init__(self) -> None:
-        self.down = False
-        self.lines: list[Mapping[str, Any]] = []
-
-    def append(self, payloads: Sequence[Mapping[str, Any]]) -> list[bytes]:
-        if self.down:
-            raise OSError("disk full")
-        self.lines.extend(payloads)
-        return []
-
-    def probe(self) -> None:
-        if self.down:
-            raise OSError("disk full")
-
-    def finish(self) -> list[bytes]:
-        return []
-
-    def close(self) -> None:
-        return None
-
-
-def _flaky_trail(on_failure: str, key: AuditKey) -> tuple[AuditTrail, FlakySink]:
-    sink = FlakySink()
-    s = AuditSettings(on_failure=on_failure, summary_interval=0.05)  # type: ignore[arg-type]
-    trail = AuditTrail(sink, key, environment="t", policy="p", settings=s)
-    trail._writer.retry_interval = 0.05
-    return trail, sink
-
-
 def _wait(cond: Any, timeout: float = 5.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -123,7 +91,7 @@ def _wait(cond: Any, timeout: float = 5.0) -> bool:
 
 
 def test_drop_mode_counts_lost_records(audit_key: AuditKey, config: Config) -> None:
-    trail, sink = _flaky_trail("drop", audit_key)
+    trail, sink = flaky_trail("drop", audit_key)
     sink.down = True
     for _ in range(3):
         trail.record_exchange(exchange(config, body=signup_body()))
@@ -142,7 +110,7 @@ def test_drop_mode_counts_lost_records(audit_key: AuditKey, config: Config) -> N
 
 def test_fail_closed_refuses_sensitive_requests_while_down(audit_key: AuditKey,
                                                            config: Config) -> None:
-    trail, sink = _flaky_trail("fail_closed", audit_key)
+    trail, sink = flaky_trail("fail_closed", audit_key)
     signup = exchange(config, body=signup_body())  # route declares a card: sensitive tier
     profile = exchange(config, "PUT", "/profile", body={"nickname": "x"})
     assert not trail.refuses(signup)

@@ -421,11 +421,7 @@ class PIIMiddleware:
                 request.META["QUERY_STRING"] = query.decode("latin-1")
                 request.__dict__.pop("GET", None)  # a cached_property
             if not exchange.wants_request_body:
-                audit = self.config.audit
-                if audit is not None and audit.refuses(exchange):
-                    return Problem(503, "audit-unavailable",
-                                   "This request cannot be recorded now; try again.")
-                return None
+                return exchange.audit_refusal()
             limit = self.config.max_body_bytes
             declared = str(request.META.get("CONTENT_LENGTH") or "")
             if declared.isdigit() and int(declared) > limit:
@@ -445,11 +441,7 @@ class PIIMiddleware:
             return outcome.problem
         if outcome.changed and outcome.body is not None:
             _replace_body(request, outcome.body)
-        audit = self.config.audit
-        if audit is not None and audit.refuses(exchange):
-            return Problem(503, "audit-unavailable",
-                           "This request cannot be recorded now; try again.")
-        return None
+        return exchange.audit_refusal()
 
     # -- the response -------------------------------------------------------------------------
     def _wants(self, exchange: Exchange, response: HttpResponseBase) -> Headers | None:
