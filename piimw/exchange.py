@@ -83,8 +83,6 @@ TEXTUAL_ERROR_TYPES = ("text/", "application/json", "application/problem+json",
                        "application/xml", "application/xhtml+xml")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
-SIGNAL_HEADERS = {"gpc": "Sec-GPC", "dnt": "DNT", "header": "X-PII-Opt-Out",
-                  "session": "Cookie"}
 _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
 #: ``Exchange(route=...)`` not given: look the route up in the configuration.
 _LOOKUP: Any = object()
@@ -599,9 +597,12 @@ class Exchange:
         return ResponseOutcome(500, p.headers(body), body)
 
     def _vary(self, headers: Headers) -> Headers:
+        """The response's headers plus ``Vary`` naming the request headers whose signals
+        changed it (a shared cache must not serve it to a request without them)."""
         if not self._signals_used:
             return headers
-        names = sorted({SIGNAL_HEADERS[s] for s in self.signals_used if s in SIGNAL_HEADERS})
+        vary = self.config.consent_settings.vary
+        names = sorted({name for s in self.signals_used for name in vary.get(s, ())})
         if not names:
             return headers
         return [*headers, (b"vary", ", ".join(names).encode("latin-1"))]

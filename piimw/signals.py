@@ -71,6 +71,17 @@ class GpcJson:
     last_update: str | None = None
 
 
+#: The headers each standard signal is read from (``registry``: none, it is per user).
+STANDARD_VARY: Final[dict[str, tuple[str, ...]]] = {
+    "gpc": ("Sec-GPC",), "dnt": ("DNT", "X-Do-Not-Track"), "header": ("X-PII-Opt-Out",),
+    "session": ("Cookie",),
+}
+
+
+def _source_headers(sources: tuple[Source, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys("Cookie" if s.kind == "cookie" else s.name for s in sources))
+
+
 @dataclass(frozen=True)
 class ConsentSettings:
     """The ``consent`` section of the configuration."""
@@ -94,6 +105,9 @@ class ConsentSettings:
                                                                 compare=False)
     #: The source cookies' names as :func:`_cookie_values` looks them up.
     source_cookies: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    #: Request headers a response changed by each signal varies on (for ``Vary``).
+    vary: Mapping[str, tuple[str, ...]] = dataclasses.field(init=False, repr=False,
+                                                            compare=False)
 
     def __post_init__(self) -> None:
         sources = self.gpp_sources + self.usprivacy_sources
@@ -106,6 +120,11 @@ class ConsentSettings:
             {s.name.encode("latin-1"): None for s in sources if s.kind == "cookie"}))
         object.__setattr__(self, "source_cookies",
                            frozenset(s.name for s in sources if s.kind == "cookie"))
+        object.__setattr__(self, "vary", {
+            **STANDARD_VARY,
+            "gpp": _source_headers(self.gpp_sources),
+            "usprivacy": _source_headers(self.usprivacy_sources),
+        })
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None, *,

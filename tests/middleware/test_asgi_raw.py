@@ -121,6 +121,24 @@ async def test_gpc_drops_marketing_field_and_sets_vary(config: piimw.Config) -> 
     assert r.header("vary") == "Sec-GPC"
 
 
+@pytest.mark.parametrize(("header", "consent", "vary"), [
+    (("cookie", "sid=1; usprivacy=1YYN"), {}, "Cookie"),
+    (("x-usp", "1YYN"), {"usprivacy_sources": ["header:X-USP"]}, "x-usp"),
+    (("dnt", "1"), {}, "DNT, X-Do-Not-Track"),
+])
+async def test_vary_names_the_header_a_signal_came_from(
+        tmp_path: Any, header: tuple[str, str], consent: dict[str, Any], vary: str) -> None:
+    spec = tmp_path / "openapi.json"
+    spec.write_bytes(orjson.dumps(openapi()))
+    config = piimw.Config.from_dict({"openapi": [str(spec)], "consent": consent})
+    app = Recorder(201, {"id": 1})
+    body = orjson.dumps({"email": "jane@example.com", "phone": "+14155550100"})
+    r = await call(PIIMiddleware(app, config), "POST", "/signup", body=body,
+                   headers=[("content-type", "application/json"), header])
+    assert "phone" not in orjson.loads(app.received)
+    assert r.header("vary") == vary
+
+
 async def test_validation_error_is_problem_json_without_values(config: piimw.Config) -> None:
     app = Recorder()
     mw = PIIMiddleware(app, config)
