@@ -17,6 +17,7 @@ from audit_helpers import FlakySink, flaky_trail, make_config
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
+import piimw
 from piimw.asgi import PIIMiddleware as ASGIMiddleware
 from piimw.audit import AuditTrail
 from piimw.audit.records import AuditKey
@@ -28,6 +29,12 @@ PROFILE = b'{"nickname": "x"}'
 
 #: (method, path, body) -> (status, content type, body): one framework's request.
 Send = Callable[[str, str, bytes], tuple[int, str, bytes]]
+
+
+@pytest.fixture(autouse=True)
+def _no_request_left_current() -> Iterator[None]:
+    yield
+    assert piimw.current() is None
 
 
 @pytest.fixture
@@ -67,7 +74,8 @@ def wsgi_sender(config: Config, served: list[str]) -> Send:
 
     def send(method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         r = client.open(path, method=method, data=body, content_type="application/json")
-        return r.status_code, r.headers.get("content-type", ""), r.get_data()
+        with r:  # closing the body ends the request (a server does it after sending)
+            return r.status_code, r.headers.get("content-type", ""), r.get_data()
 
     return send
 
