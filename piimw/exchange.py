@@ -56,7 +56,18 @@ Activation = tuple[Token[_Slot | None], _Slot]
 
 
 def enter(exchange: Exchange) -> Activation:
-    """Make ``exchange`` current in this context."""
+    """Make ``exchange`` current in this context.
+
+    A request still current here whose response only waits to be closed
+    (:attr:`Exchange.awaiting_close`) is over for the app: a test client that never closes
+    its responses starts the next request in the same context. Its slot is emptied, so
+    that leaving the new request does not make the old one current again.
+    """
+    prior = _current.get()
+    if prior is not None:
+        stale = prior[0]
+        if stale is not None and stale.awaiting_close:
+            prior[0] = None
     slot: _Slot = [exchange]
     return _current.set(slot), slot
 
@@ -70,6 +81,10 @@ def leave(activation: Activation) -> None:
     """The request is over: restore the context and empty its slot (wherever it was copied)."""
     token, slot = activation
     slot[0] = None
+    if _current.get() is not slot:
+        # Another request is current here (this one was left out of order, after a later
+        # one began): emptying the slot is enough, resetting would undo the later request.
+        return
     try:
         _current.reset(token)
     except ValueError:  # left from another context (some servers close from elsewhere)
@@ -150,6 +165,7 @@ class Exchange:
         "_request_id",
         "_results",
         "_signals_used",
+        "awaiting_close",
         "config",
         "consent",
         "method",
@@ -222,6 +238,9 @@ class Exchange:
         self.subject_id: str | None = None
         #: The parsed request body, kept in memory for the discovery sampler only.
         self.request_doc: Any = None
+        #: The app has answered and runs no code for this request; only the server's closing
+        #: of the response is pending (WSGI, Django). See :func:`enter`.
+        self.awaiting_close = False
 
     @property
     def request_headers(self) -> Headers:

@@ -335,13 +335,17 @@ class _ClosingIterator:
         self._iter: Iterator[bytes] = iter(result)
         self._token = token
         self._closed = False
+        # Handed back to the server: the app runs again only inside __next__ and close().
+        exchange.awaiting_close = True
 
     def __iter__(self) -> Iterator[bytes]:
-        # A list (what piimw itself answers with) cannot fail: the server iterates it
-        # directly, without a call of ``__next__`` per chunk.
+        # A list (what piimw itself answers with) runs no code of the app and cannot fail:
+        # the server iterates it directly, without a call of ``__next__`` per chunk.
         return self._iter if self._result.__class__ is list else self
 
     def __next__(self) -> bytes:
+        exchange = self._exchange
+        exchange.awaiting_close = False  # a request the body makes now is nested in this one
         try:
             return next(self._iter)
         except StopIteration:
@@ -351,12 +355,15 @@ class _ClosingIterator:
             if clean is exc:
                 raise
             replacement = clean
+        finally:
+            exchange.awaiting_close = True
         raise replacement
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._exchange.awaiting_close = False
         try:
             close = getattr(self._result, "close", None)
             if close is not None:

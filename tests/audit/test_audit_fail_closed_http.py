@@ -17,7 +17,6 @@ from audit_helpers import FlakySink, flaky_trail, make_config
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-import piimw
 from piimw.asgi import PIIMiddleware as ASGIMiddleware
 from piimw.audit import AuditTrail
 from piimw.audit.records import AuditKey
@@ -29,12 +28,6 @@ PROFILE = b'{"nickname": "x"}'
 
 #: (method, path, body) -> (status, content type, body): one framework's request.
 Send = Callable[[str, str, bytes], tuple[int, str, bytes]]
-
-
-@pytest.fixture(autouse=True)
-def _no_request_left_current() -> Iterator[None]:
-    yield
-    assert piimw.current() is None
 
 
 @pytest.fixture

@@ -312,6 +312,7 @@ class PIIMiddleware:
         closers = getattr(response, "_resource_closers", None)
         if isinstance(closers, list):
             closers.append(lambda: _leave(token, exchange))
+            exchange.awaiting_close = True
         else:
             _leave(token, exchange)
         return response
