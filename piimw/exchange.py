@@ -56,7 +56,14 @@ Activation = tuple[Token[_Slot | None], _Slot]
 
 
 def enter(exchange: Exchange) -> Activation:
-    """Make ``exchange`` current in this context.
+    """Make ``exchange`` current in this context."""
+    slot: _Slot = [exchange]
+    return _current.set(slot), slot
+
+
+def enter_closable(exchange: Exchange) -> Activation:
+    """:func:`enter` for a request that ends when the server closes its response (WSGI,
+    Django); leave it with :func:`leave_closed`.
 
     A request still current here whose response only waits to be closed
     (:attr:`Exchange.awaiting_close`) is over for the app: a test client that never closes
@@ -81,16 +88,21 @@ def leave(activation: Activation) -> None:
     """The request is over: restore the context and empty its slot (wherever it was copied)."""
     token, slot = activation
     slot[0] = None
-    if _current.get() is not slot:
-        # Another request is current here (this one was left out of order, after a later
-        # one began): emptying the slot is enough, resetting would undo the later request.
-        return
     try:
         _current.reset(token)
     except ValueError:  # left from another context (some servers close from elsewhere)
         _current.set(None)
     except RuntimeError:  # left before (the token is spent)
         pass
+
+
+def leave_closed(activation: Activation) -> None:
+    """:func:`leave` when the response is closed, which may be out of order: a test client
+    closes responses when the test does, after later requests began."""
+    if _current.get() is activation[1]:
+        leave(activation)
+    else:  # another request is current here: resetting would undo it
+        activation[1][0] = None
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
@@ -239,7 +251,7 @@ class Exchange:
         #: The parsed request body, kept in memory for the discovery sampler only.
         self.request_doc: Any = None
         #: The app has answered and runs no code for this request; only the server's closing
-        #: of the response is pending (WSGI, Django). See :func:`enter`.
+        #: of the response is pending (WSGI, Django). See :func:`enter_closable`.
         self.awaiting_close = False
 
     @property

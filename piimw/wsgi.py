@@ -21,8 +21,9 @@ from piimw.exchange import (
     Headers,
     ResponseOutcome,
     end_of_request,
-    enter,
+    enter_closable,
     leave,
+    leave_closed,
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -161,7 +162,7 @@ class PIIMiddleware:
         if config.registry is not None:
             exchange.resolve_consent(self.user_id(environ))
         environ["piimw"] = exchange
-        token = enter(exchange)
+        token = enter_closable(exchange)
         try:
             return self._call(exchange, environ, start_response, token)
         except Exception as exc:
@@ -369,7 +370,7 @@ class _ClosingIterator:
             if close is not None:
                 close()
         finally:
-            leave(self._token)
+            leave_closed(self._token)
             _end(self._exchange)
 
 

@@ -43,8 +43,8 @@ from piimw.exchange import (
     ResponseOutcome,
     activate,
     end_of_request,
-    enter,
-    leave,
+    enter_closable,
+    leave_closed,
     left,
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
@@ -192,7 +192,7 @@ def _leave(activation: Activation, exchange: Exchange) -> None:
     """Leave the request's context (once) and hand the request on."""
     if left(activation):  # already left (close() called twice)
         return
-    leave(activation)
+    leave_closed(activation)
     _end(exchange)
 
 
@@ -296,7 +296,7 @@ class PIIMiddleware:
         if self.config.registry is not None:
             user = getattr(request, "user", None)
             exchange.resolve_consent(_user_pk(user))
-        token = enter(exchange)
+        token = enter_closable(exchange)
         try:
             problem = self._inspect_request(exchange, request)
             if problem is not None:
