@@ -217,7 +217,8 @@ class Exchange:
         signals = DEFAULT
         if callable(headers):
             # Converted on first use (WSGI, Django: from a copy of the environ or META); the
-            # middleware has checked that none of them can carry a consent signal.
+            # middleware has read the consent signals among them and passes them as
+            # ``consent`` (:func:`piimw.wsgi.deferred_headers`).
             self._header_source: Callable[[], Headers] | None = headers
             self._request_headers: Headers | None = None
         else:
@@ -232,7 +233,9 @@ class Exchange:
                         continue  # most requests with cookies: none of them a source
                     signals = signals_mod.header_consent(headers, settings)
                     break
-        self.consent = signals if consent is None else signals.merge(consent)
+        if consent is not None:
+            signals = consent if signals is DEFAULT else signals.merge(consent)
+        self.consent = signals
         # Known values are harvested from the headers and query string on first use (a log
         # line, an error page, a planned body): most requests on routes without a plan
         # never need them.

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from piimw.config import Config
+from piimw.consent import Consent
 from piimw.exchange import (
     Activation,
     Exchange,
@@ -28,7 +29,7 @@ from piimw.exchange import (
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
 from piimw.sanitize import on_app_exception
-from piimw.signals import ConsentSettings, may_hold_source
+from piimw.signals import ConsentSettings, header_consent, may_hold_source
 
 logger = logging.getLogger("piimw")
 
@@ -53,26 +54,33 @@ def environ_headers(environ: dict[str, Any]) -> Headers:
 _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
 
 
-def exchange_headers(environ: dict[str, Any], settings: ConsentSettings,
+def deferred_headers(environ: dict[str, Any], settings: ConsentSettings,
                      convert: Callable[[dict[str, Any]], Headers] = environ_headers
-                     ) -> Headers | Callable[[], Headers]:
-    """What :class:`~piimw.exchange.Exchange` takes as the request's headers, for a request
-    without a plan (a planned one reads them at once: call ``convert`` instead).
+                     ) -> tuple[Callable[[], Headers], Consent | None]:
+    """The request's headers to convert on first use, and the opt-out signals among them, for
+    :class:`~piimw.exchange.Exchange` (``headers`` and ``consent``) on a request without a
+    plan (a planned one reads its headers at once: call ``convert`` instead).
 
-    Converting every header costs more than a request passed through costs otherwise, and
-    most requests never need them. Unless the environ (or Django's ``META``) holds one of the
-    consent settings' signal headers (a ``Cookie`` header only if it may hold a source
-    cookie: :func:`~piimw.signals.may_hold_source`), this returns ``convert`` of a copy of
-    it, to call on first use; the copy keeps what the app may later change out of them.
+    Converting every header costs more than a request passed through costs otherwise (and
+    ``wsgiref`` puts the whole process environment into the environ); most requests never
+    need them. The consent is read from the consent settings' signal headers alone,
+    converted the same way: None when there is none (a ``Cookie`` header counts only if it
+    may hold a source cookie: :func:`~piimw.signals.may_hold_source`). The headers are
+    converted from a copy, which keeps what the app may later change out of them.
     """
+    present: dict[str, Any] | None = None
     for key in _environ_keys(settings.signal_headers):
         value = environ.get(key)
-        if value is None:
+        if value is None or (key == "HTTP_COOKIE" and not may_hold_source(
+                b"cookie", str(value).encode("latin-1", "replace"), settings.cookie_names)):
             continue
-        if key != "HTTP_COOKIE" or may_hold_source(
-                b"cookie", str(value).encode("latin-1", "replace"), settings.cookie_names):
-            return convert(environ)
-    return partial(convert, environ.copy())
+        if present is None:
+            present = {}
+        present[key] = value
+    deferred = partial(convert, environ.copy())
+    if present is None:
+        return deferred, None
+    return deferred, header_consent(convert(present), settings)
 
 
 @lru_cache(maxsize=32)
@@ -152,12 +160,15 @@ class PIIMiddleware:
         template = self.route_template(environ)
         route = config.routes.lookup(method.upper(), template, path)
         # A planned request reads its headers at once; others may never need them.
-        headers = environ_headers(environ) if route is not None else exchange_headers(
-            environ, config.consent_settings)
+        if route is not None:
+            headers: Headers | Callable[[], Headers] = environ_headers(environ)
+            signals = None
+        else:
+            headers, signals = deferred_headers(environ, config.consent_settings)
         # Positional: a keyword-argument call to a class costs more than the rest of it.
         exchange = Exchange(config, method, path, headers,
-                            environ.get("QUERY_STRING", "").encode("latin-1"), template, None,
-                            environ.get("REMOTE_ADDR"), route)
+                            environ.get("QUERY_STRING", "").encode("latin-1"), template,
+                            signals, environ.get("REMOTE_ADDR"), route)
         self.prepare(exchange, environ)
         if config.registry is not None:
             exchange.resolve_consent(self.user_id(environ))

@@ -1,8 +1,10 @@
-"""WSGI: a request without a plan or a signal header converts its headers on first use.
+"""WSGI and Django: a request without a plan converts its headers on first use.
 
 Converting every environ key costs more than the rest of a request passed through, and most
 such requests never need the headers. They must still be the request's own (as it arrived,
 whatever the app changes in its environ) when they are needed: a log line, an error page.
+The opt-out signals are read at once, from the signal headers alone, and must give the very
+consent the converted headers give.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import piimw
+from piimw.contrib.django.middleware import _meta_headers
 from piimw.exchange import Exchange
 from piimw.logging import PIIFilter
-from piimw.wsgi import PIIMiddleware, _environ_keys, environ_headers, exchange_headers
+from piimw.wsgi import PIIMiddleware, _environ_keys, deferred_headers, environ_headers
 
 TOKEN = "tok_8f3Kq1Lw2Pn3Rt4Yv5"  # a fake bearer token: the value under test
 
@@ -70,7 +73,7 @@ def test_headers_are_the_request_s_own_when_first_used_after_the_app_changed_the
     assert "auth failed for" in caplog.text
 
 
-def test_a_signal_header_is_read_at_once() -> None:
+def test_a_signal_header_is_read_without_converting_the_rest() -> None:
     seen: dict[str, Any] = {}
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -82,7 +85,7 @@ def test_a_signal_header_is_read_at_once() -> None:
         return [b"ok"]
 
     _run(app, _environ(HTTP_SEC_GPC="1"))
-    assert seen == {"deferred": False, "gpc": "gpc"}
+    assert seen == {"deferred": True, "gpc": "gpc"}
 
 
 def test_environ_keys_of_the_signal_headers() -> None:
@@ -92,19 +95,36 @@ def test_environ_keys_of_the_signal_headers() -> None:
     assert _environ_keys(frozenset({b"content-type"})) == ("CONTENT_TYPE",)
 
 
+#: A GPP string whose US section opts out of sale (as in test_signal_headers_fast).
+GPP = "DBABL~BVVaAAAAAAA"
 header_names = st.sampled_from(["COOKIE", "DNT", "SEC_GPC", "X_DO_NOT_TRACK", "X_PII_OPT_OUT",
-                                "X_GPP", "USER_AGENT", "AUTHORIZATION", "X_FORWARDED_FOR"])
+                                "X_GPP", "X_USP", "USER_AGENT", "AUTHORIZATION",
+                                "X_FORWARDED_FOR"])
+header_values = st.sampled_from([
+    "1", "0", "x", "", "analytics, marketing", "all",
+    "usprivacy=1YYN", "sid=q8w7e6; usprivacy=1YNN", f"usprivacy=1YNN; __gpp={GPP}",
+    f"__gpp={GPP}", GPP, "DBABL~a~b", "1YYN", "1---", "\xe9t\xe9"])
+SETTINGS = [
+    piimw.Config(),
+    piimw.Config.from_dict({"consent": {"gpp_sources": ["cookie:__gpp", "header:X-GPP"],
+                                        "usprivacy_sources": ["header:X-USP",
+                                                              "cookie:usprivacy"]}}),
+    piimw.Config.from_dict({"consent": {"usprivacy_sources": ["header:Cookie"]}}),
+]
 
 
-@given(st.dictionaries(header_names, st.sampled_from(["1", "0", "usprivacy=1YYN", "x"]),
-                       max_size=5))
-def test_deferred_or_not_the_consent_is_the_same(headers: dict[str, str]) -> None:
-    """The exchange reads the same consent whether the middleware deferred the headers."""
-    config = piimw.Config()
+@pytest.mark.parametrize("config", SETTINGS, ids=["default", "sources", "whole-cookie"])
+@pytest.mark.parametrize("convert", [environ_headers, _meta_headers], ids=["wsgi", "django"])
+@settings(max_examples=400)
+@given(headers=st.dictionaries(header_names, header_values, max_size=6))
+def test_deferred_or_not_the_consent_is_the_same(
+        config: piimw.Config, convert: Callable[[dict[str, Any]], list[tuple[bytes, bytes]]],
+        headers: dict[str, str]) -> None:
+    """The consent read from the signal headers alone is the one all the headers give."""
     environ = _environ(**{f"HTTP_{k}": v for k, v in headers.items()})
-    given_headers = exchange_headers(environ, config.consent_settings)
-    deferred = Exchange(config, "GET", "/", given_headers)
-    eager = Exchange(config, "GET", "/", environ_headers(environ))
+    given_headers, signals = deferred_headers(environ, config.consent_settings, convert)
+    deferred = Exchange(config, "GET", "/", given_headers, b"", None, signals)
+    eager = Exchange(config, "GET", "/", convert(environ))
     assert deferred.consent == eager.consent
     assert deferred.request_headers == eager.request_headers
 
@@ -123,12 +143,14 @@ def test_the_status_alone_rules_out_responses_without_a_plan(status: int, media:
     assert exchange.may_want_response(status) is (status >= 400)
 
 
-def test_a_cookie_is_read_at_once_only_if_it_may_hold_a_signal() -> None:
+def test_a_cookie_is_read_only_if_it_may_hold_a_signal() -> None:
     settings = piimw.Config().consent_settings
     plain = _environ(HTTP_COOKIE="sessionid=q8w7e6r5t4; csrftoken=Zx81Kq0L")
-    assert callable(exchange_headers(plain, settings))
+    headers, signals = deferred_headers(plain, settings)
+    assert signals is None
+    assert headers() == environ_headers(plain)
     usp = _environ(HTTP_COOKIE="sessionid=q8w7e6r5t4; usprivacy=1YYN")
-    headers = exchange_headers(usp, settings)
-    assert headers == environ_headers(usp)
-    assert Exchange(piimw.Config(), "GET", "/", headers).consent.opted_out_of(
-        "marketing") == "usprivacy"
+    headers, signals = deferred_headers(usp, settings)
+    assert headers() == environ_headers(usp)
+    assert signals is not None
+    assert signals.opted_out_of("marketing") == "usprivacy"

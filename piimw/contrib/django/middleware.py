@@ -49,7 +49,7 @@ from piimw.exchange import (
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
-from piimw.wsgi import exchange_headers
+from piimw.wsgi import deferred_headers
 
 __all__ = ["PIIMiddleware", "route_template", "session_consent"]
 
@@ -356,10 +356,13 @@ class PIIMiddleware:
         route = config.routes.lookup(method.upper(), known, path)
         meta = request.META
         # A planned request reads its headers at once; others may never need them.
-        headers = _meta_headers(meta) if route is not None else exchange_headers(
-            meta, config.consent_settings, _meta_headers)
+        if route is not None:
+            headers: Headers | Callable[[], Headers] = _meta_headers(meta)
+            signals = None
+        else:
+            headers, signals = deferred_headers(meta, config.consent_settings, _meta_headers)
         exchange = Exchange(config, method, path, headers,
-                            _query_bytes(meta.get("QUERY_STRING", "")), known, None, None,
+                            _query_bytes(meta.get("QUERY_STRING", "")), known, signals, None,
                             route)
         if known is None:  # a label for logs and audit, not a plan lookup
             exchange.route_template = template
