@@ -6,8 +6,6 @@ Transforms keep the JSON type a schema expects where they can: a masked integer 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
@@ -17,6 +15,7 @@ from typing import Any, Final
 import orjson
 
 from piimw.errors import KeyMissingError
+from piimw.keyed_sha256 import KeyedSha256
 from piimw.taxonomy import is_within, label
 
 
@@ -176,7 +175,7 @@ class Hasher:
     Per-sink keys stop pseudonyms in logs being joined with those sent to third parties.
     """
 
-    __slots__ = ("_keys", "key_id")
+    __slots__ = ("_keys", "_root", "key_id")
 
     MIN_KEY_BYTES: Final = 16
 
@@ -187,7 +186,8 @@ class Hasher:
                 f"hash key is too short ({len(raw)} bytes); use at least {self.MIN_KEY_BYTES}"
             )
         self.key_id = key_id
-        self._keys: dict[str, bytes] = {"": raw}
+        self._root = KeyedSha256(raw)
+        self._keys: dict[str, KeyedSha256] = {}
 
     @classmethod
     def from_env(
@@ -203,17 +203,16 @@ class Hasher:
             )
         return cls(key, key_id or env.get(env_var + "_ID", "k1"))
 
-    def _key(self, sink: str) -> bytes:
+    def _key(self, sink: str) -> KeyedSha256:
         k = self._keys.get(sink)
         if k is None:
-            k = hmac.new(self._keys[""], b"piimw/v1/sink/" + sink.encode(), hashlib.sha256).digest()
-            self._keys[sink] = k
+            k = self._keys[sink] = KeyedSha256(
+                self._root.digest(b"piimw/v1/sink/" + sink.encode()))
         return k
 
     def pseudonym(self, value: Any, sink: str) -> str:
         data = value.encode() if isinstance(value, str) else orjson.dumps(value)
-        digest = hmac.new(self._key(sink), data, hashlib.sha256).digest()
-        return f"hmac:{self.key_id}.{sink}:{_b64(digest)}"
+        return f"hmac:{self.key_id}.{sink}:{_b64(self._key(sink).digest(data))}"
 
 
 def apply(

@@ -26,6 +26,7 @@ import orjson
 
 from piimw.errors import ConfigError
 from piimw.findings import Finding
+from piimw.keyed_sha256 import KeyedSha256
 from piimw.policy import REASONS
 
 if TYPE_CHECKING:
@@ -65,8 +66,9 @@ class AuditKey:
             raise ConfigError(f"audit key is too short ({len(raw)} bytes); use at least "
                               f"{MIN_KEY_BYTES}", source="environment")
         self.key_id = key_id
-        self._mac = hmac.new(raw, b"piimw/v1/audit/mac", hashlib.sha256).digest()
-        self._subject = hmac.new(raw, b"piimw/v1/audit/subject", hashlib.sha256).digest()
+        root = KeyedSha256(raw)
+        self._mac = KeyedSha256(root.digest(b"piimw/v1/audit/mac"))
+        self._subject = KeyedSha256(root.digest(b"piimw/v1/audit/subject"))
 
     @classmethod
     def from_env(cls, var: str = DEFAULT_KEY_ENV, key_id: str | None = None,
@@ -80,14 +82,14 @@ class AuditKey:
         return cls(value, key_id or env.get(var + "_ID") or "a1")
 
     def mac(self, body: bytes) -> str:
-        return hmac.new(self._mac, body, hashlib.sha256).hexdigest()
+        return self._mac.hexdigest(body)
 
     def check(self, body: bytes, mac: str) -> bool:
         return hmac.compare_digest(self.mac(body), mac)
 
     def subject(self, value: str) -> str:
         """A stable pseudonym of the subject, unlinkable to pseudonyms in other sinks."""
-        digest = hmac.new(self._subject, value.encode(), hashlib.sha256).hexdigest()[:32]
+        digest = self._subject.hexdigest(value.encode())[:32]
         return f"hmac:{self.key_id}.audit:{digest}"
 
 
