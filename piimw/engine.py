@@ -13,6 +13,7 @@ import orjson
 
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import Detectors, KnownValues, Span, default_detectors, find_all, redact
+from piimw.detect.known import TEXT_BREAK
 from piimw.findings import Action, Finding, Sink
 from piimw.plan import Node, Plan
 from piimw.policy import Decision, Policy, strictest
@@ -21,7 +22,7 @@ from piimw.schema.tags import Tag
 from piimw.transform import DROP, Hasher, apply, mask_string, redact_token
 
 PAYLOAD_SINKS = ("app", "client")
-_SEP = b"\n\x00\n"
+_SEP = TEXT_BREAK.encode("ascii")
 
 
 _Raw = tuple[tuple[str | int, ...], str, Decision, str]
@@ -366,9 +367,11 @@ class _Walk:
     def any_candidate_hits(self) -> bool:
         """One detector pass over all untagged strings at once: the clean case costs one call.
 
-        Texts this request already found clean (a response echoing its request) are skipped:
-        see :meth:`KnownValues.unchecked`. The pass only decides whether to walk again, and
-        that walk looks at each string on its own, so leaving texts out changes no result.
+        The joined pass finds whatever each text alone would (``TEXT_BREAK`` ends a text as
+        the end of the input does), so a text it found clean is clean on its own. Texts this
+        request already found clean (a response echoing its request) are skipped: see
+        :meth:`KnownValues.unchecked`. The pass only decides whether to walk again, and that
+        walk looks at each string on its own, so leaving texts out changes no result.
         """
         texts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else orjson.dumps(c)
                  for c in self.candidates]

@@ -9,8 +9,9 @@ at least 7 digits (phone, card, SSN, IBAN, dates) also match with any separators
 
 Truncation: a value longer than 16 characters is also found when a prefix of at least 16
 characters of it ends the text or is followed by ``...`` or ``\u2026`` (how reporters and log
-formatters cut long values). Only the first 256 characters are considered for this (RE2 limits the
-nesting the pattern needs); the span covers the prefix, not the ellipsis.
+formatters cut long values), or by :data:`TEXT_BREAK`, which ends a text among texts searched in
+one pass. Only the first 256 characters are considered for this (RE2 limits the nesting the
+pattern needs); the span covers the prefix, not the ellipsis.
 
 All forms of all values are compiled into one RE2 alternation (leftmost-longest), built lazily on
 the first ``find`` after an ``add`` and reused until the next ``add``: requests add a few values
@@ -34,7 +35,13 @@ from piimw.detect._re2 import Searcher, compile_searcher
 from piimw.detect.spans import Span, merge_spans
 from piimw.taxonomy import ALIASES
 
-__all__ = ["KnownValues"]
+__all__ = ["TEXT_BREAK", "KnownValues"]
+
+#: Joins texts searched in one pass (the engine's check of a document's untagged strings:
+#: the clean case costs one call). It ends a text as the end of the input does, so a value
+#: truncated at the end of any of them is found in the joined pass too. (A value holding
+#: ``\x00`` might match across two texts: that costs a walk that finds nothing, no more.)
+TEXT_BREAK = "\n\x00\n"
 
 _MIN_CHARS = 4
 _MIN_DIGITS = 4
@@ -236,7 +243,7 @@ def _truncated(value: str) -> bytes:
     tail = b""
     for ch in reversed(chars[_TRUNCATED_MIN:]):
         tail = b"(?:" + _literal(_encode(ch)) + tail + b")?"
-    return head + tail + rb"(?:\.\.\.|\xe2\x80\xa6|$)"
+    return head + tail + rb"(?:\.\.\.|\xe2\x80\xa6|\n\x00\n|$)"
 
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
@@ -271,10 +278,9 @@ class _Matcher:
 
 
 def _strip_ellipsis(matched: str) -> str:
-    if matched.endswith("..."):
-        return matched[:-3]
-    if matched.endswith("\u2026"):
-        return matched[:-1]
+    for end in _TRUNCATION_ENDS:
+        if matched.endswith(end):
+            return matched[:-len(end)]
     return matched
 
 
@@ -584,6 +590,10 @@ def _meaningful(text: str) -> bool:
     return not ((not rest or rest.isdigit()) and len(rest) < _MIN_DIGITS)
 
 
+#: What may follow a truncated value (besides the end of the text).
+_TRUNCATION_ENDS = ("...", "\u2026", TEXT_BREAK)
+
+
 def _truncated_hit(text: str, chars: str) -> bool:
     """A prefix of ``chars`` (16 characters or more) followed by an ellipsis or the end."""
     head = chars[:_TRUNCATED_MIN]
@@ -594,7 +604,7 @@ def _truncated_hit(text: str, chars: str) -> bool:
         k = _TRUNCATED_MIN
         while True:
             end = i + k
-            if end == size or text.startswith(("...", "\u2026"), end):
+            if end == size or text.startswith(_TRUNCATION_ENDS, end):
                 return True
             if k >= limit or text[end] != chars[k]:
                 break

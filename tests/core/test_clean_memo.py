@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import piimw
@@ -95,6 +95,8 @@ def test_a_copy_does_not_share_the_memo() -> None:
 texts = st.sampled_from([
     "gift wrap", "call +1 415 555 2671", "4111 1111 1111 1111", "jane@example.com",
     "Bartholomew", "nothing to see", "ref 12345", "",
+    # A long value cut off (found at the end of a text, or before an ellipsis).
+    "Profile of Bartholomew Fitzgera", "Bartholomew Fitzgerald-Sm...", "Bartholomew Fitzgerald",
 ]) | st.text(max_size=20)
 documents = st.dictionaries(
     st.sampled_from(["email", "note", "items", "memo"]),
@@ -103,10 +105,13 @@ documents = st.dictionaries(
     max_size=4)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(first={"note": "Profile of Bartholomew Fitzgera", "memo": "hello"},
+         second={"note": "Profile of Bartholomew Fitzgera"}, echo=False,
+         values=["Bartholomew Fitzgerald-Smythe"])  # cut off, not last in the request
 @given(first=documents, second=documents, echo=st.booleans(),
-       values=st.lists(st.sampled_from(["Bartholomew", "gift wrap", "+1 415 555 2671"]),
-                       max_size=2))
+       values=st.lists(st.sampled_from(["Bartholomew", "gift wrap", "+1 415 555 2671",
+                                        "Bartholomew Fitzgerald-Smythe"]), max_size=2))
 def test_memo_never_changes_a_result(first: dict[str, Any], second: dict[str, Any],
                                      echo: bool, values: list[str]) -> None:
     """Scrubbing after another scrub of the same request equals scrubbing from scratch."""

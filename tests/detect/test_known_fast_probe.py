@@ -219,3 +219,31 @@ def test_digit_variants_are_computed_for_the_first_text_with_seven_digits() -> N
     only_names = _Probe({"Jane Doe": "user.name"})
     assert not only_names.hit("2026-11-28")
     assert not only_names.wants_flat  # no digit values: later texts skip the digit check
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(picks=st.lists(st.sampled_from(_POOL), min_size=1, max_size=4, unique=True),
+       parts=st.lists(st.tuples(_NOISE, st.integers(0, 13), st.integers(10, 40),
+                                st.booleans()), min_size=1, max_size=4),
+       pick=st.integers(0, 3))
+@example(picks=[("averyveryverylongvalue-1234567890", "user")],
+         parts=[("x ", 10, 20, True), ("", 0, 10, False)], pick=0)
+def test_one_pass_over_joined_texts_answers_as_the_texts_one_by_one(
+        picks: list[tuple[str, str]], parts: list[tuple[str, int, int, bool]],
+        pick: int) -> None:
+    """The engine checks a document's untagged strings joined by TEXT_BREAK in one pass. A
+    value truncated at the end of a text that is not the last one was missed there (the end of
+    that text was not the end of the input), and the echo memo then never scanned it again."""
+    known = KnownValues()
+    for value, category in picks:
+        known.add(value, category)
+    value = picks[pick % len(picks)][0]
+    texts = []
+    for noise, form, cut, plant in parts:
+        forms = _forms(value, cut)
+        texts.append(noise + forms[form % len(forms)] if plant else noise)
+    joined = known_module.TEXT_BREAK.join(texts)
+    program = _program(known._values)
+    expected = any(program.find(t) for t in texts)
+    assert bool(program.find(joined)) is expected, texts
+    assert _Probe(dict(known._values)).hit(joined) is expected, texts
