@@ -289,11 +289,17 @@ class Exchange:
         known = self._known
         if known is None:
             known = self._known = KnownValues()
-            self._harvest_headers(self.request_headers)
-            if self.query_string:
-                self._harvest_query(self.query_string)
-            if self._client is not None:
-                known.add(self._client, "user.device.ip_address")
+            try:
+                self._harvest_headers(self.request_headers)
+                if self.query_string:
+                    self._harvest_query(self.query_string)
+                if self._client is not None:
+                    known.add(self._client, "user.device.ip_address")
+            except BaseException:
+                # Never leave them half-harvested: every use fails (closed) as this one did,
+                # rather than later uses scrubbing without the request's values.
+                self._known = None
+                raise
         return known
 
     @property

@@ -92,7 +92,13 @@ def _environ_keys(names: frozenset[bytes]) -> tuple[str, ...]:
 
 
 def _latin1(value: Any) -> bytes:
-    return value.encode("latin-1") if value.__class__ is str else str(value).encode("latin-1")
+    """A header value as bytes. PEP 3333 says latin-1; a value outside it (set by a layer that
+    breaks that rule) is taken as UTF-8, never raised on: its tokens are still known values."""
+    text = value if value.__class__ is str else str(value)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 @lru_cache(maxsize=512)

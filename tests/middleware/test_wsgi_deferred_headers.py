@@ -154,3 +154,36 @@ def test_a_cookie_is_read_only_if_it_may_hold_a_signal() -> None:
     assert headers() == environ_headers(usp)
     assert signals is not None
     assert signals.opted_out_of("marketing") == "usprivacy"
+
+
+def test_a_header_outside_latin1_still_gives_the_request_s_values(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """PEP 3333 says latin-1; an outer layer that sets another value must not cost the other
+    headers their protection (found by review: the deferred conversion raised on first use,
+    and every later use saw no known values at all)."""
+    logger = logging.getLogger("test.deferred.utf8")
+    logger.addFilter(PIIFilter())
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        logger.warning("first line")
+        logger.warning("auth header was %s", TOKEN)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    environ = _environ(HTTP_AUTHORIZATION=f"Bearer {TOKEN}", HTTP_X_REMOTE_USER="\u5c71\u7530")
+    with caplog.at_level(logging.WARNING, "test.deferred.utf8"):
+        assert _run(app, environ) == b"ok"
+    assert TOKEN not in caplog.text
+    assert "first line" in caplog.text
+    assert "auth header was" in caplog.text
+
+
+def test_known_values_are_never_left_half_harvested() -> None:
+    """If reading the headers fails, every use fails (closed) alike, not only the first."""
+    def broken() -> list[tuple[bytes, bytes]]:
+        raise RuntimeError("unreadable")
+
+    exchange = Exchange(piimw.Config(), "GET", "/", broken, b"q=ann%40example.com")
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            exchange.known  # noqa: B018 (the property is the call under test)
