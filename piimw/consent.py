@@ -83,7 +83,9 @@ class Consent:
 
     def merge(self, other: Consent) -> Consent:
         """Most restrictive wins: opt-outs are unioned; an opt-in survives only if not opted out."""
-        return _merged(self, other)
+        if self.subject is None and other.subject is None:
+            return _merged(self, other)
+        return _merge(self, other)  # per user: not kept in the process-wide memo
 
     @classmethod
     def opt_out(
@@ -91,7 +93,9 @@ class Consent:
         subject: str | None = None,
     ) -> Consent:
         """A consent that opts out of ``uses`` and ``categories`` because of ``signal``."""
-        return _opted_out(tuple(uses), tuple(categories), signal, subject)
+        if subject is None:
+            return _opted_out(tuple(uses), tuple(categories), signal)
+        return _opt_out(tuple(uses), tuple(categories), signal, subject)
 
 
 # Consents are values (frozen, hashable) made from a handful of inputs: the same signals give
@@ -99,9 +103,10 @@ class Consent:
 # merge ~25,000 (resolving names, frozensets, a frozen dataclass); a request with ``Sec-GPC: 1``
 # did both. Memoised, an equal input returns the very same object, whose hash is then cached
 # too (policy and scrubber caches key on it). Bounded: the inputs may come from headers.
-@lru_cache(maxsize=1024)
-def _opted_out(uses: tuple[str, ...], categories: tuple[str, ...], signal: str,
-               subject: str | None) -> Consent:
+# Consents of a subject (a registry pseudonym) are not memoised: the memo is for the signals
+# every anonymous request repeats, and must not keep who opted out of what after the request.
+def _opt_out(uses: tuple[str, ...], categories: tuple[str, ...], signal: str,
+             subject: str | None) -> Consent:
     u = frozenset(resolve_use(x) for x in uses)
     c = frozenset(resolve(x) for x in categories)
     return Consent(
@@ -112,7 +117,11 @@ def _opted_out(uses: tuple[str, ...], categories: tuple[str, ...], signal: str,
 
 
 @lru_cache(maxsize=1024)
-def _merged(a: Consent, b: Consent) -> Consent:
+def _opted_out(uses: tuple[str, ...], categories: tuple[str, ...], signal: str) -> Consent:
+    return _opt_out(uses, categories, signal, None)
+
+
+def _merge(a: Consent, b: Consent) -> Consent:
     uses = a.opted_out_uses | b.opted_out_uses
     cats = a.opted_out_categories | b.opted_out_categories
     opted_in = (a.opted_in | b.opted_in) - uses
@@ -127,6 +136,8 @@ def _merged(a: Consent, b: Consent) -> Consent:
         signals=tuple(dict.fromkeys(a.signals + b.signals)),
     )
 
+
+_merged = lru_cache(maxsize=1024)(_merge)
 
 DEFAULT = Consent()
 
