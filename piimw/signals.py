@@ -237,7 +237,23 @@ US_SECTIONS: Final[dict[int, tuple[str, dict[str, int]]]] = {
     14: ("usmt", {"sale": 12, "targeted_advertising": 14}),
     15: ("usor", {"sale": 12, "targeted_advertising": 14}),
     16: ("ustx", {"sale": 12, "targeted_advertising": 14}),
+    17: ("usde", {"sale": 12, "targeted_advertising": 14}),
+    18: ("usia", {"sale": 14, "targeted_advertising": 16}),
+    19: ("usne", {"sale": 12, "targeted_advertising": 14}),
+    20: ("usnh", {"sale": 12, "targeted_advertising": 14}),
+    21: ("usnj", {"sale": 12, "targeted_advertising": 14}),
+    22: ("ustn", {"sale": 12, "targeted_advertising": 14}),
+    23: ("usmn", {"sale": 12, "targeted_advertising": 14}),
+    # Sections of the newer MSPA layout: a 6-bit MSPA version, the covered-transaction and
+    # mode fields and the processing notice come first.
+    24: ("usmd", {"sale": 16, "targeted_advertising": 18}),
+    25: ("usin", {"sale": 16, "targeted_advertising": 18}),
+    26: ("usky", {"sale": 16, "targeted_advertising": 18}),
+    27: ("usri", {"sale": 16, "targeted_advertising": 18}),
 }
+#: Sections that encoders write either core first or after a section header (the section's
+#: id in 6 bits, a version, the subsections present); both layouts are in use.
+US_HEADED_SECTIONS: Final = frozenset({24, 25, 26, 27})
 USPV1_SECTION: Final = 6
 
 
@@ -307,6 +323,10 @@ class GppResult:
 def _us_section(section_id: int, text: str) -> tuple[str, list[str]]:
     name, fields = US_SECTIONS[section_id]
     segments = text.split(".")
+    if (section_id in US_HEADED_SECTIONS and len(segments) > 1
+            and _bits(segments[0][:1]) == format(section_id, "06b")):
+        # A section header first: a core segment starts with its version (1), never the id.
+        segments = segments[1:]
     core = _bits(segments[0])
     needed = max(fields.values()) + 2
     if len(core) < needed:
