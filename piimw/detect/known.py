@@ -221,6 +221,23 @@ def _normalized(value: str) -> bytes:
     return chars
 
 
+def _digit_run(value: str) -> int:
+    """The run of digits a text must hold (its separators deleted) to hold ``value``'s digit
+    variant: 7 (every variant has 7 digits or more), or fewer when letters split the variant's
+    digits (a VIN, a reference code): its longest run of digits."""
+    return _letters_split_run(_normalized(value))
+
+
+def _letters_split_run(chars: bytes) -> int:
+    """:func:`_digit_run` of a value whose letters and digits are ``chars``."""
+    if len(chars) <= _NORMALIZE_MIN_DIGITS or chars.isdigit() or not chars.isalnum():
+        return _NORMALIZE_MIN_DIGITS
+    masked = chars.translate(_DIGIT_MASK)
+    if masked.count(b"0") < _NORMALIZE_MIN_DIGITS:
+        return _NORMALIZE_MIN_DIGITS  # not a digit value at all
+    return min(_NORMALIZE_MIN_DIGITS, max(map(len, masked.split())))
+
+
 def _national_digits(value: str) -> str:
     """``+1 415 555 2671`` -> ``4155552671``: the number as written without the country code."""
     try:
@@ -363,13 +380,18 @@ class _Probe:
     No ``repr``: it holds the values.
     """
 
-    __slots__ = ("_candidates", "_families", "_items", "_national", "_normalized", "calls",
+    __slots__ = ("_candidates", "_families", "_items", "_national", "_normalized", "_run", "calls",
                  "exact", "folded", "folded_free", "gated", "long_texts", "long_values",
                  "wants_flat")
 
-    def __init__(self, values: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, str], run: int | None = None) -> None:
         # A snapshot: KnownValues.copy() shares the probe, and the original may grow later.
         self._items = items = tuple(values.items())
+        # The run of digits a text needs to hold a digit variant (see _flat_hit): KnownValues
+        # keeps it up to date as values are added; else computed here.
+        if run is None:
+            run = min([_NORMALIZE_MIN_DIGITS, *map(_digit_run, values)])
+        self._run = b"0" * run
         self.calls = 0
         self.gated = False
         self.long_texts = 0
@@ -392,8 +414,9 @@ class _Probe:
         self.folded_free = tuple(folded_free)
         self.long_values = tuple(long_values)
         self._families: dict[str, _FormSet] = {}
-        # The digit variants are computed for the first text with a run of 7 digits: most
-        # texts (JSON full of small numbers) never need them. Until then, assume there are.
+        # The digit variants are computed for the first text with a run of 7 digits (fewer if
+        # a variant's digits are split by letters): most texts (JSON full of small numbers)
+        # never need them. Until then, assume there are.
         self.wants_flat = True
         self._normalized: _Gated | None = None
         self._candidates: list[str] = []
@@ -492,10 +515,11 @@ class _Probe:
         """Digit variants (ASCII letters and digits): compared with the text's separators
         deleted. A character of the text is a character of its copy without separators."""
         data = text.encode("utf-8", "surrogatepass")
-        # Every variant has 7 digits or more (national forms too): a text whose copy without
-        # separators has no run of 7 digits holds none of them (JSON full of small numbers
-        # stops here). translate() deletes the separators and masks the digits in one call.
-        if data.translate(_DIGIT_MASK, _SEPARATOR_BYTES).find(b"0000000") < 0:
+        # Every variant has 7 digits or more (national forms too), and they are consecutive
+        # unless letters split them: a text whose copy without separators has no run of
+        # ``_run`` digits holds none of them (JSON full of small numbers stops here).
+        # translate() deletes the separators and masks the digits in one call.
+        if data.translate(_DIGIT_MASK, _SEPARATOR_BYTES).find(self._run) < 0:
             return False
         normalized = self._normalized
         if normalized is None:
@@ -616,10 +640,12 @@ def _truncated_hit(text: str, chars: str) -> bool:
 class KnownValues:
     """Values this request brought in (mutable per request; not shared between requests)."""
 
-    __slots__ = ("_clean", "_clean_for", "_matcher", "_probe", "_values")
+    __slots__ = ("_clean", "_clean_for", "_matcher", "_probe", "_run", "_values")
 
     def __init__(self) -> None:
         self._values: dict[str, str] = {}
+        #: :func:`_digit_run` of all values (the least), kept as they are added.
+        self._run = _NORMALIZE_MIN_DIGITS
         self._matcher: _Matcher | None = None
         self._probe: _Probe | None = None
         #: Texts (UTF-8) in which neither ``_clean_for`` nor these values found anything.
@@ -654,6 +680,11 @@ class KnownValues:
             rest = text.encode("ascii").translate(None, _DIGIT_LIKE_BYTES)
             if (not rest or rest.isdigit()) and len(rest) < _MIN_DIGITS:
                 return
+            if (len(rest) > _NORMALIZE_MIN_DIGITS and rest.isalnum() and not rest.isdigit()
+                    and not rest.isalpha()):
+                run = _letters_split_run(rest)  # letters and digits only: a VIN, a code
+                if run < self._run:
+                    self._run = run
         elif not _meaningful(text):
             return
         values[text] = ALIASES.get(category, category)
@@ -674,6 +705,7 @@ class KnownValues:
         """An independent copy (adds to it do not affect this one); shares the compiled program."""
         other = KnownValues()
         other._values = dict(self._values)
+        other._run = self._run
         other._matcher = self._matcher
         other._probe = self._probe
         return other
@@ -709,7 +741,7 @@ class KnownValues:
         if self._matcher is None and len(text) <= _PROBE_MAX:
             probe = self._probe
             if probe is None:
-                probe = self._probe = _Probe(self._values)
+                probe = self._probe = _Probe(self._values, self._run)
             if probe.calls < _PROBE_CALLS:
                 probe.calls += 1
                 return probe.hit(text)

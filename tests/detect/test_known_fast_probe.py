@@ -36,6 +36,8 @@ _POOL = [
     ("a/b&c d'e\"f", "user"), ("averyveryverylongvalue-1234567890", "user"),
     ("tok_5f2a9c0d7e1b4a36", "secret"),
     ("O'Brien & Sons <jane+x@example.com> / \"quoted\" é", "user"),
+    # Letters between digit runs shorter than 7 (a VIN, a reference code): found by review.
+    ("1HGCM82633A004072", "user"), ("AB-12-CD-34-EF-56-GH-78", "iban"),
 ]
 _NOISE = st.text(alphabet=st.sampled_from("abcAZ09 -.()+/%&\\@_é\u2026\n\t日\ud800"), max_size=30)
 
@@ -247,3 +249,28 @@ def test_one_pass_over_joined_texts_answers_as_the_texts_one_by_one(
     expected = any(program.find(t) for t in texts)
     assert bool(program.find(joined)) is expected, texts
     assert _Probe(dict(known._values)).hit(joined) is expected, texts
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.sampled_from([v for v, _ in _POOL]) | st.text(
+    alphabet=st.sampled_from("AZaz0189 -.+/é"), min_size=4, max_size=24), max_size=6))
+def test_the_digit_run_kept_by_add_is_the_one_computed_from_the_values(
+        values: list[str]) -> None:
+    """KnownValues keeps the run a text needs (fewer than 7 digits where letters split a
+    variant's, found by review) as values are added; the probe it builds must use the run
+    the values give."""
+    known = KnownValues()
+    for value in values:
+        known.add(value, "user")
+    assert known._run == min([7, *map(known_module._digit_run, known._values)])
+    assert known.copy()._run == known._run
+
+
+def test_a_vin_is_found_by_the_probe_as_by_the_program() -> None:
+    for value, text in [("1HGCM82633A004072", "vehicle 1HGCM-82633-A004072 sold"),
+                        ("AB-12-CD-34-EF-56-GH-78", "ref AB.12.CD.34.EF.56.GH.78")]:
+        known = KnownValues()
+        known.add(value, "user")
+        assert known.search(text)  # the probe answers first
+        assert known._matcher is None
+        assert bool(_program(known._values).find(text))
