@@ -413,10 +413,16 @@ def _hasher(raw: Mapping[str, Any], env: Mapping[str, str], source: str,
                               "holding the secret key is not set", source=source,
                               pointer="/hash/key_env")
         return None
+    return _hasher_from(var, raw.get("key_id"), env, source, "/hash")
+
+
+def _hasher_from(var: str, key_id: str | None, env: Mapping[str, str], source: str,
+                 pointer: str) -> Hasher:
+    """``Hasher.from_env``, its error naming the settings file and where the key is named."""
     try:
-        return Hasher.from_env(var, raw.get("key_id"), environ=env)
+        return Hasher.from_env(var, key_id, environ=env)
     except ConfigError as e:
-        raise ConfigError(e.reason, source=source, pointer="/hash") from None
+        raise ConfigError(e.reason, source=source, pointer=pointer) from None
 
 
 def _previous_hashers(raw: Mapping[str, Any], env: Mapping[str, str],
@@ -428,10 +434,7 @@ def _previous_hashers(raw: Mapping[str, Any], env: Mapping[str, str],
         if not env.get(var):
             raise ConfigError(f"the environment variable {var} holding a previous hash key is "
                               "not set", source=source, pointer=pointer)
-        try:
-            out.append(Hasher.from_env(var, environ=env))
-        except ConfigError as e:
-            raise ConfigError(e.reason, source=source, pointer=pointer) from None
+        out.append(_hasher_from(var, None, env, source, pointer))
     return tuple(out)
 
 
