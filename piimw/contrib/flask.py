@@ -82,16 +82,19 @@ def _may_name_cookie(header: str, name: str) -> bool:
     """Could Werkzeug's cookie parser find a cookie called ``name`` in this ``Cookie`` header?
 
     False only where it cannot: its keys are taken as written (never decoded), start the
-    header or follow a ``;`` or a blank, and end at the header's end, a blank, ``=`` or
-    ``;``. Parsing the header and building a request object for it costs far more, and
-    most requests carry cookies without the session's (``sessionid`` is not ``session``).
+    header or follow a ``;``, whitespace or ``=``, and end at the header's end, whitespace,
+    ``=`` or ``;``. (Werkzeug 3 allows blanks there. Werkzeug 2.3 strips any whitespace
+    ``str.strip`` removes, ``\n`` and ``\xa0`` too, and where a value cannot be read, as
+    when a newline ends it, its regular expression starts a key right after the ``=``.)
+    Parsing the header and building a request object for it costs far more, and most
+    requests carry cookies without the session's (``sessionid`` is not ``session``).
     """
     size = len(name)
     at = header.find(name)
     while at >= 0:
         end = at + size
-        if (at == 0 or header[at - 1] in "; \t") and (end == len(header)
-                                                      or header[end] in "= \t;"):
+        if (at == 0 or (c := header[at - 1]) in ";=" or c.isspace()) and (
+                end == len(header) or (c := header[end]) in "=;" or c.isspace()):
             return True
         at = header.find(name, at + 1)
     return False
