@@ -24,6 +24,7 @@ import orjson
 from piimw.problem import Problem
 from piimw.registry import Registry, RegistryUnavailable
 from piimw.signals import ConsentSettings, GpcJson
+from piimw.stores import StoreError, refill
 
 if TYPE_CHECKING:
     from piimw.config import Config
@@ -85,7 +86,8 @@ def _headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]
 
 
 class RateLimiter:
-    """Token buckets per subject pseudonym, in this process (bounded; oldest dropped first)."""
+    """Token buckets per subject pseudonym, in this process (bounded; oldest dropped first):
+    for backends that share none (``memory://``), and while a shared one is down."""
 
     def __init__(self, rate_per_minute: float, burst: int, *, max_keys: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -93,21 +95,16 @@ class RateLimiter:
         self.burst = float(burst)
         self.max_keys = max_keys
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.Lock()
 
     def take(self, key: str) -> float:
         """0.0 if allowed, else the seconds until a token is available."""
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.pop(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                wait = 0.0
-            else:
-                self._buckets[key] = (tokens, now)
-                wait = (1.0 - tokens) / self.rate
+            tokens, wait = refill(*self._buckets.pop(key, (None, None)), now, self.rate,
+                                  self.burst)
+            self._buckets[key] = (tokens, now)
             while len(self._buckets) > self.max_keys:
                 self._buckets.pop(next(iter(self._buckets)))
         return wait
@@ -177,7 +174,7 @@ class OptOutAPI:
             if refused is not None:
                 return refused
         subject = self.registry.adopt(subject_id)
-        wait = self.limiter.take(subject)
+        wait = self._take_token(subject)
         if wait > 0:
             return _problem(429, "rate-limited", "Too many requests; try again later.",
                             extra=[(b"retry-after", str(max(1, int(wait + 0.999))).encode())])
@@ -193,6 +190,17 @@ class OptOutAPI:
             return _problem(503, "registry-unavailable",
                             "Privacy preferences cannot be read or changed right now.",
                             extra=[(b"retry-after", b"5")])
+
+    def _take_token(self, subject: str) -> float:
+        """The subject's bucket in the registry's backend where it is shared (SQLite, Redis:
+        every worker and host counts against one rate), else in this process. While the
+        backend cannot be reached, this process's bucket limits."""
+        limiter = self.limiter
+        try:
+            wait = self.registry.store.take_token(subject, limiter.rate, limiter.burst)
+        except StoreError:
+            wait = None
+        return limiter.take(subject) if wait is None else wait
 
     def _csrf(self, hdrs: dict[bytes, list[bytes]], host: str | None,
               scheme: str | None) -> Response | None:

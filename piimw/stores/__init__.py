@@ -144,6 +144,16 @@ def _iso(at: float) -> str:
         "+00:00", "Z")
 
 
+def refill(tokens: float | None, last: float | None, now: float, rate: float,
+           burst: float) -> tuple[float, float]:
+    """One token bucket step: (tokens left, seconds to wait; 0.0 when a token was taken)."""
+    have = burst if tokens is None or last is None else min(
+        burst, tokens + max(0.0, now - last) * rate)
+    if have >= 1.0:
+        return have - 1.0, 0.0
+    return have, (1.0 - have) / rate
+
+
 #: A change to one record: ``(current, now) -> new``. Must be pure: backends may retry it.
 Change = Callable[[Record, float], Record]
 
@@ -215,6 +225,13 @@ class Store(ABC):
 
     def attach(self, cache: Cache) -> None:
         """Start invalidating ``cache`` (the backend keeps it correct from now on)."""
+        return None
+
+    def take_token(self, key: str, rate: float, burst: float) -> float | None:
+        """Take a token from the bucket ``key`` (``rate`` tokens a second, at most ``burst``)
+        that every process and host using this backend shares: 0.0 if one was taken, else
+        the seconds until one is available. None: this backend shares nothing (the caller
+        keeps a bucket in its process). Raises :class:`StoreError`."""
         return None
 
     def cache_usable(self) -> bool:

@@ -29,6 +29,23 @@ from piimw.stores import Cache, Change, Record, Store, StoreError
 
 _POLLIN = select.POLLIN | select.POLLPRI
 
+#: One token bucket step (piimw.stores.refill) in Redis. Floats travel as strings: Redis
+#: turns a Lua number reply into an integer.
+_TAKE_TOKEN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'last')
+local tokens, last = tonumber(b[1]), tonumber(b[2])
+local have = burst
+if tokens and last then have = math.min(burst, tokens + math.max(0, now - last) * rate) end
+local wait = 0
+if have >= 1 then have = have - 1 else wait = (1 - have) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(have), 'last', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return tostring(wait)
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
@@ -48,6 +65,8 @@ class RedisStore(Store):
         self._client = redis.Redis(connection_pool=self._pool)
         db = self._pool.connection_kwargs.get("db", 0)
         self._prefix = f"{key_prefix}:registry:"
+        self._rate_prefix = f"{key_prefix}:rate:"
+        self._take = self._client.register_script(_TAKE_TOKEN)
         # Channels are global across databases: name the database in the channel.
         self.channel = f"{key_prefix}:registry:db{db}:invalidate"
         self._timeout = timeout
@@ -99,6 +118,15 @@ class RedisStore(Store):
         except RedisError as e:
             raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
         return new, True
+
+    def take_token(self, key: str, rate: float, burst: float) -> float | None:
+        """The bucket is a hash ``<prefix>:rate:<key>``, changed by one script on Redis's
+        clock (one clock for every host); it expires once it would be full again."""
+        try:
+            wait = self._take(keys=[self._rate_prefix + key], args=[repr(rate), repr(burst)])
+        except RedisError as e:
+            raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
+        return float(wait)
 
     def ping(self) -> None:
         try:

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from piimw.stores import Cache, Change, Record, Store, StoreError
+from piimw.stores import Cache, Change, Record, Store, StoreError, refill
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS piimw_registry (
@@ -24,6 +24,15 @@ CREATE TABLE IF NOT EXISTS piimw_registry (
     field TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (subject, field)
+) WITHOUT ROWID
+"""
+
+#: The opt-out API's rate limit buckets (:meth:`SQLiteStore.take_token`).
+_RATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS piimw_rate (
+    key TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    last REAL NOT NULL
 ) WITHOUT ROWID
 """
 
@@ -55,6 +64,7 @@ class SQLiteStore(Store):
         self._version: int | None = None
         self._cache: Cache | None = None
         self._identity: tuple[int, int] | None = None
+        self._rate_writes = 0
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -77,6 +87,7 @@ class SQLiteStore(Store):
             # Opt-outs are legal records: survive a power cut, not just a crash.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(_SCHEMA)
+            conn.execute(_RATE_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -159,6 +170,33 @@ class SQLiteStore(Store):
             except sqlite3.Error as e:
                 raise self._fail(e) from None
             return new, True
+
+    def take_token(self, key: str, rate: float, burst: float) -> float | None:
+        """The bucket is a row of ``piimw_rate``, changed in one write transaction (the
+        wall clock: every process on the host shares it). Rows idle for an hour go."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = time.time()
+                    row = conn.execute("SELECT tokens, last FROM piimw_rate WHERE key = ?",
+                                       (key,)).fetchone()
+                    held, last = row if row is not None else (None, None)
+                    tokens, wait = refill(held, last, now, rate, burst)
+                    conn.execute("INSERT OR REPLACE INTO piimw_rate (key, tokens, last) "
+                                 "VALUES (?, ?, ?)", (key, tokens, now))
+                    self._rate_writes += 1
+                    if self._rate_writes % 1000 == 0:
+                        conn.execute("DELETE FROM piimw_rate WHERE last < ?", (now - 3600,))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise self._fail(e) from None
+        return wait
 
     def ping(self) -> None:
         with self._lock:

@@ -52,3 +52,16 @@ def child_main(url: str, prefix: str, conn: object, reads: int) -> None:
     finally:
         registry.close()
         conn.close()
+
+
+def rate_child(url: str, prefix: str, requests: int) -> list[int]:
+    """A worker process with its own registry and opt-out API: the statuses of ``requests``
+    GETs by one user (rate limit: 6 a minute, a burst of 5)."""
+    from piimw.optout_api import APISettings, OptOutAPI
+    from piimw.registry import Registry
+    from piimw.transform import Hasher
+
+    with Registry(url, Hasher(KEY, "t1"), key_prefix=prefix) as registry:
+        api = OptOutAPI(registry, APISettings(rate_per_minute=6, burst=5))
+        same = [(b"sec-fetch-site", b"same-origin")]
+        return [api.handle("GET", "rate-user", b"", same)[0] for _ in range(requests)]
