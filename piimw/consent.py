@@ -6,6 +6,7 @@ lives in :mod:`piimw.stores` and feeds in through :meth:`Consent.merge`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -54,7 +55,24 @@ class Consent:
 
     def __getstate__(self) -> dict[str, object]:
         # String hashes differ between processes: never carry the cached one across.
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_anonymous")}
+
+    @property
+    def anonymous(self) -> Consent:
+        """This consent without its subject (itself if it has none), made once per consent.
+
+        What process-wide caches key on: decisions depend on the subject only through rules
+        that name subjects, and a signed-in user's pseudonym and opt-outs must not stay in a
+        cache after the request.
+        """
+        if self.subject is None:
+            return self
+        try:
+            return self.__dict__["_anonymous"]  # type: ignore[no-any-return]
+        except KeyError:
+            other = dataclasses.replace(self, subject=None)
+            object.__setattr__(self, "_anonymous", other)
+            return other
 
     @property
     def is_default(self) -> bool:

@@ -111,6 +111,10 @@ class Scrubber:
     def _decisions_for(self, sink: Sink, consent: Consent, route: str | None,
                        event_type: str | None) -> dict[int, tuple[str, Decision, Tag]]:
         """Decisions per tag for one context, shared by every call in that context."""
+        if consent.subject is not None:
+            if self.policy.names_subjects:
+                return {}  # per subject: kept for this call only
+            consent = consent.anonymous  # the same decisions; no pseudonym in the cache
         key = (sink, consent, route, event_type)
         hit = self._contexts.get(key)
         if hit is None:

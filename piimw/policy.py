@@ -120,12 +120,15 @@ class Policy:
     rules: Sequence[Rule] = ()
     environment: str = "production"
     _active: tuple[Rule, ...] = field(init=False, repr=False)
+    #: Does an active rule name subjects (then a decision depends on the consent's subject)?
+    names_subjects: bool = field(init=False, repr=False)
     _cache: dict[tuple[object, ...], Decision] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._active = tuple(
             r for r in self.rules if not r.environments or self.environment in r.environments
         )
+        self.names_subjects = any(r.subjects for r in self._active)
         self._cache = {}
 
     def decide(
@@ -140,6 +143,11 @@ class Policy:
         declared: bool = True,
         schema_action: Action | None = None,
     ) -> Decision:
+        if consent.subject is not None:
+            if self.names_subjects:  # a rule names subjects: decide afresh, keep nothing
+                return self._decide(category, uses, sink, consent, route, event_type,
+                                    declared, schema_action)
+            consent = consent.anonymous  # the same decisions; no pseudonym in the cache
         key = (category, tuple(uses), sink, consent, route, event_type, declared, schema_action)
         hit = self._cache.get(key)
         if hit is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from piimw.consent import DEFAULT, Consent, _merge, _merged, _opt_out, _opted_out, from_headers
+from piimw.consent import DEFAULT, Consent, _merge, _opt_out, _opted_out, from_headers
 from piimw.signals import DEFAULT_SETTINGS, _memo_standard, header_consent
 from piimw.taxonomy import USES
 
@@ -78,16 +79,52 @@ def vars_of(consent: Consent) -> dict[str, object]:
     return {k: v for k, v in vars(consent).items() if k != "_hash"}
 
 
-def test_a_subject_s_consents_are_not_kept_in_the_memo() -> None:
+def test_a_subject_s_consents_are_not_kept_in_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
     """The memo serves the signals anonymous requests repeat; a registry subject's consent is
     per user and must not outlive its request in a process-wide cache (found by review)."""
-    _merged.cache_clear()
-    _opted_out.cache_clear()
+    import piimw.consent as consent_module
+
+    memoised: list[object] = []
+
+    def spy(*args: object) -> Consent:
+        memoised.append(args)
+        return _merge(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(consent_module, "_merged", spy)
     subject = "hmac:k1.registry:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     gpc = Consent.opt_out(["marketing"], signal="gpc")
     mine = Consent.opt_out(["analytics"], signal="registry", subject=subject)
     merged = gpc.merge(mine)
     assert merged.subject == subject
     assert merged.opted_out_uses >= {"marketing", "analytics"}
-    assert _merged.cache_info().currsize == 0
-    assert _opted_out.cache_info().currsize == 1  # the anonymous GPC one only
+    assert memoised == []
+    assert gpc.merge(gpc) == gpc
+    assert len(memoised) == 1  # without a subject: memoised
+    # _opted_out's key has no subject at all.
+    assert "subject" not in _opted_out.__wrapped__.__code__.co_varnames
+
+
+def test_caches_key_on_the_consent_without_its_subject() -> None:
+    """Policy and scrubber caches: a signed-in user's pseudonym is not kept (found by
+    review); decisions are the same, and rules naming subjects still see it."""
+    from piimw.engine import Scrubber
+    from piimw.policy import Policy, Rule
+
+    subject = "hmac:k1.registry:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+    mine = Consent.opt_out(["marketing"], signal="registry", subject=subject)
+    assert mine.anonymous.subject is None
+    assert mine.anonymous is mine.anonymous
+    assert mine.anonymous.opted_out_uses == mine.opted_out_uses
+    policy = Policy()
+    decision = policy.decide("user.contact.email", ("marketing",), "event", mine)
+    assert decision == policy.decide("user.contact.email", ("marketing",), "event",
+                                     mine.anonymous)
+    assert all(key[3] is None or key[3].subject is None for key in policy._cache)
+    scrubber = Scrubber(policy)
+    scrubber._decisions_for("log", mine, None, None)
+    assert all(key[1].subject is None for key in scrubber._contexts)
+    named = Policy([Rule(id="vip", action="allow", categories=("user",), subjects=(subject,))])
+    assert named.decide("user.contact.email", ("essential",), "log", mine).rule == "vip"
+    assert named.decide("user.contact.email", ("essential",), "log", mine.anonymous).rule \
+        != "vip"
+    assert all(key[3].subject is None for key in named._cache)  # the subject's: not kept
