@@ -98,11 +98,17 @@ def leave(activation: Activation) -> None:
 
 def leave_closed(activation: Activation) -> None:
     """:func:`leave` when the response is closed, which may be out of order: a test client
-    closes responses when the test does, after later requests began."""
-    if _current.get() is activation[1]:
-        leave(activation)
-    else:  # another request is current here: resetting would undo it
-        activation[1][0] = None
+    closes responses when the test does, after later requests began.
+
+    A request that a later one has ended (:func:`enter_closable` emptied its slot) only
+    lets go: resetting the context would undo the later request. Otherwise the context is
+    reset as by :func:`leave`, which also ends a request made inside this one and never
+    closed (an app that calls another app and drops its body).
+    """
+    slot = activation[1]
+    if slot[0] is None and _current.get() is not slot:
+        return
+    leave(activation)
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"

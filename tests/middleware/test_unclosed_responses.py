@@ -121,7 +121,7 @@ def test_a_request_made_by_a_streaming_body_is_nested() -> None:
     assert piimw.current() is None
 
 
-def test_django_streaming_response_left_unclosed() -> None:
+def test_django_streaming_response_left_unclosed(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("django")  # tox's Flask environments have none
     from adapters import django_settings
 
@@ -129,9 +129,12 @@ def test_django_streaming_response_left_unclosed() -> None:
     from django.http import StreamingHttpResponse
     from django.test import RequestFactory, override_settings
 
+    import piimw.contrib.django.middleware as django_middleware
     from piimw.contrib.django import PIIMiddleware
 
     seen: list[Exchange] = []
+    ended: list[Exchange] = []
+    monkeypatch.setattr(django_middleware, "_end", ended.append)
 
     def view(req: Any) -> StreamingHttpResponse:
         seen.append(piimw.current())  # type: ignore[arg-type]
@@ -145,4 +148,61 @@ def test_django_streaming_response_left_unclosed() -> None:
         second.close()
     assert piimw.current() is None
     first.close()
+    assert piimw.current() is None
+    # Ended by the second request, the first is still handed on (audit) when closed.
+    assert ended == [seen[1], seen[0]]
+
+
+def test_a_request_made_inside_and_never_closed_ends_with_the_outer_one() -> None:
+    """An app that calls another app and drops its body (found by review: the inner request
+    stayed current after the outer response was closed)."""
+    seen: list[Exchange] = []
+    inner = _app(seen)
+    outer = Flask("outer")
+
+    @outer.get("/")
+    def call_inner() -> str:
+        inner.test_client().get("/", headers={"Sec-GPC": "1"})  # never closed
+        return "ok"
+
+    PIIMW(outer, {})
+    with outer.test_client().get("/") as r:
+        assert r.text == "ok"
+    assert piimw.current() is None
+
+
+def test_django_streaming_body_that_makes_a_request_stays_current() -> None:
+    """Found by review: the outer request counted as awaiting its close while its streaming
+    body still ran, so a request the body made ended it."""
+    pytest.importorskip("django")  # tox's Flask environments have none
+    from adapters import django_settings
+
+    django_settings.setup()
+    from django.http import HttpResponse, StreamingHttpResponse
+    from django.test import RequestFactory, override_settings
+
+    from piimw.contrib.django import PIIMiddleware
+
+    during: list[Any] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"a"
+        before = piimw.current()
+        nested(RequestFactory().get("/inner")).close()
+        during.append((before, piimw.current()))
+        yield b"b"
+
+    def view(req: Any) -> StreamingHttpResponse | HttpResponse:
+        if req.path == "/inner":
+            return HttpResponse(b"inner")
+        return StreamingHttpResponse(body())
+
+    with override_settings(PIIMW={}):
+        nested = PIIMiddleware(view)
+        response = PIIMiddleware(view)(RequestFactory().get("/outer"))
+        assert b"".join(response.streaming_content) == b"ab"  # type: ignore[attr-defined]
+        response.close()
+    (before, after), = during
+    assert before is not None
+    assert after is before, "the nested request ended the one streaming its body"
     assert piimw.current() is None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from io import BytesIO
 from typing import Any
 
@@ -45,7 +45,6 @@ from piimw.exchange import (
     end_of_request,
     enter_closable,
     leave_closed,
-    left,
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -188,12 +187,29 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-def _leave(activation: Activation, exchange: Exchange) -> None:
+def _leave(activation: Activation, exchange: Exchange, done: list[bool]) -> None:
     """Leave the request's context (once) and hand the request on."""
-    if left(activation):  # already left (close() called twice)
+    if done:  # already left (close() called twice)
         return
+    done.append(True)
     leave_closed(activation)
     _end(exchange)
+
+
+def _running(content: Iterable[bytes], exchange: Exchange) -> Iterator[bytes]:
+    """A streaming body, passed on. The app's code runs while the server asks for the next
+    chunk: a request it makes then is nested in this one, which must not count as only
+    awaiting its close (:func:`piimw.exchange.enter_closable`)."""
+    iterator = iter(content)
+    while True:
+        exchange.awaiting_close = False
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            exchange.awaiting_close = True
+        yield chunk
 
 
 def _end(exchange: Exchange) -> None:
@@ -297,6 +313,7 @@ class PIIMiddleware:
             user = getattr(request, "user", None)
             exchange.resolve_consent(_user_pk(user))
         token = enter_closable(exchange)
+        done: list[bool] = []
         try:
             problem = self._inspect_request(exchange, request)
             if problem is not None:
@@ -304,17 +321,23 @@ class PIIMiddleware:
             else:
                 response = self._inspect_response(exchange, self.get_response(request))
         except BaseException:
-            _leave(token, exchange)
+            _leave(token, exchange, done)
             raise
         # The server writes its access line after sending the body and before closing the
         # response (gunicorn's sync worker): keep this request's known values current until
         # Django closes it.
         closers = getattr(response, "_resource_closers", None)
         if isinstance(closers, list):
-            closers.append(lambda: _leave(token, exchange))
-            exchange.awaiting_close = True
+            closers.append(lambda: _leave(token, exchange, done))
+            # No code of the app runs any more, but for a streaming body's (_running). An
+            # async streaming body keeps the request current until it is closed.
+            if not getattr(response, "streaming", False):
+                exchange.awaiting_close = True
+            elif not response.is_async:
+                response.streaming_content = _running(response.streaming_content, exchange)
+                exchange.awaiting_close = True
         else:
-            _leave(token, exchange)
+            _leave(token, exchange, done)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
