@@ -206,3 +206,23 @@ def test_django_streaming_body_that_makes_a_request_stays_current() -> None:
     assert before is not None
     assert after is before, "the nested request ended the one streaming its body"
     assert piimw.current() is None
+
+
+def test_a_django_file_response_stays_a_file(tmp_path: Any) -> None:
+    """Servers send a FileResponse with wsgi.file_wrapper (sendfile): piimw must not wrap it."""
+    pytest.importorskip("django")  # tox's Flask environments have none
+    from adapters import django_settings
+
+    django_settings.setup()
+    from django.http import FileResponse
+    from django.test import RequestFactory, override_settings
+
+    from piimw.contrib.django import PIIMiddleware
+
+    path = tmp_path / "report.bin"
+    path.write_bytes(b"\x00" * 10)
+    with override_settings(PIIMW={}):
+        response = PIIMiddleware(lambda req: FileResponse(path.open("rb")))(
+            RequestFactory().get("/report"))
+        assert response.file_to_stream is not None  # type: ignore[attr-defined]
+        response.close()

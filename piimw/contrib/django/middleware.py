@@ -329,9 +329,11 @@ class PIIMiddleware:
         closers = getattr(response, "_resource_closers", None)
         if isinstance(closers, list):
             closers.append(lambda: _leave(token, exchange, done))
-            # No code of the app runs any more, but for a streaming body's (_running). An
-            # async streaming body keeps the request current until it is closed.
-            if not getattr(response, "streaming", False):
+            # No code of the app runs any more, but for a streaming body's (_running; a file
+            # is only read, and stays a file for the server's wsgi.file_wrapper). An async
+            # streaming body keeps the request current until it is closed.
+            if not getattr(response, "streaming", False) or getattr(
+                    response, "file_to_stream", None) is not None:
                 exchange.awaiting_close = True
             elif not response.is_async:
                 response.streaming_content = _running(response.streaming_content, exchange)
