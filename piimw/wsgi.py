@@ -171,10 +171,14 @@ class PIIMiddleware:
             signals = None
         else:
             headers, signals = deferred_headers(environ, config.consent_settings)
+        query = environ.get("QUERY_STRING", "")
+        try:
+            raw_query = query.encode("latin-1")
+        except UnicodeEncodeError:  # a layer that breaks PEP 3333: read it, never raise
+            raw_query = query.encode("utf-8", "surrogatepass")
         # Positional: a keyword-argument call to a class costs more than the rest of it.
-        exchange = Exchange(config, method, path, headers,
-                            environ.get("QUERY_STRING", "").encode("latin-1"), template,
-                            signals, environ.get("REMOTE_ADDR"), route)
+        exchange = Exchange(config, method, path, headers, raw_query, template, signals,
+                            environ.get("REMOTE_ADDR"), route)
         self.prepare(exchange, environ)
         if config.registry is not None:
             exchange.resolve_consent(self.user_id(environ))

@@ -190,3 +190,21 @@ def test_known_values_are_never_left_half_harvested() -> None:
     for _ in range(2):
         with pytest.raises(RuntimeError):
             exchange.known  # noqa: B018 (the property is the call under test)
+
+
+def test_a_query_string_outside_latin1_is_read_not_raised_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its values are still known values (a log line repeating one is scrubbed)."""
+    logger = logging.getLogger("test.deferred.query")
+    logger.addFilter(PIIFilter())
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        logger.warning("looked up %s", TOKEN)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    environ = _environ(QUERY_STRING=f"name=\u5c71\u7530&token={TOKEN}")
+    with caplog.at_level(logging.WARNING, "test.deferred.query"):
+        assert _run(app, environ) == b"ok"
+    assert TOKEN not in caplog.text
+    assert "looked up" in caplog.text
