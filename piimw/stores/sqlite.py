@@ -80,7 +80,9 @@ class SQLiteStore(Store):
         conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
                                check_same_thread=False)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            # Setting up writes (WAL mode and the tables of a new file) and waits for other
+            # connections doing the same, as a write does; then reads wait less.
+            conn.execute(f"PRAGMA busy_timeout = {int(self._write_timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError("cannot switch to WAL mode")
@@ -88,6 +90,7 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(_SCHEMA)
             conn.execute(_RATE_SCHEMA)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
         except BaseException:
             conn.close()
             raise
