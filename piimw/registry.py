@@ -274,8 +274,8 @@ class Registry:
         _check_subject(subject)
         try:
             record = self._load(subject)
-        except StoreError:
-            self._failed()
+        except StoreError as e:
+            self._failed(e)
             raise RegistryUnavailable("the opt-out registry is unavailable") from None
         self._recovered()
         return record
@@ -288,8 +288,8 @@ class Registry:
             return None
         try:
             record = self._load(subject)
-        except StoreError:
-            self._failed()
+        except StoreError as e:
+            self._failed(e)
             return None
         if self._outage is not None:
             self._recovered()
@@ -308,7 +308,7 @@ class Registry:
         return Consent.opt_out(NON_ESSENTIAL, signal="registry", subject=subject)
 
     # -- outage bookkeeping (logged once per incident, no subject, no URL) -------------------
-    def _failed(self) -> None:
+    def _failed(self, error: StoreError) -> None:
         now = time.monotonic()
         with self._lock:
             if self._outage is None:
@@ -318,10 +318,10 @@ class Registry:
                 self._outage.failures += 1
                 self._outage.next_probe = now + self.retry_interval
                 first = False
-        if first:
-            logger.error("piimw: opt-out registry (%s) unavailable; signed-in requests count as "
-                         "opted out of all non-essential uses until it answers again",
-                         self.store.kind)
+        if first:  # the error names the backend's failure, never a subject or a value
+            logger.error("piimw: opt-out registry (%s) unavailable (%s); signed-in requests "
+                         "count as opted out of all non-essential uses until it answers again",
+                         self.store.kind, error)
 
     def _recovered(self) -> None:
         with self._lock:
@@ -340,8 +340,8 @@ class Registry:
         _check_subject(subject)
         try:
             record, changed = self.store.update(subject, change)
-        except StoreError:
-            self._failed()
+        except StoreError as e:
+            self._failed(e)
             raise RegistryUnavailable("the opt-out registry is unavailable") from None
         if changed and self.cache is not None:
             self.cache.invalidate(subject)

@@ -109,7 +109,11 @@ class SQLiteStore(Store):
 
     def _fail(self, exc: BaseException) -> StoreError:
         self._reset()
-        return StoreError(f"sqlite registry unavailable ({type(exc).__name__})")
+        # The error's kind and SQLite's code (SQLITE_BUSY, ...): never its message, which
+        # may quote a statement's values.
+        code = getattr(exc, "sqlite_errorname", None)
+        kind = type(exc).__name__ if code is None else f"{type(exc).__name__} {code}"
+        return StoreError(f"sqlite registry unavailable ({kind})")
 
     # -- Store ------------------------------------------------------------------------------
     def attach(self, cache: Cache) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import sys
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -181,6 +182,12 @@ def test_sqlite_exclusive_lock_fails_closed_then_recovers(
         with pytest.raises(RegistryUnavailable):
             registry.opt_in(subject, ["marketing"])
         assert len(_errors(caplog)) == 1
+        # The log names SQLite's error code (what the operator needs), never the subject.
+        message = _errors(caplog)[0].getMessage()
+        assert "OperationalError" in message
+        if sys.version_info >= (3, 11):  # sqlite3 errors carry their code from 3.11
+            assert "SQLITE_BUSY" in message
+        assert subject not in message
         locker.execute("COMMIT")
         locker.close()  # releases the exclusive lock
         _wait(lambda: registry.get(subject).opted_out_uses != FAIL_CLOSED)
