@@ -12,8 +12,8 @@ import os
 import shutil
 import socket
 import sqlite3
-import sys
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
