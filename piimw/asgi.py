@@ -127,7 +127,7 @@ class PIIMiddleware:
         failed = False
         try:
             try:
-                if exchange.passthrough:
+                if route is None:  # exchange.passthrough, without a property call
                     await self.app(scope, receive, _error_watch(exchange, send))
                     return
                 await self._inspect(exchange, scope, receive, _Responder(exchange, send))

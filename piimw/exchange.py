@@ -175,6 +175,7 @@ class Exchange:
     __slots__ = (
         "__weakref__",
         "_client",
+        "_consent",
         "_findings",
         "_header_source",
         "_known",
@@ -185,7 +186,6 @@ class Exchange:
         "_signals_used",
         "awaiting_close",
         "config",
-        "consent",
         "method",
         "path",
         "query_string",
@@ -220,28 +220,22 @@ class Exchange:
         # The configuration's spelling when a route matched (audit and data map join on it),
         # else the framework's template (still better than a raw path in logs).
         self.route_template = route.template if route is not None else route_template
-        signals = DEFAULT
         if callable(headers):
             # Converted on first use (WSGI, Django: from a copy of the environ or META); the
             # middleware has read the consent signals among them and passes them as
             # ``consent`` (:func:`piimw.wsgi.deferred_headers`).
             self._header_source: Callable[[], Headers] | None = headers
             self._request_headers: Headers | None = None
+            self._consent: Consent | None = consent if consent is not None else DEFAULT
         else:
             self._header_source = None
             self._request_headers = headers
-            settings = config.consent_settings
-            watched = settings.signal_headers
-            for k, v in headers:
-                if k in watched:  # most requests carry no signal: no Consent is built
-                    if k == b"cookie" and not signals_mod.may_hold_source(
-                            k, v, settings.cookie_names):
-                        continue  # most requests with cookies: none of them a source
-                    signals = signals_mod.header_consent(headers, settings)
-                    break
-        if consent is not None:
-            signals = consent if signals is DEFAULT else signals.merge(consent)
-        self.consent = signals
+            # Read from the headers on first use (:attr:`consent`): a request on a route
+            # without a plan that logs nothing and answers 2xx never needs it.
+            self._consent = None
+            if consent is not None:
+                signals = _header_signals(headers, config)
+                self._consent = consent if signals is DEFAULT else signals.merge(consent)
         # Known values are harvested from the headers and query string on first use (a log
         # line, an error page, a planned body): most requests on routes without a plan
         # never need them.
@@ -262,6 +256,19 @@ class Exchange:
         #: The app has answered and runs no code for this request; only the server's closing
         #: of the response is pending (WSGI, Django). See :func:`enter_closable`.
         self.awaiting_close = False
+
+    @property
+    def consent(self) -> Consent:
+        """What the subject refused or asked for: the request's signals (headers, then
+        what adapters add: session flag, registry record)."""
+        consent = self._consent
+        if consent is None:
+            consent = self._consent = _header_signals(self._request_headers or [], self.config)
+        return consent
+
+    @consent.setter
+    def consent(self, consent: Consent) -> None:
+        self._consent = consent
 
     @property
     def request_headers(self) -> Headers:
@@ -652,6 +659,18 @@ class Exchange:
         if not names:
             return headers
         return [*headers, (b"vary", ", ".join(names).encode("latin-1"))]
+
+
+def _header_signals(headers: Headers, config: Config) -> Consent:
+    """The consent the request's opt-out signal headers give; :data:`DEFAULT` if none."""
+    settings = config.consent_settings
+    watched = settings.signal_headers
+    for k, v in headers:
+        if k in watched:  # most requests carry no signal: no Consent is built
+            if k == b"cookie" and not signals_mod.may_hold_source(k, v, settings.cookie_names):
+                continue  # most requests with cookies: none of them a source
+            return signals_mod.header_consent(headers, settings)
+    return DEFAULT
 
 
 def rejected_problem(finding: Finding) -> Problem:

@@ -44,6 +44,15 @@ _PARAM = re.compile(r"\{[^{}/]+\}")
 _documents = itertools.count(1)
 
 
+class _NoRoutes:
+    """What the resolve memo reads as the route list of an owner that has none."""
+
+    routes: tuple[()] = ()
+
+
+_NO_ROUTES = _NoRoutes()
+
+
 @lru_cache(maxsize=4096)
 def openapi_template(path: str) -> str:
     """Starlette's ``/users/{id:int}`` as OpenAPI writes it: ``/users/{id}``."""
@@ -88,7 +97,7 @@ class PIIMiddleware(_ASGIMiddleware):
         self._resolved: dict[tuple[str, str, str], tuple[Any, str | None]] = {}
         # (owner, holder of its route list, that list, its length, route table, its version)
         # the memo was filled for; at first, for no owner.
-        self._resolved_for: tuple[Any, ...] = (object(), None, None, 0, None, -1)
+        self._resolved_for: tuple[Any, ...] = (object(), _NO_ROUTES, (), 0, None, -1)
 
     async def _late(self, scope: Scope, receive: Receive, send: Send) -> bool:
         if scope["type"] == "lifespan":
@@ -131,26 +140,22 @@ class PIIMiddleware(_ASGIMiddleware):
         for. Every request on every route asks this first, so the checks read plain
         attributes (the router's list, not ``Starlette.routes``, a property).
         """
-        owner = scope.get("app")
-        table = self.config.routes
         key = (scope["method"], scope.get("root_path", ""), scope["path"])
         valid = self._resolved_for
-        current = valid[0] is owner
-        if current:
-            holder = valid[1]
-            routes = holder.routes if holder is not None else None
-            current = routes is valid[2] and table is valid[4] and table.version == valid[5] \
-                and (routes is None or len(routes) == valid[3])
-        if not current:
-            self._forget(owner, table)
-        else:
+        routes = valid[1].routes
+        table = self.config.routes
+        if (valid[0] is scope.get("app") and routes is valid[2] and len(routes) == valid[3]
+                and table is valid[4] and table.version == valid[5]):
             try:
                 return self._resolved[key]
             except KeyError:
                 pass
+        else:
+            self._forget(scope.get("app"), table)
         template = self.route_template(scope)
         route = table.lookup(scope["method"].upper(), template, scope["path"])
-        if (id(owner), *key) in self._templates:  # the template did not depend on the Host
+        # Memoised only if the template did not depend on the Host header.
+        if (id(scope.get("app")), *key) in self._templates:
             if len(self._resolved) >= 8192:
                 self._resolved.clear()
             self._resolved[key] = (route, template)
@@ -163,8 +168,8 @@ class PIIMiddleware(_ASGIMiddleware):
         holder = router if isinstance(getattr(router, "routes", None), list) else owner
         routes = getattr(holder, "routes", None)
         if routes is None:
-            holder = None
-        self._resolved_for = (owner, holder, routes, len(routes or ()), table, table.version)
+            holder, routes = _NO_ROUTES, _NO_ROUTES.routes
+        self._resolved_for = (owner, holder, routes, len(routes), table, table.version)
 
     def route_template(self, scope: Scope) -> str | None:
         """The template Starlette will dispatch to, spelled as the configuration spells it."""

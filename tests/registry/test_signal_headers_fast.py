@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import piimw
-from piimw.consent import DEFAULT, from_headers
+from piimw.consent import DEFAULT, Consent, from_headers
 from piimw.exchange import Exchange
 from piimw.signals import (
     ConsentSettings,
@@ -100,3 +100,22 @@ def test_the_exchange_reads_what_header_consent_reads(
     config = piimw.Config(consent_settings=consent_settings)
     assert Exchange(config, "GET", "/", headers).consent == header_consent(headers,
                                                                            consent_settings)
+
+
+def test_the_exchange_reads_the_signals_when_first_asked() -> None:
+    """ASGI headers are read for signals on first use of the consent (a request on a route
+    without a plan that logs nothing never needs it); what adapters add before or after is
+    merged with the signals all the same."""
+    headers = [(b"host", b"example.com"), (b"sec-gpc", b"1")]
+    lazy = Exchange(piimw.Config(), "GET", "/", headers)
+    assert lazy._consent is None  # nothing read yet
+    lazy.set_consent(Consent.opt_out(["personalization"], signal="session"))
+    assert lazy.consent.opted_out_of("marketing") == "gpc"
+    assert lazy.consent.opted_out_of("personalization") == "session"
+    given_early = Exchange(piimw.Config(), "GET", "/", headers,
+                           consent=Consent.opt_out(["personalization"], signal="session"))
+    assert given_early.consent == lazy.consent
+    plain = Exchange(piimw.Config(), "GET", "/", [(b"host", b"example.com")])
+    assert plain.consent is DEFAULT
+    plain.consent = Consent.opt_out(["analytics"], signal="registry")  # adapters may replace it
+    assert plain.consent.opted_out_of("analytics") == "registry"
