@@ -176,6 +176,7 @@ class Exchange:
         "__weakref__",
         "_client",
         "_consent",
+        "_consent_source",
         "_findings",
         "_header_source",
         "_known",
@@ -204,7 +205,7 @@ class Exchange:
         headers: Headers | Callable[[], Headers],
         query_string: bytes = b"",
         route_template: str | None = None,
-        consent: Consent | None = None,
+        consent: Consent | Callable[[], Consent] | None = None,
         client: str | None = None,
         route: Route | None = _LOOKUP,
     ) -> None:
@@ -220,22 +221,30 @@ class Exchange:
         # The configuration's spelling when a route matched (audit and data map join on it),
         # else the framework's template (still better than a raw path in logs).
         self.route_template = route.template if route is not None else route_template
+        # The consent is read on first use (:attr:`consent`): a request on a route without a
+        # plan that logs nothing and answers 2xx never needs it.
+        self._consent_source: Callable[[], Consent] | None = None
         if callable(headers):
             # Converted on first use (WSGI, Django: from a copy of the environ or META); the
-            # middleware has read the consent signals among them and passes them as
-            # ``consent`` (:func:`piimw.wsgi.deferred_headers`).
+            # middleware has found the consent signals among them and passes them as
+            # ``consent``, or a function that reads them (:func:`piimw.wsgi.deferred_headers`).
             self._header_source: Callable[[], Headers] | None = headers
             self._request_headers: Headers | None = None
-            self._consent: Consent | None = consent if consent is not None else DEFAULT
+            if consent is None:
+                self._consent: Consent | None = DEFAULT
+            elif isinstance(consent, Consent):
+                self._consent = consent
+            else:
+                self._consent = None
+                self._consent_source = consent
         else:
             self._header_source = None
             self._request_headers = headers
-            # Read from the headers on first use (:attr:`consent`): a request on a route
-            # without a plan that logs nothing and answers 2xx never needs it.
             self._consent = None
             if consent is not None:
                 signals = _header_signals(headers, config)
-                self._consent = consent if signals is DEFAULT else signals.merge(consent)
+                given = consent if isinstance(consent, Consent) else consent()
+                self._consent = given if signals is DEFAULT else signals.merge(given)
         # Known values are harvested from the headers and query string on first use (a log
         # line, an error page, a planned body): most requests on routes without a plan
         # never need them.
@@ -263,7 +272,10 @@ class Exchange:
         what adapters add: session flag, registry record)."""
         consent = self._consent
         if consent is None:
-            consent = self._consent = _header_signals(self._request_headers or [], self.config)
+            source = self._consent_source
+            consent = self._consent = source() if source is not None else _header_signals(
+                self._request_headers or [], self.config)
+            self._consent_source = None
         return consent
 
     @consent.setter

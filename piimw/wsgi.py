@@ -56,17 +56,19 @@ _UNPREFIXED = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-l
 
 def deferred_headers(environ: dict[str, Any], settings: ConsentSettings,
                      convert: Callable[[dict[str, Any]], Headers] = environ_headers
-                     ) -> tuple[Callable[[], Headers], Consent | None]:
-    """The request's headers to convert on first use, and the opt-out signals among them, for
-    :class:`~piimw.exchange.Exchange` (``headers`` and ``consent``) on a request without a
-    plan (a planned one reads its headers at once: call ``convert`` instead).
+                     ) -> tuple[Callable[[], Headers], Callable[[], Consent] | None]:
+    """The request's headers to convert on first use, and a function that reads the opt-out
+    signals among them, for :class:`~piimw.exchange.Exchange` (``headers`` and ``consent``)
+    on a request without a plan (a planned one reads its headers at once: call ``convert``
+    instead).
 
     Converting every header costs more than a request passed through costs otherwise (and
     ``wsgiref`` puts the whole process environment into the environ); most requests never
-    need them. The consent is read from the consent settings' signal headers alone,
-    converted the same way: None when there is none (a ``Cookie`` header counts only if it
-    may hold a source cookie: :func:`~piimw.signals.may_hold_source`). The headers are
-    converted from a copy, which keeps what the app may later change out of them.
+    need them, nor their consent. The consent is read from the consent settings' signal
+    headers alone, converted the same way: no function when there is none (a ``Cookie``
+    header counts only if it may hold a source cookie:
+    :func:`~piimw.signals.may_hold_source`). Both are read from copies, which keeps what the
+    app may later change out of them.
     """
     present: dict[str, Any] | None = None
     for key in _environ_keys(settings.signal_headers):
@@ -80,7 +82,12 @@ def deferred_headers(environ: dict[str, Any], settings: ConsentSettings,
     deferred = partial(convert, environ.copy())
     if present is None:
         return deferred, None
-    return deferred, header_consent(convert(present), settings)
+    return deferred, partial(_signal_consent, present, settings, convert)
+
+
+def _signal_consent(present: dict[str, Any], settings: ConsentSettings,
+                    convert: Callable[[dict[str, Any]], Headers]) -> Consent:
+    return header_consent(convert(present), settings)
 
 
 @lru_cache(maxsize=32)

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import piimw
+from piimw.consent import Consent
 from piimw.exchange import Exchange
 from piimw.logging import PIIFilter
 from piimw.wsgi import PIIMiddleware, _environ_keys, deferred_headers, environ_headers
@@ -156,7 +157,7 @@ def test_a_cookie_is_read_only_if_it_may_hold_a_signal() -> None:
     headers, signals = deferred_headers(usp, settings)
     assert headers() == environ_headers(usp)
     assert signals is not None
-    assert signals.opted_out_of("marketing") == "usprivacy"
+    assert signals().opted_out_of("marketing") == "usprivacy"
 
 
 def test_a_header_outside_latin1_still_gives_the_request_s_values(
@@ -208,3 +209,22 @@ def test_a_query_string_outside_latin1_is_read_not_raised_on(
         assert _run(app, environ) == b"ok"
     assert TOKEN not in caplog.text
     assert "looked up" in caplog.text
+
+
+def test_the_signals_are_read_when_the_consent_is_first_asked_for() -> None:
+    """A request with ``Sec-GPC: 1`` on a route without a plan builds no consent unless
+    something (a log line, an error page, the audit trail) asks for it, and then once."""
+    consent_settings = piimw.Config().consent_settings
+    headers, signals = deferred_headers(_environ(HTTP_SEC_GPC="1"), consent_settings)
+    assert signals is not None
+    calls: list[int] = []
+
+    def counted() -> Consent:
+        calls.append(1)
+        return signals()
+
+    exchange = Exchange(piimw.Config(), "GET", "/", headers, b"", None, counted)
+    assert calls == []
+    assert exchange.consent.opted_out_of("marketing") == "gpc"
+    assert exchange.consent is exchange.consent
+    assert calls == [1]
