@@ -12,6 +12,7 @@ import gzip
 import ipaddress
 import logging
 import secrets
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -272,15 +273,21 @@ class Exchange:
         what adapters add: session flag, registry record)."""
         consent = self._consent
         if consent is None:
-            source = self._consent_source
-            consent = self._consent = source() if source is not None else _header_signals(
-                self._request_headers or [], self.config)
-            self._consent_source = None
+            # Threads of one request (sync_to_async, copied contexts) may ask at once: one
+            # reads, under a lock, and none stores over what another stored or merged.
+            with _CONSENT_LOCK:
+                consent = self._consent
+                if consent is None:
+                    source = self._consent_source
+                    consent = self._consent = source() if source is not None else \
+                        _header_signals(self._request_headers or [], self.config)
+                    self._consent_source = None
         return consent
 
     @consent.setter
     def consent(self, consent: Consent) -> None:
-        self._consent = consent
+        with _CONSENT_LOCK:
+            self._consent = consent
 
     @property
     def request_headers(self) -> Headers:
@@ -357,7 +364,8 @@ class Exchange:
 
     def set_consent(self, consent: Consent) -> None:
         """Adapters add what they learn later (session flag, registry) to the header signals."""
-        self.consent = self.consent.merge(consent)
+        with _CONSENT_LOCK:  # a read, a merge and a store that no first read may undo
+            self._consent = self.consent.merge(consent)
 
     def resolve_consent(self, user_id: str | int | None) -> None:
         """Add the registry's record for the signed-in user (headers and session already in).
@@ -671,6 +679,11 @@ class Exchange:
         if not names:
             return headers
         return [*headers, (b"vary", ", ".join(names).encode("latin-1"))]
+
+
+#: Guards the first read of an exchange's consent against adds from other threads (held
+#: only for that read and for merges, never for I/O).
+_CONSENT_LOCK = threading.RLock()
 
 
 def _header_signals(headers: Headers, config: Config) -> Consent:
