@@ -178,11 +178,8 @@ class PIIMiddleware:
             signals = None
         else:
             headers, signals = deferred_headers(environ, config.consent_settings)
-        query = environ.get("QUERY_STRING", "")
-        try:
-            raw_query = query.encode("latin-1")
-        except UnicodeEncodeError:  # a layer that breaks PEP 3333: read it, never raise
-            raw_query = query.encode("utf-8", "surrogatepass")
+        # A QUERY_STRING outside latin-1 (a layer that breaks PEP 3333) is read as UTF-8.
+        raw_query = _latin1(environ.get("QUERY_STRING", ""))
         # Positional: a keyword-argument call to a class costs more than the rest of it.
         exchange = Exchange(config, method, path, headers, raw_query, template, signals,
                             environ.get("REMOTE_ADDR"), route)
