@@ -112,9 +112,10 @@ class Scrubber:
                        event_type: str | None) -> dict[int, tuple[str, Decision, Tag]]:
         """Decisions per tag for one context, shared by every call in that context."""
         if consent.subject is not None:
-            if self.policy.names_subjects:
+            shared = self.policy.cache_consent(consent)
+            if shared is None:
                 return {}  # per subject: kept for this call only
-            consent = consent.anonymous  # the same decisions; no pseudonym in the cache
+            consent = shared
         key = (sink, consent, route, event_type)
         hit = self._contexts.get(key)
         if hit is None:

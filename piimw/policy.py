@@ -131,6 +131,15 @@ class Policy:
         self.names_subjects = any(r.subjects for r in self._active)
         self._cache = {}
 
+    def cache_consent(self, consent: Consent) -> Consent | None:
+        """What process-wide caches of decisions (this policy's, the scrubber's) key on for
+        ``consent``: itself if it has no subject, else the same consent without it (the same
+        decisions, no pseudonym kept after the request); None when a rule names subjects
+        (a subject's decisions are made afresh and not kept)."""
+        if consent.subject is None:
+            return consent
+        return None if self.names_subjects else consent.anonymous
+
     def decide(
         self,
         category: str,
@@ -144,10 +153,11 @@ class Policy:
         schema_action: Action | None = None,
     ) -> Decision:
         if consent.subject is not None:
-            if self.names_subjects:  # a rule names subjects: decide afresh, keep nothing
+            shared = self.cache_consent(consent)
+            if shared is None:  # decide afresh, keep nothing
                 return self._decide(category, uses, sink, consent, route, event_type,
                                     declared, schema_action)
-            consent = consent.anonymous  # the same decisions; no pseudonym in the cache
+            consent = shared
         key = (category, tuple(uses), sink, consent, route, event_type, declared, schema_action)
         hit = self._cache.get(key)
         if hit is None:
