@@ -42,12 +42,12 @@ def environ_headers(environ: dict[str, Any]) -> Headers:
     """Request headers as ASGI-style lower-case byte pairs."""
     # A comprehension over the environ (servers put two dozen other keys in it) is the
     # cheapest walk; Content-Type and Content-Length have no HTTP_ prefix.
-    out: Headers = [(_header_name(k), _latin1(v)) for k, v in environ.items()
+    out: Headers = [(_header_name(k), environ_bytes(v)) for k, v in environ.items()
                     if k[:5] == "HTTP_"]
     for key, name in _UNPREFIXED:
         value = environ.get(key)
         if value:
-            out.append((name, _latin1(value)))
+            out.append((name, environ_bytes(value)))
     return out
 
 
@@ -98,9 +98,12 @@ def _environ_keys(names: frozenset[bytes]) -> tuple[str, ...]:
         "-", "_") for name in sorted(names))
 
 
-def _latin1(value: Any) -> bytes:
-    """A header value as bytes. PEP 3333 says latin-1; a value outside it (set by a layer that
-    breaks that rule) is taken as UTF-8, never raised on: its tokens are still known values."""
+def environ_bytes(value: Any) -> bytes:
+    """A header value or query string of a WSGI environ (or Django's ``META``) as bytes.
+
+    PEP 3333 says latin-1; a value outside it (set by a layer that breaks that rule, lone
+    surrogates included) is taken as UTF-8, never raised on: its tokens are still known values.
+    """
     text = value if value.__class__ is str else str(value)
     try:
         return text.encode("latin-1")
@@ -179,7 +182,7 @@ class PIIMiddleware:
         else:
             headers, signals = deferred_headers(environ, config.consent_settings)
         # A QUERY_STRING outside latin-1 (a layer that breaks PEP 3333) is read as UTF-8.
-        raw_query = _latin1(environ.get("QUERY_STRING", ""))
+        raw_query = environ_bytes(environ.get("QUERY_STRING", ""))
         # Positional: a keyword-argument call to a class costs more than the rest of it.
         exchange = Exchange(config, method, path, headers, raw_query, template, signals,
                             environ.get("REMOTE_ADDR"), route)

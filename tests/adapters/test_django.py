@@ -474,6 +474,31 @@ def test_request_headers_read_from_meta_as_django_reads_them() -> None:
         assert any(name == b"x-custom-thing" for name, _ in want)
 
 
+@pytest.mark.parametrize("path", ["/about", "/users/7"])
+def test_meta_values_outside_latin1_are_read_not_raised_on(spec: Path, path: str) -> None:
+    """PEP 3333 says latin-1; a layer that breaks that rule (a lone surrogate included) must
+    not crash the request in the middleware (found on reading the change: the query string's
+    UTF-8 fallback raised on a surrogate), and its tokens stay known values."""
+    from django.test import RequestFactory
+
+    token = "tok_8f3Kq1Lw2Pn3Rt4Yv5"  # a fake token: the value under test
+    seen: list[Any] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.append(request.piimw)  # type: ignore[attr-defined]
+        return HttpResponse(orjson.dumps({"id": 7}), content_type="application/json")
+
+    request = RequestFactory().get(path)
+    request.META["QUERY_STRING"] = f"name=\u5c71\u7530\ud800&token={token}"
+    request.META["HTTP_X_REMOTE_USER"] = "\u5c71\u7530 \ud800"
+    with override_settings(PIIMW={"openapi": [str(spec)]}):
+        response = PIIMiddleware(view)(request)
+    response.close()  # as Django's handler does: the request ends here
+    assert response.status_code == 200
+    (exchange,) = seen
+    assert exchange.known.search(f"looked up {token}")
+
+
 class _OtherURLs:  # a per-request urlconf (``request.urlconf``): the same path, another route
     from django.urls import path as _path
 

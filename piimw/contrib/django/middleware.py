@@ -48,7 +48,7 @@ from piimw.exchange import (
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
-from piimw.wsgi import deferred_headers
+from piimw.wsgi import deferred_headers, environ_bytes
 
 __all__ = ["PIIMiddleware", "route_template", "session_consent"]
 
@@ -115,16 +115,8 @@ def _meta_headers(meta: dict[str, Any]) -> Headers:
             if len(names) < 4096:  # clients choose header names: keep the memo bounded
                 names[key] = name
         if name is not None:
-            out.append((name, str(value).encode("latin-1", "replace")))
+            out.append((name, environ_bytes(value)))
     return out
-
-
-def _query_bytes(query: str) -> bytes:
-    # WSGI hands Django latin-1 text (PEP 3333); Django decodes ASGI's bytes as UTF-8.
-    try:
-        return query.encode("latin-1")
-    except UnicodeEncodeError:
-        return query.encode("utf-8")
 
 
 def _canonical(name: str) -> str:
@@ -387,7 +379,7 @@ class PIIMiddleware:
         else:
             headers, signals = deferred_headers(meta, config.consent_settings, _meta_headers)
         exchange = Exchange(config, method, path, headers,
-                            _query_bytes(meta.get("QUERY_STRING", "")), known, signals, None,
+                            environ_bytes(meta.get("QUERY_STRING", "")), known, signals, None,
                             route)
         if known is None:  # a label for logs and audit, not a plan lookup
             exchange.route_template = template
