@@ -100,7 +100,7 @@ class PIIFilter(_logging.Filter):
         attrs[_MARK] = True
         try:
             exchange = current()
-            if ordinary and attrs.keys() <= _STANDARD:  # no extras
+            if ordinary and _STANDARD.issuperset(attrs):  # no extras
                 message = _fast_message(record, msg, args)
                 if message is not None:
                     if exchange is None:

@@ -755,12 +755,16 @@ class KnownValues:
 
     def search(self, text: str) -> bool:
         """Does any known value (any form) occur in ``text``? ``bool(find(text))``, cheaper."""
-        if not self._values or not text:
+        matcher = self._matcher
+        if matcher is None:  # no program yet: the probe answers while it may
+            if not self._values or not text:
+                return False
+            answer = self._probed(text)
+            if answer is not None:
+                return answer
+            matcher = self._program()
+        elif not text:
             return False
-        answer = self._probed(text)
-        if answer is not None:
-            return answer
-        matcher = self._program()
         data = text.encode("utf-8", "surrogatepass")
         single = matcher.single
         if single is not None:  # the common case, without a generator
