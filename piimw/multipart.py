@@ -6,6 +6,8 @@ so the app's own multipart parser sees a well-formed body.
 
 from __future__ import annotations
 
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import TYPE_CHECKING, Any
 
 from piimw.problem import Problem
@@ -16,31 +18,46 @@ if TYPE_CHECKING:
 MAX_PARTS = 1000
 
 
+def _params(value: bytes) -> dict[str, str] | None:
+    """A header value's parameters as the email package reads them (quoted strings, RFC 2231
+    ``name*=`` and continuations), or None when one is given twice: parsers disagree on which
+    copy wins (Starlette and Django take the last ``boundary``), so piimw would inspect one
+    field while the app reads another."""
+    msg = Message()
+    msg["x"] = value.decode("utf-8", "surrogateescape")
+    out: dict[str, str] = {}
+    # Typed as str pairs, but an RFC 2231 value comes as (charset, language, text).
+    params: list[tuple[str, Any]] = msg.get_params(header="x") or []
+    for key, raw in params[1:]:
+        if key in out:
+            return None
+        text = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
+        out[key] = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return out
+
+
 def _boundary(content_type: bytes) -> bytes | None:
-    for part in content_type.split(b";")[1:]:
-        k, _, v = part.strip().partition(b"=")
-        if k.lower() == b"boundary" and v:
-            return v.strip(b'"')
-    return None
+    params = _params(content_type)
+    boundary = params.get("boundary") if params is not None else None
+    return boundary.encode("utf-8") if boundary else None
+
+
+class _Malformed(ValueError):
+    """A part whose headers the frameworks could read differently from piimw."""
 
 
 def _disposition(head: bytes) -> tuple[str | None, bool]:
     """(field name, is_file) from a part's headers."""
+    found: tuple[str | None, bool] | None = None
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() != b"content-disposition":
             continue
-        field_name: str | None = None
-        is_file = False
-        for item in value.split(b";")[1:]:
-            k, _, v = item.strip().partition(b"=")
-            key = k.strip().lower()
-            if key == b"name":
-                field_name = v.strip(b'"').decode("utf-8", "replace")
-            elif key in (b"filename", b"filename*"):
-                is_file = True
-        return field_name, is_file
-    return None, False
+        params = _params(value)
+        if found is not None or params is None:
+            raise _Malformed  # two dispositions, or a parameter given twice
+        found = params.get("name"), "filename" in params
+    return found if found is not None else (None, False)
 
 
 def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> RequestOutcome:
@@ -66,7 +83,10 @@ def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> Reques
         head, sep, content = chunk[2:-2].partition(b"\r\n\r\n")
         if not sep:
             return bad
-        name, is_file = _disposition(head)
+        try:
+            name, is_file = _disposition(head)
+        except _Malformed:
+            return bad
         parts.append((head, content, name, is_file))
         if name is not None and not is_file:
             try:

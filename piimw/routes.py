@@ -208,15 +208,24 @@ class OpenAPIRoutes:
             seen += 1
         return uri, ptr, node
 
-    def _json_schema(self, uri: str, ptr: str, holder: Any) -> tuple[str, str] | None:
+    def _json_schema(self, uri: str, ptr: str, holder: Any,
+                     forms: bool = False) -> tuple[str, str] | None:
+        """Where the body's schema is: a JSON media type's, else (``forms``: request bodies,
+        which piimw also reads as form and multipart fields) a form media type's."""
         content = holder.get("content") if isinstance(holder, Mapping) else None
         if not isinstance(content, Mapping):
             return None
+        fallback: str | None = None
         for media, obj in content.items():
-            if (is_json_media_type(media) or media in ("*/*", "application/*")) and isinstance(
-                    obj, Mapping) and "schema" in obj:
+            if not isinstance(obj, Mapping) or "schema" not in obj:
+                continue
+            if is_json_media_type(media) or media in ("*/*", "application/*"):
                 return uri, f"{ptr}/content/{escape_token(media)}/schema"
-        return None
+            if forms and fallback is None and media.split(";", 1)[0].strip().lower() in (
+                    "application/x-www-form-urlencoded", "multipart/form-data"):
+                fallback = media
+        return None if fallback is None else (
+            uri, f"{ptr}/content/{escape_token(fallback)}/schema")
 
     def _body(self, loc: tuple[str, str], name: str) -> Body:
         plan = self.compiler.compile(loc[0], loc[1], name)
@@ -227,7 +236,7 @@ class OpenAPIRoutes:
         route = Route(method, template, operation_id=op.get("operationId"))
         if "requestBody" in op:
             rb_uri, rb_ptr, rb = self._deref(uri, f"{op_ptr}/requestBody", op["requestBody"])
-            loc = self._json_schema(rb_uri, rb_ptr, rb)
+            loc = self._json_schema(rb_uri, rb_ptr, rb, forms=True)
             if loc is not None:
                 route.request = self._body(loc, f"{method} {template} request")
         responses = op.get("responses") or {}

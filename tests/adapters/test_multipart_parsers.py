@@ -1,0 +1,170 @@
+"""multipart/form-data: piimw must read a part's field name as the app's parser will.
+
+Found by review: piimw split ``Content-Disposition`` on ``;`` without honouring quotes, took the
+first of two such headers and ignored RFC 2231 ``name*=``; Werkzeug (Flask) and Django read
+those parts as the tagged field, and the app got the raw card number. A part or a boundary
+that parsers could read in more than one way is now refused with a 400 problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytest.importorskip("flask")
+pytest.importorskip("django")
+
+import flask
+from adapters import django_settings
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, override_settings
+
+import piimw
+from piimw.contrib.django import PIIMiddleware
+from piimw.contrib.flask import PIIMW
+
+django_settings.setup()
+
+CARD = "4242424242424242"
+SIGNUP = {"type": "object", "properties": {
+    "card": {"type": "string", "x-pii": {"category": "card", "action": "redact"}},
+    "note": {"type": "string"}}}
+OPENAPI = {
+    "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+    "paths": {"/signup": {"post": {
+        "requestBody": {"content": {"multipart/form-data": {"schema": SIGNUP}}},
+        "responses": {"200": {"description": "ok"}}}}},
+}
+
+
+def _part(head: str, value: str) -> bytes:
+    return b"--B\r\n" + head.encode() + b"\r\n\r\n" + value.encode() + b"\r\n"
+
+
+def _body(*parts: bytes, boundary: bytes = b"B") -> bytes:
+    return b"".join(parts).replace(b"--B", b"--" + boundary) + b"--" + boundary + b"--\r\n"
+
+
+DISPOSITION = "Content-Disposition: form-data"
+READ_AS_CARD = {
+    "plain": _body(_part(f'{DISPOSITION}; name="card"', CARD)),
+    "a quoted ';' hiding a filename": _body(
+        _part(f'{DISPOSITION}; name="card"; x="; filename=a"', CARD)),
+    "RFC 2231 name*": _body(_part(f"{DISPOSITION}; name*=UTF-8''card", CARD)),
+    "RFC 2231 continuations": _body(_part(f"{DISPOSITION}; name*0=ca; name*1=rd", CARD)),
+}
+AMBIGUOUS = {
+    "two Content-Disposition headers": _body(
+        _part(f'{DISPOSITION}; name="note"\r\n{DISPOSITION}; name="card"', CARD)),
+    "name given twice": _body(_part(f'{DISPOSITION}; name="note"; name="card"', CARD)),
+    "name and name*": _body(_part(f"{DISPOSITION}; name=\"note\"; name*=UTF-8''card", CARD)),
+}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> piimw.Config:
+    spec = tmp_path / "openapi.json"
+    spec.write_bytes(orjson.dumps(OPENAPI))
+    return piimw.Config.from_dict({"openapi": [str(spec)]})
+
+
+def _flask(config: piimw.Config, body: bytes, content_type: str) -> tuple[int, list[Any]]:
+    app = flask.Flask(__name__)
+    seen: list[Any] = []
+
+    @app.post("/signup")
+    def signup() -> dict[str, int]:
+        seen.extend(flask.request.form.items(multi=True))
+        seen.extend((k, "<file>") for k in flask.request.files)
+        return {"id": 1}
+
+    PIIMW(app, config)
+    with app.test_client() as client:
+        response = client.post("/signup", data=body, headers={"Content-Type": content_type})
+        status = response.status_code
+        response.close()
+    return status, seen
+
+
+def _django(config: piimw.Config, body: bytes, content_type: str,
+            tmp_path: Path) -> tuple[int, list[Any]]:
+    spec = tmp_path / "django-openapi.json"
+    spec.write_bytes(orjson.dumps(OPENAPI))
+    seen: list[Any] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.extend(request.POST.items())
+        seen.extend((k, "<file>") for k in request.FILES)
+        return HttpResponse(b'{"id": 1}', content_type="application/json")
+
+    request = RequestFactory().generic("POST", "/signup", body, content_type=content_type)
+    with override_settings(PIIMW={"openapi": [str(spec)]}):
+        response = PIIMiddleware(view)(request)
+    response.close()
+    return response.status_code, seen
+
+
+FRAMEWORKS = ["flask", "django"]
+
+
+def _send(framework: str, config: piimw.Config, body: bytes, tmp_path: Path,
+          content_type: str = "multipart/form-data; boundary=B") -> tuple[int, list[Any]]:
+    if framework == "flask":
+        return _flask(config, body, content_type)
+    return _django(config, body, content_type, tmp_path)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("case", list(READ_AS_CARD))
+def test_a_field_the_app_reads_as_card_is_redacted(framework: str, case: str,
+                                                   config: piimw.Config, tmp_path: Path) -> None:
+    status, seen = _send(framework, config, READ_AS_CARD[case], tmp_path)
+    assert status == 200
+    assert ("card", "[REDACTED:card]") in seen
+    assert not any(CARD in str(v) for _, v in seen)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("case", list(AMBIGUOUS))
+def test_a_part_parsers_may_read_differently_is_refused(framework: str, case: str,
+                                                        config: piimw.Config,
+                                                        tmp_path: Path) -> None:
+    status, seen = _send(framework, config, AMBIGUOUS[case], tmp_path)
+    assert status == 400
+    assert seen == []
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_boundary_given_twice_is_refused(framework: str, config: piimw.Config,
+                                           tmp_path: Path) -> None:
+    """Django (and Starlette) take the last ``boundary``; piimw took the first, so a body with
+    parts under both inspected one set and handed the app the other."""
+    inspected = _part(f'{DISPOSITION}; name="note"', "hello")
+    hidden = _part(f'{DISPOSITION}; name="card"', CARD).replace(b"--B", b"--C")
+    body = inspected + hidden + b"--C--\r\n--B--\r\n"
+    status, seen = _send(framework, config, body, tmp_path,
+                         "multipart/form-data; boundary=B; boundary=C")
+    assert status == 400
+    assert seen == []
+
+
+@pytest.mark.parametrize("media", ["application/x-www-form-urlencoded", "multipart/form-data"])
+def test_an_operation_declaring_only_form_bodies_has_a_plan(media: str, tmp_path: Path) -> None:
+    """Its schema was read from JSON media types only, so its tagged fields went unprotected
+    (found while testing the fix above)."""
+    spec = tmp_path / "form-openapi.json"
+    doc = orjson.loads(orjson.dumps(OPENAPI))
+    doc["paths"]["/signup"]["post"]["requestBody"]["content"] = {media: {"schema": SIGNUP}}
+    spec.write_bytes(orjson.dumps(doc))
+    config = piimw.Config.from_dict({"openapi": [str(spec)]})
+    route = config.routes.lookup("POST", None, "/signup")
+    assert route is not None
+    assert route.request is not None
+    form = b"card=" + CARD.encode() + b"&note=hi"
+    status, seen = _flask(config, form, "application/x-www-form-urlencoded")
+    assert status == 200
+    assert ("card", "[REDACTED:card]") in seen
+    assert ("note", "hi") in seen
