@@ -239,3 +239,77 @@ def test_negative_control_stock_admin_email_leaks(canary: Canary) -> None:
     log.handlers = []
     msg = mail.outbox[0]
     assert {"email", "name"} <= set(canary.leaks([msg.subject, msg.body, msg.alternatives[0][0]]))
+
+
+def _form_request(c: Canary, accept: str = "text/html") -> Any:
+    """A form POST whose view fails before reading ``request.POST`` (the form is not parsed)."""
+    from django.test import RequestFactory
+
+    return RequestFactory().post(
+        "/signup?ref=1", data={"full_name": c.name, "answer": _answer(c), "email": c.email,
+                               "card": c.card},
+        HTTP_ACCEPT=accept)
+
+
+def _answer(c: Canary) -> str:
+    return f"hunter2-my-pass-phrase-{c.hex}"  # free text no detector recognises
+
+
+def _fail_before_post(request: Any) -> tuple[Any, BaseException, Any]:
+    try:
+        raise PermissionError("CSRF check failed")  # e.g. a middleware, before the form is read
+    except PermissionError:
+        exc_info = sys.exc_info()
+        assert exc_info[1] is not None
+        return exc_info
+
+
+@pytest.mark.usefixtures("django_env")
+@pytest.mark.parametrize("accept", ["text/html", "text/plain"])
+def test_technical_500_form_not_read_by_the_view_is_known(canary: Canary, accept: str) -> None:
+    """No exchange; the report parses ``request.POST`` itself: its fields are known values."""
+    from django.views.debug import technical_500_response
+
+    request = _form_request(canary, accept)
+    assert getattr(request, "_post", None) is None
+    body = technical_500_response(request, *_fail_before_post(request)).content.decode()
+    assert "full_name" in body
+    assert "answer" in body  # the POST section is shown, its values scrubbed
+    assert _answer(canary) not in body
+    canary.assert_clean(body, f"technical 500, form not read by the view ({accept})")
+
+
+@pytest.mark.usefixtures("django_env")
+def test_mail_admins_form_not_read_by_the_view_is_known(canary: Canary) -> None:
+    from django.core import mail
+
+    from piimw.contrib.django.reporting import PIIAdminEmailHandler
+
+    log = logging.getLogger("piimw.tests.django.request.form")
+    log.handlers = [PIIAdminEmailHandler(include_html=True)]
+    log.propagate = False
+    request = _form_request(canary)
+    try:
+        raise PermissionError("CSRF check failed")  # before the view read request.POST
+    except PermissionError:
+        log.error("Internal Server Error: %s", request.get_full_path(), exc_info=True,
+                  extra={"status_code": 500, "request": request})
+    log.handlers = []
+    assert len(mail.outbox) == 1
+    msg = mail.outbox[0]
+    parts = [msg.subject, msg.body, msg.alternatives[0][0]]
+    assert "full_name" in msg.body
+    assert not [p for p in parts if _answer(canary) in p]
+    canary.assert_clean(parts, "the admin email, form not read by the view")
+
+
+@pytest.mark.usefixtures("django_env")
+def test_report_harvest_follows_the_form_being_parsed(canary: Canary) -> None:
+    """The harvest cached before ``request.POST`` was parsed is redone once it is."""
+    from piimw.contrib.django.reporting import report_context
+
+    request = _form_request(canary)
+    assert not report_context(request).hit(_answer(canary))
+    request.POST  # noqa: B018 - parsed later, as the report does
+    assert report_context(request).hit(_answer(canary))
+    assert report_context(request).extra_known is report_context(request).extra_known

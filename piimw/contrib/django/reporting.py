@@ -43,14 +43,27 @@ _KNOWN_ATTR = "_piimw_report_known"
 MAX_JSON_BODY = 1 << 20
 
 
+def _body_state(request: Any) -> tuple[bool, bool]:
+    """Whether Django parsed the form (``request.POST``) and read the body, so far."""
+    return (getattr(request, "_post", None) is not None,
+            isinstance(getattr(request, "_body", None), bytes))
+
+
 def _harvest(request: Any) -> KnownValues | None:
-    """Values the Django request brought in, remembered once per request."""
+    """Values the Django request brought in, remembered per request.
+
+    Harvested again once the form was parsed or the body read since (the report parses
+    ``request.POST`` itself when the view failed before reading it), so the values shown in
+    the report are known values too.
+    """
     if request is None:
         return None
     request = getattr(request, "_piimw_obj", request)  # a log record's ScrubbedProxy
+    state = _body_state(request)
     cached = getattr(request, _KNOWN_ATTR, None)
-    if isinstance(cached, KnownValues):
-        return cached
+    if (isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state
+            and isinstance(cached[1], KnownValues)):
+        return cached[1]
     known = KnownValues()
     detectors = default_detectors()
 
@@ -93,7 +106,7 @@ def _harvest(request: Any) -> KnownValues | None:
         if isinstance(body, bytes) and len(body) <= MAX_JSON_BODY and "json" in ctype:
             _leaves(orjson.loads(body), add)
     with contextlib.suppress(Exception):
-        setattr(request, _KNOWN_ATTR, known)
+        setattr(request, _KNOWN_ATTR, (state, known))
     return known
 
 
@@ -192,8 +205,14 @@ class PIIExceptionReporter(ExceptionReporter):
         if template_info is not None:
             self.template_info = self._ctx.data(template_info)
 
+    def _refresh_known(self) -> None:
+        """Take in the values of a form the report itself parsed (``request.POST``)."""
+        known = _harvest(self.request)
+        self._ctx.extra_known = known if known else None
+
     def get_traceback_data(self) -> dict[str, Any]:
-        c: dict[str, Any] = super().get_traceback_data()
+        c: dict[str, Any] = super().get_traceback_data()  # may parse request.POST
+        self._refresh_known()
         ctx = self._ctx
         for key in ("request_insecure_uri", "exception_value", "exception_notes", "user_str"):
             if isinstance(c.get(key), str):
