@@ -8,8 +8,6 @@ request bodies sent to configured third-party hosts.
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -18,6 +16,14 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from piimw.api import allows
+from piimw.bodies import (
+    MULTIPLE,
+    TooLarge,
+    content_coding,
+    decode_content,
+    encode_content,
+    forwards_what_was_read,
+)
 from piimw.consent import Consent
 from piimw.errors import PIIMWError
 from piimw.exchange import current
@@ -157,23 +163,22 @@ class Outbound:
             return body
         if len(body) > MAX_EVENT_BYTES:
             raise BlockedEvent(use, "too large", host=host)
-        encoding = (content_encoding or "identity").strip().lower()
-        if encoding in ("gzip", "x-gzip"):
-            try:
-                raw = zlib.decompressobj(wbits=47).decompress(body, MAX_EVENT_BYTES + 1)
-            except zlib.error as e:
-                raise BlockedEvent(use, "bad gzip data", host=host) from e
-            if len(raw) > MAX_EVENT_BYTES:
-                raise BlockedEvent(use, "too large", host=host)
-        elif encoding == "identity":
-            raw = body
-        else:
-            raise BlockedEvent(use, f"content-encoding {encoding}", host=host)
+        coding = content_coding([(b"content-encoding",
+                                  (content_encoding or "").encode("latin-1", "replace"))])
+        if coding not in (None, b"gzip", b"x-gzip"):
+            label = coding.decode("latin-1") if coding != MULTIPLE else "with several codings"
+            raise BlockedEvent(use, f"content-encoding {label}", host=host)
+        try:
+            raw = decode_content(body, coding, MAX_EVENT_BYTES)
+        except TooLarge as e:
+            raise BlockedEvent(use, "too large", host=host) from e
+        except ValueError as e:  # several gzip members, or cut short: refused, never sent
+            raise BlockedEvent(use, "bad gzip data", host=host) from e
         media = (content_type or "").split(";", 1)[0].strip().lower()
         new = _scrub_payload(raw, media, ctx, use, host)
         if new is raw:
             return body
-        return gzip.compress(new, mtime=0) if encoding in ("gzip", "x-gzip") else new
+        return encode_content(new, coding)
 
 
 def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) -> bytes:
@@ -184,7 +189,7 @@ def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: st
         except orjson.JSONDecodeError as e:
             raise BlockedEvent(use, "malformed JSON", host=host) from e
         new = ctx.data(doc)
-        return raw if new is doc else orjson.dumps(new)
+        return raw if new is doc and forwards_what_was_read(raw, doc) else orjson.dumps(new)
     if media == "application/x-www-form-urlencoded":
         try:
             text = raw.decode("utf-8")

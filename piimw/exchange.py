@@ -8,12 +8,10 @@ request's consent and the values it brought in.
 
 from __future__ import annotations
 
-import gzip
 import ipaddress
 import logging
 import secrets
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -25,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from piimw import signals as signals_mod
+from piimw.bodies import content_coding, decode_content, encode_content, forwards_what_was_read
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import KnownValues
 from piimw.engine import Result
@@ -113,8 +112,10 @@ def leave_closed(activation: Activation) -> None:
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
-TEXTUAL_ERROR_TYPES = ("text/", "application/json", "application/problem+json",
-                       "application/xml", "application/xhtml+xml")
+#: Media types scanned as text where piimw reads a body it has no JSON plan for (JSON types,
+#: ``+json`` ones and a missing type are read as text too).
+TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "application/x-ndjson",
+                 "application/javascript", "application/x-www-form-urlencoded")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
@@ -451,8 +452,7 @@ class Exchange:
                     422, "validation", "The request body is empty.",
                     [{"pointer": "/", "keyword": "required"}]))
             return RequestOutcome(body)
-        encoding = header(headers, b"content-encoding")
-        if encoding not in (None, b"identity"):
+        if content_coding(headers) is not None:
             return RequestOutcome(problem=Problem(
                 415, "unsupported-encoding", "Compressed request bodies are not accepted here."))
         if is_json_media_type(mt):
@@ -594,10 +594,10 @@ class Exchange:
         mt = media_type(headers)
         route = self.route
         if route is not None and route.response_for(status) is not None and (
-                is_json_media_type(mt) or not mt):
-            return True
+                is_json_media_type(mt) or not mt or _textual(mt)):
+            return True  # JSON is walked by its plan; text is scanned (see _response_body)
         return bool(status >= 400 and self.config.scrub_error_pages
-                    and mt.startswith(TEXTUAL_ERROR_TYPES))
+                    and (not mt or is_json_media_type(mt) or _textual(mt)))
 
     def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
         """Inspect a buffered response; on any doubt, withhold it (fail closed).
@@ -612,9 +612,9 @@ class Exchange:
             return self._withheld()
 
     def _response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
-        encoding = header(headers, b"content-encoding")
+        encoding = content_coding(headers)
         try:
-            raw = _decode(body, encoding, self.config.max_response_bytes)
+            raw = decode_content(body, encoding, self.config.max_response_bytes)
         except ValueError:
             logger.warning("piimw: response on %s %s could not be decompressed; withheld",
                            self.method, self.route_template)
@@ -637,24 +637,26 @@ class Exchange:
                                    p.keyword)
             res = self._scrub(doc, spec.plan, "client")
             value, res.value = res.value, None  # keep the findings, not the document
-            if value is doc:
+            if value is doc and forwards_what_was_read(raw, doc):
                 return ResponseOutcome(status, self._vary(headers), body)
-            new = _encode(orjson.dumps(value), encoding)
+            new = encode_content(orjson.dumps(value), encoding)
             return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
-        # An error page: scrub the text by detectors and known values.
+        # An error page, or text where the plan expects JSON: scrub the text by detectors
+        # and known values. Bytes invalid in the declared charset are read as a browser
+        # reads them (replaced), not as latin-1, which would hide a non-ASCII known value.
         charset = _charset(headers)
         try:
-            text = raw.decode(charset)
-        except (UnicodeDecodeError, LookupError):
+            text = raw.decode(charset, errors="replace")
+        except LookupError:
             text = raw.decode("latin-1")
             charset = "latin-1"
         value, findings = self.config.scrubber.scrub_text(
-            text, sink="error", consent=self.consent, known=self.known,
-            route=self.route_template, location="response")
+            text, sink="error" if status >= 400 else "client", consent=self.consent,
+            known=self.known, route=self.route_template, location="response")
         self._record(findings)
         if not findings:
             return ResponseOutcome(status, headers, body)
-        new = _encode(value.encode(charset, errors="replace"), encoding)
+        new = encode_content(value.encode(charset, errors="replace"), encoding)
         return ResponseOutcome(status, _rewrite(headers, new), new)
 
     def too_large(self) -> ResponseOutcome:
@@ -704,6 +706,11 @@ def rejected_problem(finding: Finding) -> Problem:
                    [{"pointer": finding.location, "keyword": "x-pii"}])
 
 
+def _textual(media: str) -> bool:
+    """Text piimw buffers and scans; never an event stream, which would never end."""
+    return media.startswith(TEXTUAL_TYPES) and media != "text/event-stream"
+
+
 def _charset(headers: Headers) -> str:
     raw = header(headers, b"content-type")
     if raw:
@@ -712,29 +719,6 @@ def _charset(headers: Headers) -> str:
             if k.lower() == "charset" and v:
                 return v.strip('"')
     return "utf-8"
-
-
-def _decode(body: bytes, encoding: bytes | None, limit: int) -> bytes:
-    if encoding in (None, b"identity"):
-        return body
-    if encoding in (b"gzip", b"x-gzip", b"deflate"):
-        d = zlib.decompressobj(wbits=47 if encoding != b"deflate" else 15)
-        try:
-            out = d.decompress(body, limit + 1)
-        except zlib.error as e:
-            raise ValueError("bad compressed data") from e
-        if len(out) > limit or d.unconsumed_tail:
-            raise ValueError("decompressed body too large")
-        return out
-    raise ValueError("unsupported content-encoding")
-
-
-def _encode(body: bytes, encoding: bytes | None) -> bytes:
-    if encoding in (b"gzip", b"x-gzip"):
-        return gzip.compress(body, compresslevel=6, mtime=0)
-    if encoding == b"deflate":
-        return zlib.compress(body)
-    return body
 
 
 def _rewrite(headers: Headers, body: bytes) -> Headers:

@@ -153,6 +153,37 @@ def test_httpx_blocks_what_it_cannot_inspect(canary: Canary) -> None:
     assert info.value.reason != "consent"
 
 
+def test_httpx_blocks_gzip_it_could_read_only_in_part(canary: Canary) -> None:
+    """A second gzip member (which servers decode) was sent uninspected (found by review)."""
+    rec = Recorder()
+    client = httpx.Client(transport=PIITransport(httpx.MockTransport(rec), hosts=HOSTS))
+    clean = gzip.compress(b"batch start\n")
+    whole = gzip.compress(f"user={canary.email} card={canary.card}\n".encode())
+    with activate(canary.exchange()):
+        for body in (clean + whole, whole[:-8], clean + b"trailing bytes"):
+            with pytest.raises(BlockedEvent) as info:
+                client.post("https://api.segment.io/v1/batch", content=body,
+                            headers={"content-type": "text/plain",
+                                     "content-encoding": "gzip"})
+            assert info.value.reason == "bad gzip data"
+    assert rec.requests == []
+
+
+def test_httpx_sends_the_json_it_inspected(canary: Canary) -> None:
+    """orjson keeps the last of a key given twice; the first went out unread (found by
+    review)."""
+    rec = Recorder()
+    client = httpx.Client(transport=PIITransport(httpx.MockTransport(rec), hosts=HOSTS))
+    first = f'"email":"{canary.email}","card":"{canary.card}"'
+    raw = ('{"event":"Signed Up","properties":{' + first + ',"email":"-","card":"-"}}').encode()
+    with activate(canary.exchange()):
+        client.post("https://api.segment.io/v1/track", content=raw,
+                    headers={"content-type": "application/json"})
+    sent = rec.requests[0].content
+    assert json.loads(sent) == {"event": "Signed Up", "properties": {"email": "-", "card": "-"}}
+    canary.assert_clean(sent, "outbound JSON with repeated keys")
+
+
 async def test_httpx_async_client(canary: Canary) -> None:
     rec = Recorder()
     transport = PIITransport(httpx.MockTransport(rec), hosts=HOSTS)

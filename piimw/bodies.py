@@ -1,0 +1,100 @@
+"""Bytes of a body as piimw inspects them: content codings, and JSON re-serialization.
+
+Shared by the exchange (responses, request encodings) and the outbound event guard, so
+that what piimw inspects and what it forwards are read the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+__all__ = ["MULTIPLE", "TooLarge", "content_coding", "decode_content", "encode_content",
+           "forwards_what_was_read"]
+
+#: Codings piimw can undo. ``wbits`` 47: gzip or zlib header, detected; 15: zlib (deflate).
+_WBITS = {b"gzip": 47, b"x-gzip": 47, b"deflate": 15}
+#: More than one coding, or one given twice: never undone (the body is withheld or refused).
+MULTIPLE = b"multiple"
+
+
+class TooLarge(ValueError):
+    """The body, its coding undone, is larger than the limit."""
+
+
+def content_coding(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The body's one content coding (lowercased), None for none or ``identity``.
+
+    Every ``Content-Encoding`` field counts, not only the first: with ``identity`` and
+    ``gzip`` in two fields a client undoes gzip, and reading the first alone would let
+    compressed bytes pass as inspected. More than one coding reads as :data:`MULTIPLE`.
+    """
+    found: list[bytes] = []
+    for name, value in headers:
+        if name == b"content-encoding":
+            found += [c for c in (p.strip().lower() for p in value.split(b","))
+                      if c and c != b"identity"]
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else MULTIPLE
+
+
+def decode_content(body: bytes, coding: bytes | None, limit: int) -> bytes:
+    """``body`` with its coding undone; ValueError if it cannot be, wholly, within ``limit``.
+
+    A gzip body may hold several members (clients decode them all) and trailing bytes after
+    the first: anything left after the first stream, or a stream cut short, is refused, so
+    that no part of the body goes out uninspected.
+    """
+    if coding is None:
+        return body
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        raise ValueError("unsupported content-encoding")
+    d = zlib.decompressobj(wbits=wbits)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise ValueError("bad compressed data") from e
+    if len(out) > limit or d.unconsumed_tail:
+        raise TooLarge("decompressed body too large")
+    if not d.eof or d.unused_data:
+        raise ValueError("compressed data cut short or followed by more data")
+    return out
+
+
+def encode_content(body: bytes, coding: bytes | None) -> bytes:
+    if coding in (b"gzip", b"x-gzip"):
+        return gzip.compress(body, compresslevel=6, mtime=0)
+    if coding == b"deflate":
+        return zlib.compress(body)
+    return body
+
+
+def forwards_what_was_read(raw: bytes, doc: Any) -> bool:
+    """May ``raw`` (valid JSON, parsed by orjson into ``doc``) go out as it is?
+
+    orjson keeps the last of a key given twice; the bytes still hold the first, which no
+    check saw (and parsers that keep the first would show). Bytes equal to ``doc``'s compact
+    serialization (what orjson, Starlette and Flask write) hold no such key; otherwise the
+    standard library looks for one, at a few times the cost of parsing.
+    """
+    if orjson.dumps(doc) == raw:
+        return True
+    twice = False
+
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        nonlocal twice
+        if not twice and len({k for k, _ in items}) != len(items):
+            twice = True
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return False
+    return not twice

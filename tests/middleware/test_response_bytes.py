@@ -1,0 +1,166 @@
+"""What leaves is what was inspected: content codings, media types, charsets, repeated keys.
+
+Each case was found by review: bytes the client reads differently from how piimw read them
+(a second gzip member, a second ``Content-Encoding`` field, a key given twice, a stray byte
+in the charset) or a body piimw did not read at all (text where JSON was planned, an error
+page typed ``+json`` or untyped). The exchange is shared by every adapter; one case also runs
+through the ASGI middleware.
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import orjson
+import pytest
+from asgi_driver import call
+
+import piimw
+from piimw.asgi import PIIMiddleware
+from piimw.bodies import content_coding, decode_content, forwards_what_was_read
+from piimw.exchange import Exchange
+
+EMAIL = "jane.doe@example.com"
+CARD = "4242424242424242"
+NAME = "Zo\u00eb \u00dcnal-\u00de\u00f3rsd\u00f3ttir"
+SCHEMA = {"type": "object", "properties": {
+    "id": {"type": "integer"},
+    "email": {"type": "string", "x-pii": {"category": "email", "action": "mask"}},
+    "card": {"type": "string", "x-pii": {"category": "card", "action": "mask"}},
+    "note": {"type": "string"}}}
+JSON = [(b"content-type", b"application/json")]
+
+
+@pytest.fixture
+def config(tmp_path: Any) -> piimw.Config:
+    (tmp_path / "resp.json").write_bytes(orjson.dumps(SCHEMA))
+    return piimw.Config.from_dict({"routes": [
+        {"route": "GET /me", "response": str(tmp_path / "resp.json")}]})
+
+
+def _send(config: piimw.Config, status: int, headers: list[tuple[bytes, bytes]],
+          body: bytes, path: str = "/me", query: bytes = b"") -> bytes:
+    ex = Exchange(config, "GET", path, [], query)
+    if not ex.wants_response_body(status, headers):
+        return body  # streamed as the app sent it
+    return ex.response_body(status, headers, body).body
+
+
+# -- a key given twice ------------------------------------------------------------------------
+@pytest.mark.parametrize("raw", [
+    b'{"id":1,"card":"4242 4242 4242 4242","card":null}',
+    b'{"id":1,"note":"' + EMAIL.encode() + b'","note":"x"}',
+    b'{"id": 1, "card": "4242 4242 4242 4242", "card": null}',  # not orjson's spacing
+])
+def test_a_key_given_twice_never_carries_the_hidden_value_out(config: piimw.Config,
+                                                              raw: bytes) -> None:
+    out = _send(config, 200, JSON, raw)
+    assert b"4242" not in out
+    assert EMAIL.encode() not in out
+    assert orjson.loads(out) == orjson.loads(raw)  # what was inspected, re-serialized
+
+
+def test_bytes_without_a_repeated_key_go_out_as_they_were(config: piimw.Config) -> None:
+    for raw in (b'{"id":1,"note":"hi"}', b'{"id": 1,\n "note": "hi"}'):
+        assert _send(config, 200, JSON, raw) == raw
+    assert forwards_what_was_read(b'{"a": {"b": 1}, "c": [{"b": 2}]}', {"a": {"b": 1},
+                                                                        "c": [{"b": 2}]})
+    assert not forwards_what_was_read(b'{"a": {"b": 1, "b": 2}}', {"a": {"b": 2}})
+
+
+async def test_asgi_sends_the_inspected_document(config: piimw.Config) -> None:
+    raw = b'{"id":1,"card":"4242 4242 4242 4242","card":null}'
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(raw)).encode())]})
+        await send({"type": "http.response.body", "body": raw})
+
+    r = await call(PIIMiddleware(app, config), "GET", "/me")
+    assert r.status == 200
+    assert b"4242" not in r.body
+    assert r.header("content-length") == str(len(r.body))
+
+
+# -- content codings ----------------------------------------------------------------------------
+def test_a_second_gzip_member_is_withheld(config: piimw.Config) -> None:
+    """Clients decode every member; only the first was inspected, the rest went out."""
+    body = gzip.compress(b'{"id":1}') + gzip.compress(b'{"email":"' + EMAIL.encode() + b'"}')
+    headers = [*JSON, (b"content-encoding", b"gzip")]
+    out = Exchange(config, "GET", "/me", []).response_body(200, headers, body)
+    assert out.status == 500
+    assert EMAIL.encode() not in out.body
+    page = gzip.compress(b"<p>oops</p>") + gzip.compress(f"<p>{EMAIL}</p>".encode())
+    html = [(b"content-type", b"text/html"), (b"content-encoding", b"gzip")]
+    ex = Exchange(config, "GET", "/nowhere", [])
+    assert ex.wants_response_body(404, html)
+    out = ex.response_body(404, html, page)
+    assert out.status == 500
+    assert EMAIL.encode() not in out.body
+
+
+def test_a_gzip_stream_cut_short_is_refused() -> None:
+    whole = gzip.compress(b"x" * 1000)
+    with pytest.raises(ValueError, match="cut short"):
+        decode_content(whole[:-8], b"gzip", 1 << 20)
+    with pytest.raises(ValueError, match="more data"):
+        decode_content(whole + b"trailing", b"gzip", 1 << 20)
+
+
+def test_every_content_encoding_field_counts() -> None:
+    assert content_coding([(b"content-encoding", b"identity"),
+                           (b"content-encoding", b"gzip")]) == b"gzip"
+    assert content_coding([(b"content-encoding", b"GZIP")]) == b"gzip"
+    assert content_coding([(b"content-encoding", b"gzip, br")]) == b"multiple"
+    assert content_coding([(b"content-encoding", b"identity")]) is None
+    assert content_coding([]) is None
+
+
+def test_an_error_page_gzipped_behind_an_identity_field_is_scanned(
+        config: piimw.Config) -> None:
+    page = gzip.compress(f"<p>no account for {EMAIL}</p>".encode())
+    headers = [(b"content-type", b"text/html"), (b"content-encoding", b"identity"),
+               (b"content-encoding", b"gzip")]
+    out = _send(config, 404, headers, page, path="/nowhere")
+    assert EMAIL.encode() not in gzip.decompress(out)
+
+
+# -- media types ----------------------------------------------------------------------------
+@pytest.mark.parametrize("media", [b"text/json", b"text/plain; charset=utf-8",
+                                   b"application/x-ndjson"])
+def test_text_where_json_was_planned_is_scanned(config: piimw.Config, media: bytes) -> None:
+    raw = orjson.dumps({"email": EMAIL, "card": "4242 4242 4242 4242"})
+    out = _send(config, 200, [(b"content-type", media)], raw)
+    assert EMAIL.encode() not in out
+    assert b"4242 4242 4242 4242" not in out
+
+
+def test_an_event_stream_on_a_planned_route_still_streams(config: piimw.Config) -> None:
+    ex = Exchange(config, "GET", "/me", [])
+    assert not ex.wants_response_body(200, [(b"content-type", b"text/event-stream")])
+
+
+@pytest.mark.parametrize("headers", [
+    [(b"content-type", b"application/vnd.api+json")],
+    [(b"content-type", b"application/hal+json")],
+    [],
+])
+def test_error_pages_typed_json_or_untyped_are_scanned(config: piimw.Config,
+                                                       headers: Any) -> None:
+    page = b'{"errors":[{"detail":"no account for ' + EMAIL.encode() + b'"}]}'
+    out = _send(config, 404, headers, page, path="/nowhere")
+    assert EMAIL.encode() not in out
+
+
+# -- charsets ---------------------------------------------------------------------------------
+def test_a_stray_byte_does_not_hide_a_non_ascii_known_value(config: piimw.Config) -> None:
+    """The page was read as latin-1 on a decoding error: the UTF-8 name became mojibake,
+    which no known value matched, while the browser showed the name."""
+    from urllib.parse import quote
+
+    page = f"<p>no account for {NAME}</p>".encode() + b"\xff"
+    out = _send(config, 404, [(b"content-type", b"text/html; charset=utf-8")], page,
+                path="/nowhere", query=f"name={quote(NAME)}".encode())
+    assert NAME.encode() not in out
