@@ -48,7 +48,8 @@ KNOWN_LOGGERS: Final = (
     "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access", "sentry_sdk.errors",
 )
 
-#: Marks a scrubbed record, so that a record passing several filtered handlers costs once.
+#: The sinks a record was scrubbed for, so that a record passing several filtered handlers
+#: costs once per sink (a later filter for another sink may have stricter rules).
 #: Leading underscore: Sentry's logging integration leaves such attributes out of ``extra``.
 _MARK: Final = "_piimw"
 _STANDARD: Final = frozenset(
@@ -95,9 +96,14 @@ class PIIFilter(_logging.Filter):
         except Exception:  # a record missing standard attributes: the slow path fails closed
             ordinary = False
         attrs = record.__dict__
-        if attrs.get(_MARK, False):
+        done = attrs.get(_MARK)
+        sink = self.sink
+        if done is None:
+            attrs[_MARK] = (sink,)
+        elif sink in done:
             return True
-        attrs[_MARK] = True
+        else:
+            attrs[_MARK] = (*done, sink)
         try:
             exchange = current()
             if ordinary and _STANDARD.issuperset(attrs):  # no extras
@@ -136,8 +142,6 @@ class PIIFilter(_logging.Filter):
             record.stack_info = ctx.text(record.stack_info)
         attrs = record.__dict__
         for key in attrs.keys() - _STANDARD:  # extras: one set difference, usually empty
-            if key.startswith("_piimw"):
-                continue
             value = attrs[key]
             new = ctx.data(value)
             if new is not value:
@@ -276,8 +280,7 @@ def _withhold(record: _logging.LogRecord) -> None:
     if "message" in record.__dict__:
         record.message = WITHHELD
     for key in record.__dict__.keys() - _STANDARD:
-        if not key.startswith("_piimw"):
-            setattr(record, key, PLACEHOLDER)
+        setattr(record, key, PLACEHOLDER)
 
 
 # -- install everywhere -------------------------------------------------------------------

@@ -250,6 +250,47 @@ def test_a_record_through_two_filtered_handlers_is_scrubbed_once(canary: Canary)
     first.logger.handlers = []
 
 
+@pytest.mark.parametrize("order", ["log first", "error first"])
+def test_a_filter_for_another_sink_still_applies_its_rules(order: str) -> None:
+    """The record's mark named no sink: a record that passed a ``log`` filter skipped an
+    ``error`` filter on the next handler, which then showed what the log rules allow (found
+    by review)."""
+    import piimw
+    from piimw.exchange import Exchange
+
+    email = "jane.doe@example.org"
+    config = piimw.Config.from_dict({"rules": [
+        {"id": "ops-log-email", "action": "allow", "category": "email", "sink": "log"}]})
+    console, errors = io.StringIO(), io.StringIO()
+    to_console, to_errors = logging.StreamHandler(console), logging.StreamHandler(errors)
+    to_console.addFilter(PIIFilter())
+    to_errors.addFilter(PIIFilter(sink="error"))
+    log = logging.Logger("piimw.tests.log.sinks")
+    log.handlers = [to_console, to_errors] if order == "log first" else [to_errors, to_console]
+    with activate(Exchange(config, "POST", "/signup", [])):
+        log.error("signup failed for %s", email)
+    assert email not in errors.getvalue()
+    assert "signup failed for" in errors.getvalue()
+
+
+def test_extras_named_like_piimw_s_own_mark_are_scrubbed(canary: Canary) -> None:
+    """Every extra whose name began with ``_piimw`` was skipped, not only the mark."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(PIIFilter())
+    log = logging.Logger("piimw.tests.log.extras")
+    log.addHandler(handler)
+    with activate(canary.exchange()):
+        log.info("saved", extra={"_piimw_note": f"for {canary.email}"})
+    assert records[0].__dict__["_piimw_note"] != f"for {canary.email}"
+    canary.assert_clean(repr(records[0].__dict__))
+
+
 def test_scrubbing_failure_withholds_the_record(capture: Capture, canary: Canary,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: ScrubContext, text: str) -> str:
@@ -488,3 +529,35 @@ def test_socket_handler_pickles_scrubbed_extras(canary: Canary) -> None:
     restored = pickle.loads(data[4:])
     assert isinstance(restored["request"], str)
     canary.assert_clean(repr(restored))
+
+
+def test_extras_with_hidden_values_and_non_string_keys(canary: Canary) -> None:
+    from django.utils.datastructures import MultiValueDict
+
+    fmt = FORMAT + " %(params)s %(attempts)s %(cards)s"
+    cap = Capture("piimw.tests.log.extras_keys", fmt=fmt)
+    params = MultiValueDict({"email": [canary.email, "x"]})  # items() yields "x" only
+    with activate(canary.exchange()):
+        cap.logger.warning("bad request", extra={
+            "params": params, "attempts": {(canary.email, "login"): 3},
+            "cards": {int(canary.card): "declined"}})
+    cap.logger.handlers = []
+    canary.assert_clean(cap.text, "extras")
+    assert "'x'" in cap.text
+
+
+class _HookedRequest(_Request):
+    def __structlog__(self) -> dict[str, str]:
+        return {"path": self.path}
+
+
+def test_proxied_extras_do_not_forward_dunders(canary: Canary) -> None:
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "req", (), None)
+    record.request = _HookedRequest(canary)
+    with activate(canary.exchange()):
+        PIIFilter().filter(record)
+    assert record.request.path.startswith("/signup?email=")  # plain attributes still reach it
+    assert not hasattr(record.request, "__structlog__")
+    assert not hasattr(record.request, "__dict__")
+    with pytest.raises(TypeError):
+        vars(record.request)
