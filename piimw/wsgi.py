@@ -273,8 +273,8 @@ class PIIMiddleware:
 class _Responder:
     """Per-request response state for WSGI."""
 
-    __slots__ = ("_start_response", "buffer", "exchange", "held", "raw_headers", "size",
-                 "too_large")
+    __slots__ = ("_start_response", "buffer", "exchange", "forwarded", "held", "raw_headers",
+                 "size", "too_large")
 
     def __init__(self, exchange: Exchange, start_response: StartResponse) -> None:
         self.exchange = exchange
@@ -284,6 +284,9 @@ class _Responder:
         self.buffer: list[bytes] = []
         self.size = 0
         self.too_large = False
+        #: The server's ``start_response`` was called (a response not held): a later call
+        #: must pass ``exc_info`` on, as PEP 3333 requires of every call after the first.
+        self.forwarded = False
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -300,11 +303,13 @@ class _Responder:
         exchange = self.exchange
         if not exchange.may_want_response(code):  # most requests: no plan, no error
             exchange.status = code
+            self.forwarded = True
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
         raw = _to_bytes(headers)
         if not exchange.wants_response_body(code, raw):
             self.held = None
+            self.forwarded = True
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
         self.held = (code, headers, exc_info)
@@ -346,10 +351,14 @@ class _Responder:
 
     def _emit(self, outcome: ResponseOutcome, exc_info: ExcInfo | None,
               token: Activation) -> Iterable[bytes]:
-        # The server has not seen a start_response yet (it was held), so this is the first
-        # call and exc_info must not be passed on: nothing has been sent that it could replace.
-        del exc_info
-        self._start_response(_status_line(outcome.status), _to_str(outcome.headers))
+        # A held response is the server's first start_response unless the app called it
+        # before (a response not held, then a failure: PEP 3333's error path); only then is
+        # exc_info passed on, which lets the server replace headers it has not sent yet.
+        status, headers = _status_line(outcome.status), _to_str(outcome.headers)
+        if self.forwarded and exc_info is not None:
+            self._start_response(status, headers, exc_info)
+        else:
+            self._start_response(status, headers)
         return _ClosingIterator([outcome.body], token, self.exchange)
 
 

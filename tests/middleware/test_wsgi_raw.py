@@ -147,3 +147,35 @@ def test_too_large(config: piimw.Config) -> None:
                                    content_type="application/json",
                                    headers={"Content-Length": "50"})
     assert r.status_code == 413
+
+
+def test_pep_3333_error_path_under_wsgiref(config: piimw.Config) -> None:
+    """An app that starts a response, fails, and calls ``start_response`` again with
+    ``exc_info`` before returning (PEP 3333): piimw held the second call and then called the
+    server without ``exc_info``; wsgiref raised "Headers already set!" and sent its own page
+    instead of the app's (found by review). The error page is still scrubbed."""
+    import sys
+    from wsgiref.handlers import SimpleHandler
+    from wsgiref.util import setup_testing_defaults
+
+    email = "jane.doe@example.com"
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("db down")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [f"lookup failed for {email}".encode()]
+
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/elsewhere"}
+    setup_testing_defaults(environ)
+    out, errors = io.BytesIO(), io.StringIO()
+    SimpleHandler(io.BytesIO(), out, errors, environ, multithread=False).run(
+        PIIMiddleware(app, config))
+    head, _, body = out.getvalue().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 500")
+    assert body.startswith(b"lookup failed for ")
+    assert email.encode() not in body
+    assert "Headers already set" not in errors.getvalue()
