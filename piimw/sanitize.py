@@ -95,6 +95,27 @@ def _safe_repr(obj: object) -> str:
         return f"<{type(obj).__name__} object: repr() failed>"
 
 
+def _multi_items(value: Mapping[Any, Any]) -> list[tuple[Any, list[Any]]] | None:
+    """Every value of each key, for the multi-value dicts of Django (``lists``), werkzeug
+    (``lists``) and Starlette (``multi_items``), or any with ``getlist``; None otherwise."""
+    try:
+        lists = getattr(value, "lists", None)
+        if callable(lists):
+            return [(k, list(vs)) for k, vs in lists()]
+        multi_items = getattr(value, "multi_items", None)
+        if callable(multi_items):
+            grouped: dict[Any, list[Any]] = {}
+            for k, v in multi_items():
+                grouped.setdefault(k, []).append(v)
+            return list(grouped.items())
+        getlist = getattr(value, "getlist", None)
+        if callable(getlist):
+            return [(k, list(getlist(k))) for k in list(value.keys())]
+    except Exception:
+        return None  # not the API we took it for: items() and the renderings are checked
+    return None
+
+
 class ScrubContext:
     """One scrubbing pass: the policy inputs (sink, uses, consent, route), the values to look
     for (detectors, the request's known values) and the findings made on the way.
@@ -266,7 +287,7 @@ class ScrubContext:
                 self._active.discard(key)
         if not render:
             return value
-        return self._object(value)
+        return self._object(value, depth)
 
     def _bytes(self, value: bytes | bytearray) -> Any:
         text = bytes(value).decode("utf-8", "surrogateescape")
@@ -277,19 +298,49 @@ class ScrubContext:
         return bytearray(raw) if isinstance(value, bytearray) else raw
 
     def _mapping(self, value: Mapping[Any, Any], render: bool, depth: int) -> Any:
+        """Every key is checked too; a mapping that is not a plain dict may show more than
+        ``items()`` yields (a ``QueryDict``'s repr shows every value of a key), so all its
+        values are checked, or its renderings where it has no multi-value API."""
+        exact = type(value) is dict
+        multi = None if exact else _multi_items(value)
+        if multi is not None:
+            return self._multi(value, multi, render, depth)
         changed = False
         items: list[tuple[Any, Any]] = []
         for k, v in list(value.items()):
-            nk = self._value(k, render, depth + 1) if isinstance(k, (str, bytes)) else k
+            nk = self._value(k, render, depth + 1) if isinstance(k, (str, bytes)) \
+                else self._key(k, render, depth)
             nv = self._value(v, render, depth + 1)
             if nk is not k or nv is not v:
                 changed = True
             if nv is DROP or nk is DROP:
                 continue
             items.append((nk, nv))
-        if not changed:
-            return value
-        return dict(items)
+        if changed:
+            return dict(items)
+        return value if exact or not render else self._object(value, depth)
+
+    def _key(self, key: Any, render: bool, depth: int) -> Any:
+        """A key that is not a string (an int, a tuple): its scrubbed text where it changes."""
+        new = self._value(key, render, depth + 1)
+        if new is key:
+            return key
+        return new if isinstance(new, str) else self.text(_safe_str(new))
+
+    def _multi(self, value: Mapping[Any, Any], multi: list[tuple[Any, list[Any]]],
+               render: bool, depth: int) -> Any:
+        """A multi-value mapping: unchanged, or a plain dict of scrubbed value lists."""
+        changed = False
+        out: dict[Any, list[Any]] = {}
+        for k, vs in multi:
+            nk = self._value(k, render, depth + 1) if isinstance(k, (str, bytes)) \
+                else self._key(k, render, depth)
+            nvs = [self._value(v, render, depth + 1) for v in vs]
+            if nk is not k or any(a is not b for a, b in zip(nvs, vs, strict=True)):
+                changed = True
+            if nk is not DROP:
+                out.setdefault(nk, []).extend(v for v in nvs if v is not DROP)
+        return out if changed else value
 
     def _sequence(self, value: Any, render: bool, depth: int) -> Any:
         changed = False
@@ -319,14 +370,32 @@ class ScrubContext:
             return set(items)
         return items
 
-    def _object(self, value: Any) -> Any:
+    def _object(self, value: Any, depth: int) -> Any:
         r = _safe_repr(value)
         s = _safe_str(value)
         if len(r) > MAX_REPR or len(s) > MAX_REPR:
             return ScrubbedProxy(value, f"<{type(value).__name__}: {PLACEHOLDER}>")
-        if self.changes(r) or self.changes(s):
+        if self.changes(r) or self.changes(s) or self._hook_shows(value, depth):
             return ScrubbedProxy(value, self.text(s), self.text(r))
         return value
+
+    def _hook_shows(self, value: Any, depth: int) -> bool:
+        """Does ``__structlog__`` (what structlog's ``JSONRenderer`` shows instead of the
+        repr) return something to scrub? The proxy does not forward it."""
+        if not callable(getattr(type(value), "__structlog__", None)):
+            return False
+        try:
+            rendered = value.__structlog__()
+        except Exception:
+            return False  # JSONRenderer fails on it as well: nothing is shown
+        key = id(value)
+        added = key not in self._active
+        self._active.add(key)  # a hook that returns its object is a cycle: withheld
+        try:
+            return self._value(rendered, True, depth + 1) is not rendered
+        finally:
+            if added:
+                self._active.discard(key)
 
     # -- exceptions -----------------------------------------------------------------------
     def exception(self, exc: BaseException, *, copy: bool = False) -> BaseException:
@@ -582,7 +651,7 @@ def _stand_in(e: BaseException, ctx: ScrubContext) -> BaseException:
 
 
 class ScrubbedProxy:
-    """Shows a scrubbed ``str``/``repr`` of an object; attribute access reaches the object.
+    """Shows a scrubbed ``str``/``repr`` of an object; plain attribute access reaches it.
 
     Used for log record extras such as Django's ``record.request``: formatters render the
     scrubbed text, while handlers that use the object (``AdminEmailHandler`` builds its report
@@ -608,6 +677,10 @@ class ScrubbedProxy:
         return format(str(self), spec)
 
     def __getattr__(self, name: str) -> Any:
+        """Plain attributes only: dunders and render hooks (``__structlog__``, ``__dict__``,
+        ``__html__``, ``__rich_repr__``, IPython's ``_repr_html_``) would show the raw object."""
+        if (name.startswith("__") and name.endswith("__")) or name.startswith("_repr_"):
+            raise AttributeError(name)
         return getattr(object.__getattribute__(self, "_piimw_obj"), name)
 
     def __reduce__(self) -> tuple[type[str], tuple[str]]:

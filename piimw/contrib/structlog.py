@@ -7,14 +7,19 @@ Put it after the processors that add data (``merge_contextvars``, ``add_log_leve
 
 An ``exc_info`` entry is rendered here, from a sanitized copy, into ``exception`` (what
 ``format_exc_info`` does), so that no later processor can format the raw exception or show
-its frame variables.
+its frame variables. Values other than plain dicts, lists, tuples and scalars become the
+scrubbed text of their rendering: renderers call hooks (``JSONRenderer`` calls
+``__structlog__`` before ``repr``) that a scrubbed ``repr`` does not cover.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import sys
 import traceback
-from typing import Any
+import uuid
+from typing import Any, Final
 
 try:
     from structlog.typing import EventDict, WrappedLogger
@@ -23,11 +28,19 @@ except ImportError as e:  # pragma: no cover - exercised without the extra
         "piimw.contrib.structlog needs structlog: pip install 'piimw[structlog]'") from e
 
 from piimw.findings import Sink
-from piimw.sanitize import ScrubContext
+from piimw.sanitize import MAX_DEPTH, MAX_REPR, PLACEHOLDER, ScrubContext
 
 __all__ = ["PIIProcessor", "scrub_processor"]
 
 WITHHELD = "[piimw: log event withheld: scrubbing failed]"
+#: Types every renderer shows as their value: kept for ``ctx.data`` to scrub.
+_SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
+#: ``ProcessorFormatter``'s LogRecord: stdlib processors read it, ``remove_processors_meta``
+#: drops it before rendering; ``ctx.data`` wraps it where its renderings show PII.
+_META: Final = frozenset({"_record"})
+_FAILED: Final = object()
+#: Values renderers show natively (orjson, rich), holding no free text: kept as they are.
+_NATIVE: Final = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID, decimal.Decimal)
 
 
 class PIIProcessor:
@@ -54,7 +67,9 @@ class PIIProcessor:
         for key, value in event_dict.items():
             if key == "exc_info":
                 continue
-            new_key = ctx.text(key) if isinstance(key, str) else key
+            if type(value) not in _SCALARS and key not in _META:
+                value = _plain(value, ctx, 0, set())
+            new_key = ctx.text(key) if isinstance(key, str) else _key(key, ctx)
             out[new_key] = ctx.data(value)
         if exc_info:
             exc = _exception(exc_info)
@@ -65,6 +80,79 @@ class PIIProcessor:
                 out["exception"] = ctx.text(text.rstrip("\n"))
         ctx.flush()
         return out
+
+
+def _key(key: Any, ctx: ScrubContext) -> Any:
+    """A key that is not a string: its scrubbed text where it changes."""
+    new = ctx.data(key)
+    return key if new is key else ctx.text(str(new))
+
+
+def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
+    """``value`` as plain data for ``ctx.data`` to scrub: dicts, lists, tuples and scalars
+    stay; anything else becomes the (not yet scrubbed) text its renderer would show."""
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is dict or t is list or t is tuple:
+        if depth >= MAX_DEPTH or id(value) in active:
+            return PLACEHOLDER
+        active.add(id(value))  # an exception withholds the whole event: no finally needed
+        if t is dict:  # copied only where something changes: plain data stays cheap
+            out: dict[Any, Any] | None = None
+            for k, v in value.items():
+                if type(v) in _SCALARS:
+                    continue
+                nv = _plain(v, ctx, depth + 1, active)
+                if nv is not v:
+                    if out is None:
+                        out = dict(value)
+                    out[k] = nv
+            active.discard(id(value))
+            return value if out is None else out
+        items: list[Any] | None = None
+        for i, v in enumerate(value):
+            if type(v) in _SCALARS:
+                continue
+            nv = _plain(v, ctx, depth + 1, active)
+            if nv is not v:
+                if items is None:
+                    items = list(value)
+                items[i] = nv
+        active.discard(id(value))
+        if items is None:
+            return value
+        return items if t is list else tuple(items)
+    if isinstance(value, (str, int, float)):
+        # a subclass (an enum): JSON shows its value (ctx.data checks it), repr and str more
+        if not (ctx.changes(_repr(value)) or ctx.changes(_str(value))):
+            return value
+        return _repr(value)
+    if isinstance(value, _NATIVE):
+        return value
+    if depth < MAX_DEPTH and callable(getattr(type(value), "__structlog__", None)):
+        try:
+            rendered = value.__structlog__()  # what JSONRenderer would show instead of repr
+        except Exception:
+            rendered = _FAILED
+        if rendered is not _FAILED:
+            return _plain(rendered, ctx, depth + 1, active)
+    r = _repr(value)
+    return r if len(r) <= MAX_REPR else f"<{t.__name__}: {PLACEHOLDER}>"
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object: repr() failed>"
+
+
+def _str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return ""
 
 
 def _exception(exc_info: Any) -> BaseException | None:

@@ -16,6 +16,7 @@ from piimw.exchange import activate
 from piimw.sanitize import (
     PLACEHOLDER,
     ScrubbedException,
+    ScrubbedProxy,
     ScrubContext,
     format_exception,
     on_app_exception,
@@ -390,3 +391,120 @@ def test_copy_of_an_exception_with_its_own_new(canary: Canary) -> None:
     assert type(c) is Odd
     assert str(c) == "7: [REDACTED:email]"
     assert canary.email in str(e)
+
+
+# -- mapping keys, multi-value dicts, proxies -------------------------------------------------
+def test_scrub_data_checks_keys_that_are_not_strings(canary: Canary) -> None:
+    attempts = {(canary.email, "login"): 3, 7: "clean", (1, "ok"): "clean"}
+    by_card = {int(canary.card): "declined"}
+    with activate(canary.exchange()):
+        out_attempts, out_cards = scrub_data(attempts), scrub_data(by_card)
+    canary.assert_clean([repr(out_attempts), repr(out_cards)])
+    assert out_attempts[7] == "clean"  # keys that need nothing keep their type
+    assert out_attempts[(1, "ok")] == "clean"
+    assert list(out_cards.values()) == ["declined"]
+    assert all(isinstance(k, str) for k in out_cards)
+
+
+def _multi_value_dicts(c: Canary) -> list[Any]:
+    """Each hides a value that its ``items()`` does not yield but its repr shows."""
+    from django.utils.datastructures import MultiValueDict
+    from starlette.datastructures import ImmutableMultiDict, QueryParams
+    from werkzeug.datastructures import MultiDict
+
+    return [
+        MultiValueDict({"email": [c.email, "x"], "card": [c.card, "x"]}),  # items(): last
+        MultiDict([("email", "x"), ("email", c.email), ("card", "x"), ("card", c.card)]),
+        QueryParams([("email", c.email), ("email", "x"), ("card", c.card), ("card", "x")]),
+        ImmutableMultiDict([("email", c.email), ("email", "x")]),
+    ]
+
+
+def test_scrub_data_checks_every_value_of_multi_value_dicts(canary: Canary) -> None:
+    with activate(canary.exchange()):
+        for mdict in _multi_value_dicts(canary):
+            assert canary.leaks(repr(mdict))  # the hidden value is in the rendering
+            out = scrub_data(mdict)
+            assert type(out) is dict, type(mdict)
+            assert "x" in out["email"]
+            canary.assert_clean([repr(out), str(out)], type(mdict).__name__)
+
+
+def test_clean_multi_value_dicts_are_kept(canary: Canary) -> None:
+    from werkzeug.datastructures import MultiDict
+
+    mdict = MultiDict([("plan", "pro"), ("plan", "team")])
+    with activate(canary.exchange()):
+        assert scrub_data(mdict) is mdict
+
+
+def test_scrub_data_checks_the_renderings_of_other_mappings(canary: Canary) -> None:
+    from collections.abc import Iterator, Mapping
+
+    class Hidden(Mapping[str, str]):
+        """``items()`` yields nothing to scrub; the repr shows a stored value."""
+
+        def __getitem__(self, key: str) -> str:
+            return "x"
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["a"])
+
+        def __len__(self) -> int:
+            return 1
+
+        def __repr__(self) -> str:
+            return f"Hidden(a='x', secret={canary.email!r})"
+
+    with activate(canary.exchange()):
+        out = scrub_data(Hidden())
+    canary.assert_clean([repr(out), str(out)])
+
+
+class _User:
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    def __repr__(self) -> str:
+        return f"<User {self.email}>"
+
+    def __structlog__(self) -> dict[str, str]:
+        return {"email": self.email}
+
+    def __html__(self) -> str:
+        return f"<b>{self.email}</b>"
+
+
+class _Account:
+    """A clean repr; what structlog's JSONRenderer shows instead carries the email."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    def __repr__(self) -> str:
+        return "<Account 42>"
+
+    def __structlog__(self) -> dict[str, object]:
+        return {"id": 42, "email": self.email}
+
+
+def test_scrubbed_proxy_forwards_plain_attributes_only(canary: Canary) -> None:
+    with activate(canary.exchange()):
+        proxy = scrub_data(_User(canary.email))
+    assert isinstance(proxy, ScrubbedProxy)
+    assert proxy.email == canary.email  # code that reads the object keeps working
+    for hook in ("__structlog__", "__html__", "__dict__", "_repr_html_"):
+        assert not hasattr(proxy, hook), hook
+    with pytest.raises(TypeError):
+        vars(proxy)
+    canary.assert_clean([repr(proxy), str(proxy), f"{proxy}"])
+
+
+def test_scrub_data_wraps_an_object_whose_structlog_hook_shows_pii(canary: Canary) -> None:
+    clean = _Account("nobody")
+    with activate(canary.exchange()):
+        out = scrub_data(_Account(canary.email))
+        assert scrub_data(clean) is clean
+    assert isinstance(out, ScrubbedProxy)
+    assert repr(out) == "<Account 42>"
+    assert not hasattr(out, "__structlog__")

@@ -80,3 +80,89 @@ def test_processor_fails_closed(canary: Canary, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(ScrubContext, "data", broken)
     out = PIIProcessor()(None, "info", {"event": canary.email, "level": "info"})
     assert out == {"event": WITHHELD, "level": "info"}
+
+
+class _Account:
+    """A clean repr; what ``JSONRenderer`` shows instead (``__structlog__``) has the email."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    def __repr__(self) -> str:
+        return "<Account 42>"
+
+    def __structlog__(self) -> dict[str, object]:
+        return {"id": 42, "email": self.email}
+
+
+class _HookedUser(_User):
+    def __structlog__(self) -> dict[str, str]:
+        return {"email": self.email}
+
+
+def _json_logger(stream: io.StringIO) -> Any:
+    return structlog.wrap_logger(structlog.PrintLogger(stream), processors=[
+        scrub_processor, structlog.processors.JSONRenderer()])
+
+
+def test_render_hooks_are_scrubbed_before_the_renderer(canary: Canary) -> None:
+    stream = io.StringIO()
+    with activate(canary.exchange()):
+        log = _json_logger(stream)
+        log.info("signup", user=_HookedUser(canary.email), account=_Account(canary.email),
+                 nested={"who": [_Account(canary.email)]})
+    canary.assert_clean(stream.getvalue(), "structlog JSON")
+    line = json.loads(stream.getvalue())
+    assert line["account"]["id"] == 42  # the hook's shape is kept, its values scrubbed
+    assert line["nested"]["who"][0]["id"] == 42
+
+
+def test_other_objects_become_their_scrubbed_text(canary: Canary) -> None:
+    from werkzeug.datastructures import MultiDict
+
+    params = MultiDict([("email", "x"), ("email", canary.email)])
+    stream = io.StringIO()
+    with activate(canary.exchange()):
+        log = structlog.wrap_logger(structlog.PrintLogger(stream), processors=[
+            scrub_processor, structlog.processors.KeyValueRenderer()])
+        log.info("bad request", params=params, tags={canary.phone}, plan="pro", n=3)
+        out = scrub_processor(None, "info", {"event": "e", "params": params, "n": 3})
+    canary.assert_clean(stream.getvalue(), "structlog key=value")
+    assert isinstance(out["params"], str)
+    assert out["n"] == 3
+
+
+def test_non_string_keys_are_scrubbed(canary: Canary) -> None:
+    stream = io.StringIO()
+    with activate(canary.exchange()):
+        log = structlog.wrap_logger(structlog.PrintLogger(stream), processors=[
+            scrub_processor, structlog.processors.KeyValueRenderer()])
+        log.info("throttled", attempts={(canary.email, "login"): 3},
+                 cards={int(canary.card): "declined"}, ok={7: "kept"})
+    canary.assert_clean(stream.getvalue(), "structlog keys")
+    assert "ok={7: 'kept'}" in stream.getvalue()
+
+
+def test_processor_formatter_record_keeps_its_object(canary: Canary) -> None:
+    import logging
+
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "plain", (), None)
+    with activate(canary.exchange()):
+        out = scrub_processor(None, "info", {"event": "e", "_record": record,
+                                             "_from_structlog": False})
+    assert out["_record"] is record  # stdlib processors after this one read its attributes
+
+
+def test_dates_uuids_and_decimals_stay_native() -> None:
+    """orjson and rich render them natively: turning them into repr text changed every such
+    log line (a review note on the fix above)."""
+    import datetime
+    import decimal
+    import uuid
+
+    values = {"at": datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.timezone.utc),
+              "day": datetime.date(2026, 11, 29), "took": datetime.timedelta(seconds=3),
+              "id": uuid.UUID(int=7), "total": decimal.Decimal("19.90")}
+    out = PIIProcessor()(None, "info", {"event": "paid", **values})
+    assert {k: out[k] for k in values} == values
+    assert all(type(out[k]) is type(v) for k, v in values.items())
