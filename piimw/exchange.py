@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from piimw.engine import Result
 from piimw.findings import Finding, Sink
 from piimw.problem import Problem, internal_error
 from piimw.routes import Route, is_json_media_type
+from piimw.schema.loader import unescape_token
+from piimw.schema.validate import safe_pointer
 
 if TYPE_CHECKING:
     from piimw.config import Config
@@ -492,7 +494,8 @@ class Exchange:
         res = self._scrub(doc, spec.plan, "app", collect=True)
         value, res.value = res.value, None  # keep the findings, not the document (see _scrub)
         if res.rejected is not None:
-            return RequestOutcome(problem=rejected_problem(res.rejected))
+            return RequestOutcome(problem=rejected_problem(res.rejected,
+                                                           declared_names(self.route)))
         if value is doc:
             return RequestOutcome(body)
         return RequestOutcome(orjson.dumps(value), changed=True)
@@ -519,7 +522,8 @@ class Exchange:
         flat = {k: v[0] if len(v) == 1 else v for k, v in doc.items()}
         res = self._scrub(flat, self.route.request.plan, "app", collect=True)
         if res.rejected is not None:
-            return RequestOutcome(problem=rejected_problem(res.rejected))
+            return RequestOutcome(problem=rejected_problem(res.rejected,
+                                                           declared_names(self.route)))
         if res.value is flat:
             return RequestOutcome(body)
         out: list[tuple[str, str]] = []
@@ -700,10 +704,19 @@ def _header_signals(headers: Headers, config: Config) -> Consent:
     return DEFAULT
 
 
-def rejected_problem(finding: Finding) -> Problem:
-    """422 for a body policy refuses: names where and which tag, never what."""
+def declared_names(route: Route | None) -> Collection[str]:
+    """The property names the route's request schema may repeat in a problem."""
+    body = route.request if route is not None else None
+    return body.validator.names if body is not None and body.validator is not None else ()
+
+
+def rejected_problem(finding: Finding, names: Collection[str] = ()) -> Problem:
+    """422 for a body policy refuses: names where and which tag, never what. A key the client
+    chose (not in ``names``, the declared property names) reads ``*``."""
+    parts = [int(t) if t.isdigit() else unescape_token(t)
+             for t in finding.location.split("/")[1:]]
     return Problem(422, "rejected", "The request carries data this endpoint must not receive.",
-                   [{"pointer": finding.location, "keyword": "x-pii"}])
+                   [{"pointer": safe_pointer(parts, names) or "/", "keyword": "x-pii"}])
 
 
 def _textual(media: str) -> bool:

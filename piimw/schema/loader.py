@@ -86,6 +86,9 @@ class SchemaStore:
         self.names: dict[str, str] = {}
         self._anchors: dict[str, tuple[str, str]] = {}
         self._default_spec: str = DRAFT_2020
+        #: Every name a ``properties`` keyword declares, in any document: the object keys an
+        #: error report may repeat (any other key came from the client and may be PII).
+        self.property_names: set[str] = set()
 
     def add_document(self, document: Any, uri: str, name: str | None = None) -> str:
         uri = urldefrag(uri)[0]
@@ -116,6 +119,9 @@ class SchemaStore:
                 self._anchors.setdefault(urldefrag(new_base)[0], (doc_uri, pointer))
             elif isinstance(sid, str):
                 self._anchors.setdefault(urldefrag(join_uri(base, sid))[0], (doc_uri, ""))
+            props = node.get("properties")
+            if isinstance(props, dict):
+                self.property_names.update(k for k in props if isinstance(k, str))
             for key in ("$anchor", "$dynamicAnchor"):
                 anchor = node.get(key)
                 if isinstance(anchor, str):

@@ -6,7 +6,7 @@ so a :class:`Problem` is built only from the error's path, keyword and schema lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,14 @@ def _pointer(parts: Iterable[Any]) -> str:
     return "".join(f"/{escape_token(str(p))}" for p in parts)
 
 
+def safe_pointer(parts: Iterable[Any], names: Collection[str]) -> str:
+    """A JSON pointer into a client's document that repeats no key the client chose: array
+    indices and declared property names stay, any other key reads ``*`` (a body keyed by
+    e-mail address would otherwise have its addresses echoed in the 422)."""
+    return "".join(f"/{p}" if isinstance(p, int) else
+                   f"/{escape_token(p)}" if p in names else "/*" for p in parts)
+
+
 def _format_checker() -> jsonschema.FormatChecker:
     known = jsonschema.FormatChecker().checkers
     return jsonschema.FormatChecker(formats=[f for f in CHECKED_FORMATS if f in known])
@@ -73,7 +81,7 @@ class Validator:
     disagree on a format, jsonschema wins. Differential tests keep them in step.
     """
 
-    __slots__ = ("_fast", "_validator", "name")
+    __slots__ = ("_fast", "_validator", "name", "names")
 
     def __init__(self, store: SchemaStore, uri: str, pointer: str,
                  registry: referencing.Registry[Any], fast: Any = None) -> None:
@@ -88,6 +96,8 @@ class Validator:
             wrapper["$schema"] = DRAFT_7
         self._validator = cls(wrapper, registry=registry, format_checker=_FORMAT_CHECKER)
         self.name = f"{store.names.get(uri, uri)}#{pointer}"
+        #: Keys a problem's pointer may repeat (see :func:`safe_pointer`).
+        self.names: Collection[str] = store.property_names
         self._fast: Any = None
         if fast is not None and _rs is not None:
             rs_wrapper = dict(wrapper)
@@ -118,7 +128,8 @@ class Validator:
         """At most ``limit`` problems, deepest first, as value-free records."""
         out: list[Problem] = []
         for error in self._validator.iter_errors(instance):
-            out.append(Problem(_pointer(error.absolute_path), str(error.validator),
+            out.append(Problem(safe_pointer(error.absolute_path, self.names),
+                               str(error.validator),
                                _pointer(list(error.absolute_schema_path)[1:])))
             if len(out) >= limit:
                 break

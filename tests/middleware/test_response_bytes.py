@@ -164,3 +164,38 @@ def test_a_stray_byte_does_not_hide_a_non_ascii_known_value(config: piimw.Config
     out = _send(config, 404, [(b"content-type", b"text/html; charset=utf-8")], page,
                 path="/nowhere", query=f"name={quote(NAME)}".encode())
     assert NAME.encode() not in out
+
+
+# -- problems never repeat a key the client chose ---------------------------------------------
+@pytest.mark.parametrize(("body", "schema", "status"), [
+    # a map keyed by e-mail address, its values the wrong type: 422 validation
+    (b'{"jane.doe@example.com": "weekly"}',
+     {"type": "object", "propertyNames": {"x-pii": "email"},
+      "additionalProperties": {"type": "integer"}}, 422),
+    # a declared field under a client-chosen key, refused by its tag: 422 rejected
+    (b'{"subscribers": {"jane.doe@example.com": {"ssn": "123-45-6789"}}}',
+     {"type": "object", "properties": {"subscribers": {"type": "object",
+      "additionalProperties": {"type": "object", "properties": {
+          "ssn": {"type": "string", "x-pii": {"category": "ssn", "action": "reject"}}}}}}},
+     422),
+])
+async def test_problem_pointers_never_repeat_client_keys(tmp_path: Any, body: bytes,
+                                                          schema: Any, status: int) -> None:
+    """jsonschema's instance path (and a finding's location) hold the client's object keys:
+    a body keyed by e-mail address had the addresses echoed in the 422 (found by review)."""
+    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
+    config = piimw.Config.from_dict({"routes": [
+        {"route": "POST /prefs", "request": str(tmp_path / "req.json")}]})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    r = await call(PIIMiddleware(app, config), "POST", "/prefs", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == status
+    assert b"jane.doe" not in r.body
+    pointers = [e["pointer"] for e in orjson.loads(r.body)["errors"]]
+    assert pointers
+    assert all("*" in p for p in pointers)
+    assert any(p == "/subscribers/*/ssn" for p in pointers) or pointers == ["/*"]
