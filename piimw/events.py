@@ -21,8 +21,11 @@ from piimw.bodies import (
     TooLarge,
     content_coding,
     decode_content,
+    dumps_exact,
     encode_content,
     forwards_what_was_read,
+    loads_exact,
+    may_lose_numbers,
 )
 from piimw.consent import Consent
 from piimw.errors import PIIMWError
@@ -188,8 +191,13 @@ def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: st
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise BlockedEvent(use, "malformed JSON", host=host) from e
+        exact = may_lose_numbers(raw)  # integers beyond 64 bits: read (and written) exactly
+        if exact:
+            doc = loads_exact(raw)
         new = ctx.data(doc)
-        return raw if new is doc and forwards_what_was_read(raw, doc) else orjson.dumps(new)
+        if new is doc and forwards_what_was_read(raw, doc):
+            return raw
+        return dumps_exact(new) if exact else orjson.dumps(new)
     if media == "application/x-www-form-urlencoded":
         try:
             text = raw.decode("utf-8")

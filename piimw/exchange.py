@@ -23,7 +23,15 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from piimw import signals as signals_mod
-from piimw.bodies import content_coding, decode_content, encode_content, forwards_what_was_read
+from piimw.bodies import (
+    content_coding,
+    decode_content,
+    dumps_exact,
+    encode_content,
+    forwards_what_was_read,
+    loads_exact,
+    may_lose_numbers,
+)
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import KnownValues
 from piimw.engine import Result
@@ -498,7 +506,19 @@ class Exchange:
                                                            declared_names(self.route)))
         if value is doc:
             return RequestOutcome(body)
-        return RequestOutcome(orjson.dumps(value), changed=True)
+        return RequestOutcome(self._rewritten(body, value, spec.plan, "app"), changed=True)
+
+    def _rewritten(self, raw: bytes, value: Any, plan: Any, sink: Sink) -> bytes:
+        """The scrubbed document as JSON. Where orjson may have read a number inexactly (an
+        integer beyond 64 bits, which it reads as a float), the body is read again with the
+        standard library and scrubbed again, replacing the first pass's findings."""
+        if not may_lose_numbers(raw):
+            return orjson.dumps(value)
+        if self._results:
+            self._results.pop()
+        res = self._scrub(loads_exact(raw), plan, sink, collect=sink == "app")
+        exact, res.value = res.value, None
+        return dumps_exact(exact)
 
     def _remember_tagged(self, doc: Any) -> None:
         """An invalid body is refused, but its values may still reach logs: remember them."""
@@ -643,7 +663,7 @@ class Exchange:
             value, res.value = res.value, None  # keep the findings, not the document
             if value is doc and forwards_what_was_read(raw, doc):
                 return ResponseOutcome(status, self._vary(headers), body)
-            new = encode_content(orjson.dumps(value), encoding)
+            new = encode_content(self._rewritten(raw, value, spec.plan, "client"), encoding)
             return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
         # An error page, or text where the plan expects JSON: scrub the text by detectors
         # and known values. Bytes invalid in the declared charset are read as a browser

@@ -267,3 +267,21 @@ def test_outbound_host_matching() -> None:
     assert out.use_for("example.com") == "third_party"
     assert out.use_for("notexample.com") is None
     assert out.use_for("segment.io") is None
+
+
+def test_httpx_keeps_integers_beyond_64_bits(canary: Canary) -> None:
+    """orjson reads them as floats: a scrubbed event changed such an id (found by review)."""
+    rec = Recorder()
+    client = httpx.Client(transport=PIITransport(httpx.MockTransport(rec), hosts=HOSTS))
+    big = 12345678901234567890123
+    with activate(canary.exchange()):
+        client.post("https://api.segment.io/v1/track", content=json.dumps(
+            {"orderId": big, "email": canary.email}).encode(),
+            headers={"content-type": "application/json"})
+        client.post("https://api.segment.io/v1/track", content=json.dumps(
+            {"orderId": big, "plan": "pro"}).encode(),
+            headers={"content-type": "application/json"})
+    changed, clean = (json.loads(r.content) for r in rec.requests)
+    assert changed["orderId"] == big
+    canary.assert_clean(rec.requests[0].content, "event with a big integer")
+    assert clean == {"orderId": big, "plan": "pro"}

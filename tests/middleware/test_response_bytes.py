@@ -199,3 +199,54 @@ async def test_problem_pointers_never_repeat_client_keys(tmp_path: Any, body: by
     assert pointers
     assert all("*" in p for p in pointers)
     assert any(p == "/subscribers/*/ssn" for p in pointers) or pointers == ["/*"]
+
+
+# -- integers beyond 64 bits survive a rewrite ----------------------------------------------------
+BIG = 12345678901234567890123
+
+
+def test_a_rewritten_response_keeps_integers_beyond_64_bits(config: piimw.Config) -> None:
+    """orjson reads them as floats: every rewritten body changed such an id (found by
+    review). The body is then read and written with the standard library."""
+    raw = b'{"id":' + str(BIG).encode() + b',"email":"' + EMAIL.encode() + b'"}'
+    ex = Exchange(config, "GET", "/me", [])
+    out = ex.response_body(200, JSON, raw)
+    import json
+
+    doc = json.loads(out.body)
+    assert doc["id"] == BIG
+    assert doc["email"] != EMAIL
+    assert len(ex.findings) == 1  # the first, inexact pass's findings were replaced
+
+
+async def test_a_rewritten_request_keeps_integers_beyond_64_bits(tmp_path: Any) -> None:
+    import json
+
+    schema = {"type": "object", "properties": {
+        "id": {"type": "integer"},
+        "card": {"type": "string", "x-pii": {"category": "card", "action": "redact"}}}}
+    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
+    config = piimw.Config.from_dict({"routes": [
+        {"route": "POST /orders", "request": str(tmp_path / "req.json")}]})
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    body = b'{"id":' + str(BIG).encode() + b',"card":"' + CARD.encode() + b'"}'
+    r = await call(PIIMiddleware(app, config), "POST", "/orders", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == 204
+    assert json.loads(seen[0]) == {"id": BIG, "card": "[REDACTED:card]"}
+
+
+def test_long_digit_strings_are_read_exactly_too() -> None:
+    from piimw.bodies import dumps_exact, loads_exact, may_lose_numbers
+
+    assert may_lose_numbers(b'{"id":9223372036854775808}')
+    assert may_lose_numbers(b'{"id":-9223372036854775809}')
+    assert not may_lose_numbers(b'{"id":922337203685477580,"card":"4242 4242 4242 4242"}')
+    raw = b'{"id":12345678901234567890123,"s":"\xc3\xa9"}'
+    assert dumps_exact(loads_exact(raw)) == raw
