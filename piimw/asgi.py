@@ -286,7 +286,7 @@ def _error_watch(exchange: Exchange, send: Send) -> Send:
 class _Responder:
     """Per-request response state: hold the start message until the body is decided."""
 
-    __slots__ = ("buffer", "exchange", "raw_send", "size", "start", "state")
+    __slots__ = ("buffer", "exchange", "raw_send", "size", "start", "state", "withheld")
 
     def __init__(self, exchange: Exchange, send: Send) -> None:
         self.exchange = exchange
@@ -294,7 +294,8 @@ class _Responder:
         self.start: Message | None = None
         self.buffer: list[bytes] = []
         self.size = 0
-        self.state = "start"  # start -> stream | buffer -> done
+        self.state = "start"  # start -> stream | buffer -> done | trailers
+        self.withheld = False
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -313,6 +314,12 @@ class _Responder:
             return
         if self.state == "done":
             return  # the rest of a withheld or already-answered response
+        if self.state == "trailers" and kind == "http.response.trailers":
+            # After an inspected body: scrubbed, or emptied after a withheld one.
+            message = {**message, "headers": self.exchange.response_trailers(
+                list(message.get("headers") or ()), self.withheld)}
+            await self.raw_send(message)
+            return
         if kind == "http.response.body":
             await self._buffer(message)
             return
@@ -341,6 +348,7 @@ class _Responder:
 
     async def _finish(self, outcome: ResponseOutcome, trailers: bool = False) -> None:
         self.state = "done" if not trailers else "trailers"
+        self.withheld = outcome.withheld
         start: Message = {"type": "http.response.start", "status": outcome.status,
                           "headers": outcome.headers}
         if trailers:
@@ -348,5 +356,3 @@ class _Responder:
         await self.raw_send(start)
         await self.raw_send({"type": "http.response.body", "body": outcome.body,
                              "more_body": False})
-        if trailers:
-            self.state = "stream"  # let the trailers message through

@@ -179,6 +179,8 @@ class ResponseOutcome:
     status: int
     headers: Headers
     body: bytes
+    #: piimw's own 500 replaced the app's response: nothing of the app's may follow.
+    withheld: bool = False
 
 
 class Exchange:
@@ -693,7 +695,24 @@ class Exchange:
         p = internal_error()
         body = p.body()
         self.status = 500
-        return ResponseOutcome(500, p.headers(body), body)
+        return ResponseOutcome(500, p.headers(body), body, withheld=True)
+
+    def response_trailers(self, headers: Headers, withheld: bool) -> Headers:
+        """Trailers after an inspected body (ASGI ``http.response.trailers``): none after a
+        withheld response, else their values scrubbed as text (a gRPC-style status message
+        may repeat what the body held)."""
+        if withheld:
+            return []
+        out: Headers = []
+        sink: Sink = "error" if self.status >= 400 else "client"
+        for name, value in headers:
+            text = value.decode("latin-1")
+            new, findings = self.config.scrubber.scrub_text(
+                text, sink=sink, consent=self.consent, known=self.known,
+                route=self.route_template, location="trailers")
+            self._record(findings)
+            out.append((name, value if new is text else new.encode("latin-1", "replace")))
+        return out
 
     def _vary(self, headers: Headers) -> Headers:
         """The response's headers plus ``Vary`` naming the request headers whose signals

@@ -381,6 +381,30 @@ async def test_trailers_pass_after_rewritten_body(config: piimw.Config) -> None:
     assert r.json()["email"] == "z***@example.com"
 
 
+@pytest.mark.parametrize("body", [orjson.dumps({"id": 1}), b"{not json"])
+async def test_trailers_after_an_inspected_body_are_scrubbed(config: piimw.Config,
+                                                             body: bytes) -> None:
+    """Trailers passed raw after an inspected body, and after a withheld one (found by
+    review): a gRPC-style status message may repeat what the body held."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.trailers", "headers": [
+            (b"grpc-message", b"no account for zed@example.com"), (b"x-checksum", b"1")]})
+
+    r = await call(PIIMiddleware(app, config), "GET", "/users/1")
+    assert [m["type"] for m in r.messages] == ["http.response.start", "http.response.body",
+                                               "http.response.trailers"]
+    trailers = dict(r.messages[-1]["headers"])
+    assert b"zed@example.com" not in b"".join(trailers.values())
+    if body.startswith(b"{not"):
+        assert r.status == 500
+        assert trailers == {}
+    else:
+        assert trailers[b"x-checksum"] == b"1"
+
+
 async def test_forwarded_client_address_is_a_known_value(config: piimw.Config) -> None:
     app = Recorder(200, {"id": 7})
     await call(PIIMiddleware(app, config), "GET", "/users/7",
