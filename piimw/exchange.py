@@ -704,7 +704,7 @@ class Exchange:
         if withheld:
             return []
         out: Headers = []
-        sink: Sink = "error" if self.status >= 400 else "client"
+        sink: Sink = "error" if (self.status or 0) >= 400 else "client"
         for name, value in headers:
             text = value.decode("latin-1")
             new, findings = self.config.scrubber.scrub_text(
