@@ -316,6 +316,20 @@ class _Responder:
         self.raw_headers = raw
         return self._write
 
+    def _started(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        """Run an app that calls ``start_response`` lazily (a generator: PEP 3333 allows the
+        call until the first body bytes) up to that call, so that its response is held or
+        passed on like any other; the chunks read meanwhile are handed on first. Without this
+        a held response was never started and the server failed."""
+        it = iter(result)
+        first: list[bytes] = []
+        try:
+            while self.held is None and not self.forwarded:
+                first.append(next(it))
+        except StopIteration:
+            pass  # it never called start_response: the server reports that, as without piimw
+        return _Prefetched(first, it, result)
+
     def _write(self, data: bytes) -> None:
         self._collect(data)
 
@@ -330,6 +344,8 @@ class _Responder:
         self.buffer.append(data)
 
     def finish(self, result: Iterable[bytes], token: Activation) -> Iterable[bytes]:
+        if self.held is None and not self.forwarded:
+            result = self._started(result)
         if self.held is None:
             return _ClosingIterator(result, token, self.exchange)
         try:
@@ -360,6 +376,25 @@ class _Responder:
         else:
             self._start_response(status, headers)
         return _ClosingIterator([outcome.body], token, self.exchange)
+
+
+class _Prefetched:
+    """An app's iterable of which the first chunks were already read; ``close`` is its own."""
+
+    __slots__ = ("_first", "_it", "_result")
+
+    def __init__(self, first: list[bytes], it: Iterator[bytes], result: Iterable[bytes]) -> None:
+        self._first, self._it, self._result = first, it, result
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._first
+        self._first = []
+        yield from self._it
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            close()
 
 
 class _ClosingIterator:

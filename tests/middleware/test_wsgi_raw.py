@@ -179,3 +179,42 @@ def test_pep_3333_error_path_under_wsgiref(config: piimw.Config) -> None:
     assert body.startswith(b"lookup failed for ")
     assert email.encode() not in body
     assert "Headers already set" not in errors.getvalue()
+
+
+@pytest.mark.parametrize(("path", "status", "content_type", "body"), [
+    ("/signup", "200 OK", "application/json", b'{"email": "zed@example.com"}'),  # planned
+    ("/elsewhere", "404 Not Found", "text/plain", b"no account for zed@example.com"),  # error
+    ("/elsewhere", "200 OK", "text/plain", b"hello"),  # passed through
+])
+def test_an_app_that_starts_its_response_lazily(config: piimw.Config, path: str, status: str,
+                                                 content_type: str, body: bytes) -> None:
+    """A generator app calls ``start_response`` on its first iteration (PEP 3333 allows it
+    until the first body bytes). A response piimw held was never started: the server failed
+    (found while reviewing the error path above)."""
+    from wsgiref.handlers import SimpleHandler
+    from wsgiref.util import setup_testing_defaults
+
+    closed: list[bool] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            start_response(status, [("Content-Type", content_type)])
+            yield body[:5]
+            yield body[5:]
+        finally:
+            closed.append(True)
+
+    payload = b'{"email": "zed@example.com"}'
+    environ: dict[str, Any] = {"REQUEST_METHOD": "POST" if path == "/signup" else "GET",
+                               "PATH_INFO": path, "CONTENT_TYPE": "application/json",
+                               "CONTENT_LENGTH": str(len(payload))}
+    setup_testing_defaults(environ)
+    out, errors = io.BytesIO(), io.StringIO()
+    SimpleHandler(io.BytesIO(payload), out, errors, environ, multithread=False).run(
+        PIIMiddleware(app, config))
+    head, _, sent = out.getvalue().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 " + status.split()[0].encode()), errors.getvalue()
+    assert b"zed@example.com" not in sent
+    if body == b"hello":
+        assert sent == body
+    assert closed == [True]
