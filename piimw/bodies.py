@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 __all__ = ["MULTIPLE", "TooLarge", "content_coding", "decode_content", "dumps_exact",
-           "encode_content", "forwards_what_was_read", "loads_exact", "may_lose_numbers"]
+           "encode_content", "forwards_what_was_read", "has_exponent", "loads_exact",
+           "may_lose_numbers"]
 
 #: Codings piimw can undo. ``wbits`` 47: gzip or zlib header, detected; 15: zlib (deflate).
 _WBITS = {b"gzip": 47, b"x-gzip": 47, b"deflate": 15}
@@ -105,6 +106,19 @@ def forwards_what_was_read(raw: bytes, doc: Any) -> bool:
     except (ValueError, RecursionError):
         return False
     return not twice
+
+
+def has_exponent(data: bytes) -> bool:
+    """Does JSON written by orjson hold a number with an exponent (``1e+19``)? orjson writes
+    every float of 1e16 or more that way, the floats it read integers beyond 64 bits as
+    included. ``+`` is rare in JSON and found with ``memchr``; ``e+`` would be searched for
+    slowly, ``e`` being common."""
+    i = data.find(b"+")
+    while i > 0:
+        if data[i - 1] == 0x65:  # "e"
+            return True
+        i = data.find(b"+", i + 1)
+    return False
 
 
 def may_lose_numbers(raw: bytes) -> bool:

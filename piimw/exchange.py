@@ -29,6 +29,7 @@ from piimw.bodies import (
     dumps_exact,
     encode_content,
     forwards_what_was_read,
+    has_exponent,
     loads_exact,
     may_lose_numbers,
 )
@@ -513,9 +514,12 @@ class Exchange:
     def _rewritten(self, raw: bytes, value: Any, plan: Any, sink: Sink) -> bytes:
         """The scrubbed document as JSON. Where orjson may have read a number inexactly (an
         integer beyond 64 bits, which it reads as a float), the body is read again with the
-        standard library and scrubbed again, replacing the first pass's findings."""
-        if not may_lose_numbers(raw):
-            return orjson.dumps(value)
+        standard library and scrubbed again, replacing the first pass's findings. Such a
+        float is written with an exponent (``e+18`` or more): output without one needs no
+        look at the input."""
+        new = orjson.dumps(value)
+        if not has_exponent(new) or not may_lose_numbers(raw):
+            return new
         if self._results:
             self._results.pop()
         res = self._scrub(loads_exact(raw), plan, sink, collect=sink == "app")

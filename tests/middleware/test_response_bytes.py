@@ -243,10 +243,15 @@ async def test_a_rewritten_request_keeps_integers_beyond_64_bits(tmp_path: Any) 
 
 
 def test_long_digit_strings_are_read_exactly_too() -> None:
-    from piimw.bodies import dumps_exact, loads_exact, may_lose_numbers
+    from piimw.bodies import dumps_exact, has_exponent, loads_exact, may_lose_numbers
 
     assert may_lose_numbers(b'{"id":9223372036854775808}')
     assert may_lose_numbers(b'{"id":-9223372036854775809}')
     assert not may_lose_numbers(b'{"id":922337203685477580,"card":"4242 4242 4242 4242"}')
     raw = b'{"id":12345678901234567890123,"s":"\xc3\xa9"}'
     assert dumps_exact(loads_exact(raw)) == raw
+    # what orjson writes for the floats it reads such integers as: an exponent
+    assert has_exponent(orjson.dumps(orjson.loads(raw)))
+    assert has_exponent(orjson.dumps(orjson.loads(b"[-9223372036854775809]")))
+    assert not has_exponent(b'{"phone":"+1 415 555 0100","n":922337203685477580}')
+    assert not has_exponent(b"+")
