@@ -18,11 +18,12 @@ if TYPE_CHECKING:
 MAX_PARTS = 1000
 
 
-def _params(value: bytes) -> dict[str, str] | None:
+def _params(value: bytes, unique: str) -> dict[str, str] | None:
     """A header value's parameters as the email package reads them (quoted strings, RFC 2231
-    ``name*=`` and continuations), or None when one is given twice: parsers disagree on which
-    copy wins (Starlette and Django take the last ``boundary``), so piimw would inspect one
-    field while the app reads another."""
+    ``name*=`` and continuations), or None when ``unique`` is given twice: parsers disagree on
+    which copy wins (Starlette and Django take the last ``boundary``), so piimw would inspect
+    one field while the app reads another. Other parameters may repeat: clients send
+    ``filename`` and ``filename*`` together (.NET), and which wins changes nothing here."""
     msg = Message()
     msg["x"] = value.decode("utf-8", "surrogateescape")
     out: dict[str, str] = {}
@@ -30,14 +31,16 @@ def _params(value: bytes) -> dict[str, str] | None:
     params: list[tuple[str, Any]] = msg.get_params(header="x") or []
     for key, raw in params[1:]:
         if key in out:
-            return None
+            if key == unique:
+                return None
+            continue
         text = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
         out[key] = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return out
 
 
 def _boundary(content_type: bytes) -> bytes | None:
-    params = _params(content_type)
+    params = _params(content_type, "boundary")
     boundary = params.get("boundary") if params is not None else None
     return boundary.encode("utf-8") if boundary else None
 
@@ -53,7 +56,7 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
         name, _, value = line.partition(b":")
         if name.strip().lower() != b"content-disposition":
             continue
-        params = _params(value)
+        params = _params(value, "name")
         if found is not None or params is None:
             raise _Malformed  # two dispositions, or a parameter given twice
         found = params.get("name"), "filename" in params

@@ -55,6 +55,10 @@ READ_AS_CARD = {
         _part(f'{DISPOSITION}; name="card"; x="; filename=a"', CARD)),
     "RFC 2231 name*": _body(_part(f"{DISPOSITION}; name*=UTF-8''card", CARD)),
     "RFC 2231 continuations": _body(_part(f"{DISPOSITION}; name*0=ca; name*1=rd", CARD)),
+    # what .NET's MultipartFormDataContent sends for a file, here beside a field
+    "beside a file part with filename and filename*": _body(
+        _part(f'{DISPOSITION}; name=file; filename=a.txt; filename*=utf-8\'\'a.txt', "hi"),
+        _part(f'{DISPOSITION}; name="card"', CARD)),
 }
 AMBIGUOUS = {
     "two Content-Disposition headers": _body(
