@@ -125,8 +125,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
 #: Media types scanned as text where piimw reads a body it has no JSON plan for (JSON types,
 #: ``+json`` ones and a missing type are read as text too).
-TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "application/x-ndjson",
-                 "application/javascript", "application/x-www-form-urlencoded")
+TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "application/javascript",
+                 "application/x-www-form-urlencoded")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
@@ -460,7 +460,8 @@ class Exchange:
             return RequestOutcome(body)
         mt = media_type(headers)
         if not body:
-            if route.request.validator is not None and self.config.validate_requests:
+            if route.request.required and route.request.validator is not None and \
+                    self.config.validate_requests:
                 return RequestOutcome(problem=Problem(
                     422, "validation", "The request body is empty.",
                     [{"pointer": "/", "keyword": "required"}]))
@@ -476,6 +477,8 @@ class Exchange:
             from piimw.multipart import scrub_multipart
 
             return scrub_multipart(self, headers, body)
+        if mt in route.request.media_types:
+            return RequestOutcome(body)  # declared by the operation (a file upload): no plan
         return RequestOutcome(problem=Problem(
             415, "unsupported-media-type",
             "This endpoint accepts application/json, form or multipart bodies."))
@@ -623,9 +626,12 @@ class Exchange:
             return False
         mt = media_type(headers)
         route = self.route
-        if route is not None and route.response_for(status) is not None and (
-                is_json_media_type(mt) or not mt or _textual(mt)):
-            return True  # JSON is walked by its plan; text is scanned (see _response_body)
+        spec = route.response_for(status) if route is not None else None
+        if spec is not None and (is_json_media_type(mt) or not mt or (
+                _textual(mt) and mt not in spec.media_types)):
+            # JSON is walked by its plan; text the operation does not declare for this status
+            # is scanned (see _response_body); declared text (a CSV export) is its own.
+            return True
         return bool(status >= 400 and self.config.scrub_error_pages
                     and (not mt or is_json_media_type(mt) or _textual(mt)))
 
@@ -763,7 +769,8 @@ def rejected_problem(finding: Finding, names: Collection[str] = ()) -> Problem:
 
 
 def _textual(media: str) -> bool:
-    """Text piimw buffers and scans; never an event stream, which would never end."""
+    """Text piimw buffers and scans; never an event stream, which would never end (nor
+    NDJSON, not listed: it is streamed as often)."""
     return media.startswith(TEXTUAL_TYPES) and media != "text/event-stream"
 
 

@@ -32,10 +32,18 @@ def is_json_media_type(media_type: str) -> bool:
 
 @dataclass
 class Body:
-    """A plan and a validator for one body (request, or response with one status)."""
+    """A plan and a validator for one body (request, or response with one status).
+
+    ``required``: an empty request body is refused (OpenAPI's ``requestBody.required``,
+    false unless said; a configured route's body is required). ``media_types``: what the
+    operation declares for this body, lowercased; a request or response in one of them that
+    piimw cannot read (not JSON, form or multipart; text) is the operation's own business.
+    """
 
     plan: Plan
     validator: Validator | None
+    required: bool = True
+    media_types: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -227,9 +235,14 @@ class OpenAPIRoutes:
         return None if fallback is None else (
             uri, f"{ptr}/content/{escape_token(fallback)}/schema")
 
-    def _body(self, loc: tuple[str, str], name: str) -> Body:
+    def _body(self, loc: tuple[str, str], name: str, holder: Any) -> Body:
         plan = self.compiler.compile(loc[0], loc[1], name)
-        return Body(plan, Validator(self.store, loc[0], loc[1], self.registry, self.fast))
+        content = holder.get("content") if isinstance(holder, Mapping) else None
+        media = frozenset(str(m).split(";", 1)[0].strip().lower()
+                          for m in (content if isinstance(content, Mapping) else ()))
+        return Body(plan, Validator(self.store, loc[0], loc[1], self.registry, self.fast),
+                    required=bool(isinstance(holder, Mapping) and holder.get("required")),
+                    media_types=media)
 
     def _route(self, uri: str, op_ptr: str, method: str, template: str, op: Mapping[str, Any],
                shared_params: Any, item_ptr: str) -> Route:
@@ -238,7 +251,7 @@ class OpenAPIRoutes:
             rb_uri, rb_ptr, rb = self._deref(uri, f"{op_ptr}/requestBody", op["requestBody"])
             loc = self._json_schema(rb_uri, rb_ptr, rb, forms=True)
             if loc is not None:
-                route.request = self._body(loc, f"{method} {template} request")
+                route.request = self._body(loc, f"{method} {template} request", rb)
         responses = op.get("responses") or {}
         for status, resp in responses.items():
             r_uri, r_ptr, r = self._deref(uri, f"{op_ptr}/responses/{escape_token(str(status))}",
@@ -246,7 +259,7 @@ class OpenAPIRoutes:
             loc = self._json_schema(r_uri, r_ptr, r)
             if loc is not None:
                 route.responses[str(status).upper()] = self._body(
-                    loc, f"{method} {template} response {status}")
+                    loc, f"{method} {template} response {status}", r)
         route.query = self._query_plan(uri, op_ptr, op, shared_params, item_ptr)
         return route
 

@@ -38,7 +38,7 @@ def openapi() -> dict[str, Any]:
         "info": {"title": "t", "version": "1"},
         "paths": {
             "/signup": {"post": {
-                "requestBody": {"content": {"application/json": {
+                "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Signup"}}}},
                 "responses": {"201": {"description": "ok", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/User"}}}}},
