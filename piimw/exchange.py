@@ -678,14 +678,15 @@ class Exchange:
             new = encode_content(self._rewritten(raw, value, spec.plan, "client"), encoding)
             return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
         # An error page, or text where the plan expects JSON: scrub the text by detectors
-        # and known values. Bytes invalid in the declared charset are read as a browser
-        # reads them (replaced), not as latin-1, which would hide a non-ASCII known value.
-        charset = _charset(headers)
-        try:
-            text = raw.decode(charset, errors="replace")
-        except LookupError:
-            text = raw.decode("latin-1")
-            charset = "latin-1"
+        # and known values, read as a browser reads it (see _page_text).
+        text, charset, other = _page_text(raw, _charset(headers))
+        if other is not None and not self._text_hits(text) and self._text_hits(other):
+            # Not UTF-8 and no charset: read as latin-1 it is clean, but a browser that
+            # takes it for UTF-8 with a stray byte would show a value. Cannot be rewritten
+            # in a charset nobody named: withheld.
+            logger.warning("piimw: response on %s %s has no charset and is not UTF-8; "
+                           "withheld", self.method, self.route_template)
+            return self._withheld()
         value, findings = self.config.scrubber.scrub_text(
             text, sink="error" if status >= 400 else "client", consent=self.consent,
             known=self.known, route=self.route_template, location="response")
@@ -694,6 +695,9 @@ class Exchange:
             return ResponseOutcome(status, headers, body)
         new = encode_content(value.encode(charset, errors="replace"), encoding)
         return ResponseOutcome(status, _rewrite(headers, new), new)
+
+    def _text_hits(self, text: str) -> bool:
+        return bool(self.config.scrubber.detectors.search(text) or self.known.search(text))
 
     def too_large(self) -> ResponseOutcome:
         self.reasons.add("failclosed.too_large")
@@ -774,14 +778,34 @@ def _textual(media: str) -> bool:
     return media.startswith(TEXTUAL_TYPES) and media != "text/event-stream"
 
 
-def _charset(headers: Headers) -> str:
+def _charset(headers: Headers) -> str | None:
+    """The charset the response's ``Content-Type`` names, or None."""
     raw = header(headers, b"content-type")
     if raw:
         for part in raw.decode("latin-1").split(";")[1:]:
             k, _, v = part.strip().partition("=")
             if k.lower() == "charset" and v:
                 return v.strip('"')
-    return "utf-8"
+    return None
+
+
+def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, str | None]:
+    """(text, the charset to write it back in, another reading to check or None).
+
+    A named charset is read with invalid bytes replaced, as browsers do (falling back to
+    latin-1 would turn a UTF-8 page's non-ASCII values into text no known value matches).
+    Without one: UTF-8 if the bytes are UTF-8, else latin-1 (what browsers assume for a page
+    without a charset, near enough), with the UTF-8 reading to check as well.
+    """
+    if charset is not None:
+        try:
+            return raw.decode(charset, errors="replace"), charset, None
+        except LookupError:
+            return raw.decode("latin-1"), "latin-1", None
+    try:
+        return raw.decode("utf-8"), "utf-8", None
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1", raw.decode("utf-8", errors="replace")
 
 
 def _rewrite(headers: Headers, body: bytes) -> Headers:

@@ -295,3 +295,32 @@ def test_long_digit_strings_are_read_exactly_too() -> None:
     assert has_exponent(orjson.dumps(orjson.loads(b"[-9223372036854775809]")))
     assert not has_exponent(b'{"phone":"+1 415 555 0100","n":922337203685477580}')
     assert not has_exponent(b"+")
+
+
+@pytest.mark.parametrize("content_type", [b"text/html", b"text/plain"])
+def test_a_latin1_page_without_a_charset_is_read_as_latin1(config: piimw.Config,
+                                                          content_type: bytes) -> None:
+    """Without a charset, a page that is not UTF-8 is read as latin-1 (as browsers near
+    enough do), so a non-ASCII known value written in latin-1 is found (review of the change
+    above: it was read as UTF-8 with replacement characters and leaked)."""
+    from urllib.parse import quote
+
+    page = f"<p>no account for {NAME}</p>".encode("latin-1")
+    out = _send(config, 404, [(b"content-type", content_type)], page, path="/nowhere",
+                query=f"name={quote(NAME)}".encode())
+    assert NAME.encode("latin-1") not in out
+    assert out.startswith(b"<p>no account for ")
+
+
+def test_a_page_without_a_charset_readable_two_ways_is_withheld(config: piimw.Config) -> None:
+    """UTF-8 with one stray byte and no charset: clean as latin-1, but a browser taking it
+    for UTF-8 shows the name. It cannot be rewritten in a charset nobody named."""
+    from urllib.parse import quote
+
+    page = f"<p>no account for {NAME}</p>".encode() + b"\xff"
+    ex = Exchange(config, "GET", "/nowhere", [], f"name={quote(NAME)}".encode())
+    headers = [(b"content-type", b"text/html")]
+    assert ex.wants_response_body(404, headers)
+    out = ex.response_body(404, headers, page)
+    assert out.status == 500
+    assert NAME.encode() not in out.body
