@@ -17,7 +17,7 @@ from piimw.detect.known import TEXT_BREAK
 from piimw.findings import Action, Finding, Sink
 from piimw.plan import Node, Plan
 from piimw.policy import Decision, Policy, strictest
-from piimw.schema.loader import escape_token
+from piimw.schema.loader import escape_token, unescape_token
 from piimw.schema.tags import Tag
 from piimw.transform import DROP, Hasher, apply, mask_string, redact_token
 
@@ -58,6 +58,15 @@ class Result:
         if self._rejected is None and self._rejected_raw is not None:
             self._rejected = _materialize(self._rejected_raw, self._sink)
         return self._rejected
+
+    @property
+    def rejected_path(self) -> tuple[str | int, ...] | None:
+        """Where the refused value is, keys as ``str`` and array indices as ``int``."""
+        if self._rejected_raw is not None:
+            return self._rejected_raw[0]
+        if self._rejected is not None:  # built from a Finding: keys and indices look alike
+            return tuple(unescape_token(t) for t in self._rejected.location.split("/")[1:])
+        return None
 
     @property
     def ok(self) -> bool:

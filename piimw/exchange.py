@@ -39,7 +39,6 @@ from piimw.engine import Result
 from piimw.findings import Finding, Sink
 from piimw.problem import Problem, internal_error
 from piimw.routes import Route, is_json_media_type
-from piimw.schema.loader import unescape_token
 from piimw.schema.validate import safe_pointer
 
 if TYPE_CHECKING:
@@ -508,7 +507,7 @@ class Exchange:
         res = self._scrub(doc, spec.plan, "app", collect=True)
         value, res.value = res.value, None  # keep the findings, not the document (see _scrub)
         if res.rejected is not None:
-            return RequestOutcome(problem=rejected_problem(res.rejected,
+            return RequestOutcome(problem=rejected_problem(res.rejected_path,
                                                            declared_names(self.route)))
         if value is doc:
             return RequestOutcome(body)
@@ -551,7 +550,7 @@ class Exchange:
         flat = {k: v[0] if len(v) == 1 else v for k, v in doc.items()}
         res = self._scrub(flat, self.route.request.plan, "app", collect=True)
         if res.rejected is not None:
-            return RequestOutcome(problem=rejected_problem(res.rejected,
+            return RequestOutcome(problem=rejected_problem(res.rejected_path,
                                                            declared_names(self.route)))
         if res.value is flat:
             return RequestOutcome(body)
@@ -763,13 +762,14 @@ def declared_names(route: Route | None) -> Collection[str]:
     return body.validator.names if body is not None and body.validator is not None else ()
 
 
-def rejected_problem(finding: Finding, names: Collection[str] = ()) -> Problem:
-    """422 for a body policy refuses: names where and which tag, never what. A key the client
-    chose (not in ``names``, the declared property names) reads ``*``."""
-    parts = [int(t) if t.isdigit() else unescape_token(t)
-             for t in finding.location.split("/")[1:]]
+def rejected_problem(path: Iterable[str | int] | None,
+                     names: Collection[str] = ()) -> Problem:
+    """422 for a body policy refuses: names where and which tag, never what. ``path``: the
+    refused value's (:attr:`Result.rejected_path`); a key the client chose (not in ``names``,
+    the declared property names, a phone number as a key included) reads ``*``."""
+    pointer = safe_pointer(path or (), names) or "/"
     return Problem(422, "rejected", "The request carries data this endpoint must not receive.",
-                   [{"pointer": safe_pointer(parts, names) or "/", "keyword": "x-pii"}])
+                   [{"pointer": pointer, "keyword": "x-pii"}])
 
 
 def _textual(media: str) -> bool:

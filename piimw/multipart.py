@@ -99,7 +99,7 @@ def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> Reques
     flat = {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
     res = exchange._scrub(flat, route.request.plan, "app", collect=True)
     if res.rejected is not None:
-        return RequestOutcome(problem=rejected_problem(res.rejected, declared_names(route)))
+        return RequestOutcome(problem=rejected_problem(res.rejected_path, declared_names(route)))
     if res.value is flat:
         return RequestOutcome(body)
     new_values = {k: list(v) if isinstance(v, list) else [v] for k, v in res.value.items()}

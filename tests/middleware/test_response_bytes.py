@@ -324,3 +324,25 @@ def test_a_page_without_a_charset_readable_two_ways_is_withheld(config: piimw.Co
     out = ex.response_body(404, headers, page)
     assert out.status == 500
     assert NAME.encode() not in out.body
+
+
+@pytest.mark.parametrize("key", ["15551234567", "078051120", "\u00b2"])
+async def test_a_rejected_value_under_a_key_of_digits(tmp_path: Any, key: str) -> None:
+    """Digit keys were taken for array indices and echoed (a phone number as a key), and a
+    key of other Unicode digits raised: 500 (review of the pointer change above)."""
+    schema = {"type": "object", "properties": {"contacts": {
+        "type": "object", "additionalProperties": {
+            "type": "string", "x-pii": {"category": "name", "action": "reject"}}}}}
+    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
+    config = piimw.Config.from_dict({"routes": [
+        {"route": "POST /contacts", "request": str(tmp_path / "req.json")}]})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    r = await call(PIIMiddleware(app, config), "POST", "/contacts",
+                   body=orjson.dumps({"contacts": {key: "Jane Doe"}}),
+                   headers=[("content-type", "application/json")])
+    assert r.status == 422
+    assert orjson.loads(r.body)["errors"] == [{"pointer": "/contacts/*", "keyword": "x-pii"}]
