@@ -14,6 +14,7 @@ scrubbed text of their rendering: renderers call hooks (``JSONRenderer`` calls
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import sys
@@ -28,7 +29,7 @@ except ImportError as e:  # pragma: no cover - exercised without the extra
         "piimw.contrib.structlog needs structlog: pip install 'piimw[structlog]'") from e
 
 from piimw.findings import Sink
-from piimw.sanitize import MAX_DEPTH, MAX_REPR, PLACEHOLDER, ScrubContext
+from piimw.sanitize import MAX_DEPTH, PLACEHOLDER, ScrubContext
 
 __all__ = ["PIIProcessor", "scrub_processor"]
 
@@ -89,12 +90,16 @@ def _key(key: Any, ctx: ScrubContext) -> Any:
 
 
 def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
-    """``value`` as plain data for ``ctx.data`` to scrub: dicts, lists, tuples and scalars
-    stay; anything else becomes the (not yet scrubbed) text its renderer would show."""
+    """``value`` as data for ``ctx.data`` to scrub, as renderers will show it: containers are
+    walked, an object with ``__structlog__`` becomes what that returns (``JSONRenderer``
+    shows it instead of the ``repr`` that ``ctx.data`` checks), a dataclass whose fields
+    hold something to scrub becomes its fields (orjson shows them all, ``repr=False`` ones
+    too). The rest stays as it is, for ``ctx.data`` (mappings that are not plain dicts:
+    every value of a multi-value dict; other objects: their ``repr`` and ``str``)."""
     t = type(value)
     if t in _SCALARS:
         return value
-    if t is dict or t is list or t is tuple:
+    if t is dict or isinstance(value, (list, tuple)):
         if depth >= MAX_DEPTH or id(value) in active:
             return PLACEHOLDER
         active.add(id(value))  # an exception withholds the whole event: no finally needed
@@ -121,8 +126,8 @@ def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
                 items[i] = nv
         active.discard(id(value))
         if items is None:
-            return value
-        return items if t is list else tuple(items)
+            return value  # a namedtuple or list subclass keeps its type
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, (str, int, float)):
         # a subclass (an enum): JSON shows its value (ctx.data checks it), repr and str more
         if not (ctx.changes(_repr(value)) or ctx.changes(_str(value))):
@@ -137,8 +142,13 @@ def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
             rendered = _FAILED
         if rendered is not _FAILED:
             return _plain(rendered, ctx, depth + 1, active)
-    r = _repr(value)
-    return r if len(r) <= MAX_REPR else f"<{t.__name__}: {PLACEHOLDER}>"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+        shown = _plain(fields, ctx, depth + 1, active)
+        if shown is fields and not (ctx.changes(_repr(value)) or ctx.changes(_repr(fields))):
+            return value
+        return shown
+    return value
 
 
 def _repr(value: Any) -> str:
