@@ -85,15 +85,23 @@ def forwards_what_was_read(raw: bytes, doc: Any) -> bool:
     """May ``raw`` (valid JSON, parsed by orjson into ``doc``) go out as it is?
 
     orjson keeps the last of a key given twice; the bytes still hold the first, which no
-    check saw (and parsers that keep the first would show). Bytes equal to ``doc``'s compact
-    serialization (what orjson, Starlette and Flask write) hold no such key; otherwise the
-    standard library looks for one, at a few times the cost of parsing.
+    check saw (and parsers that keep the first would show). Bytes equal to a serialization
+    of ``doc`` hold no such key: orjson's compact one (Starlette and most Flask responses),
+    then the standard library's default (Django's ``JsonResponse``) and compact ASCII one
+    (Flask's for non-ASCII text). Otherwise the standard library looks for a repeated key,
+    at several times the cost of parsing.
     """
     try:
         if orjson.dumps(doc) == raw:
             return True
     except orjson.JSONEncodeError:  # an integer beyond 64 bits (read by loads_exact)
         pass
+    try:
+        for separators in ((", ", ": "), (",", ":")):
+            if json.dumps(doc, separators=separators).encode("ascii") == raw:
+                return True
+    except (TypeError, ValueError, UnicodeEncodeError):
+        pass  # not what the standard library writes: look for a repeated key
     twice = False
 
     def pairs(items: list[tuple[str, Any]]) -> None:
