@@ -137,8 +137,12 @@ def may_lose_numbers(raw: bytes) -> bool:
 
 
 def loads_exact(raw: bytes) -> Any:
-    """``raw`` (already accepted by orjson) read with the standard library: integers exact."""
-    return json.loads(raw)
+    """``raw`` (already accepted by orjson) read with the standard library: integers exact.
+    ValueError where it cannot (nested deeper than the standard library recurses)."""
+    try:
+        return json.loads(raw)
+    except RecursionError as e:
+        raise ValueError("JSON nested too deep to read exactly") from e
 
 
 def dumps_exact(value: Any) -> bytes:

@@ -193,7 +193,10 @@ def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: st
             raise BlockedEvent(use, "malformed JSON", host=host) from e
         exact = may_lose_numbers(raw)  # integers beyond 64 bits: read (and written) exactly
         if exact:
-            doc = loads_exact(raw)
+            try:
+                doc = loads_exact(raw)
+            except ValueError:  # nested too deep for the standard library: orjson's reading
+                exact = False
         new = ctx.data(doc)
         if new is doc and forwards_what_was_read(raw, doc):
             return raw

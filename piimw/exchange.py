@@ -124,8 +124,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
 #: Media types scanned as text where piimw reads a body it has no JSON plan for (JSON types,
 #: ``+json`` ones and a missing type are read as text too).
-TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "application/javascript",
-                 "application/x-www-form-urlencoded")
+TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "application/x-ndjson",
+                 "application/javascript", "application/x-www-form-urlencoded")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
@@ -477,7 +477,7 @@ class Exchange:
 
             return scrub_multipart(self, headers, body)
         if mt in route.request.media_types:
-            return RequestOutcome(body)  # declared by the operation (a file upload): no plan
+            return RequestOutcome(body)  # declared without x-pii (a file upload): unread
         return RequestOutcome(problem=Problem(
             415, "unsupported-media-type",
             "This endpoint accepts application/json, form or multipart bodies."))
@@ -522,9 +522,13 @@ class Exchange:
         new = orjson.dumps(value)
         if not has_exponent(new) or not may_lose_numbers(raw):
             return new
+        try:
+            doc = loads_exact(raw)
+        except ValueError:
+            return new  # nested too deep for the standard library: orjson's reading stands
         if self._results:
             self._results.pop()
-        res = self._scrub(loads_exact(raw), plan, sink, collect=sink == "app")
+        res = self._scrub(doc, plan, sink, collect=sink == "app")
         exact, res.value = res.value, None
         return dumps_exact(exact)
 
@@ -678,21 +682,22 @@ class Exchange:
             return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
         # An error page, or text where the plan expects JSON: scrub the text by detectors
         # and known values, read as a browser reads it (see _page_text).
-        text, charset, other = _page_text(raw, _charset(headers))
-        if other is not None and not self._text_hits(text) and self._text_hits(other):
-            # Not UTF-8 and no charset: read as latin-1 it is clean, but a browser that
-            # takes it for UTF-8 with a stray byte would show a value. Cannot be rewritten
-            # in a charset nobody named: withheld.
-            logger.warning("piimw: response on %s %s has no charset and is not UTF-8; "
-                           "withheld", self.method, self.route_template)
-            return self._withheld()
+        text, charset, two_ways = _page_text(raw, _charset(headers))
         value, findings = self.config.scrubber.scrub_text(
             text, sink="error" if status >= 400 else "client", consent=self.consent,
             known=self.known, route=self.route_template, location="response")
         self._record(findings)
+        out = raw if not findings else value.encode(charset, errors="replace")
+        if two_ways and self._text_hits(out.decode("utf-8", errors="replace")):
+            # Not UTF-8, and no charset (or one Python does not know): scrubbed as latin-1,
+            # but a browser taking it for UTF-8 with a stray byte would show a value. It
+            # cannot be rewritten in a charset nobody named: withheld.
+            logger.warning("piimw: response on %s %s has no usable charset and is not "
+                           "UTF-8; withheld", self.method, self.route_template)
+            return self._withheld()
         if not findings:
             return ResponseOutcome(status, headers, body)
-        new = encode_content(value.encode(charset, errors="replace"), encoding)
+        new = encode_content(out, encoding)
         return ResponseOutcome(status, _rewrite(headers, new), new)
 
     def _text_hits(self, text: str) -> bool:
@@ -713,9 +718,17 @@ class Exchange:
     def response_trailers(self, headers: Headers, withheld: bool) -> Headers:
         """Trailers after an inspected body (ASGI ``http.response.trailers``): none after a
         withheld response, else their values scrubbed as text (a gRPC-style status message
-        may repeat what the body held)."""
+        may repeat what the body held). Never raises: on an internal error, none."""
         if withheld:
             return []
+        try:
+            return self._scrubbed_trailers(headers)
+        except Exception as exc:
+            logger.error("piimw: trailer inspection failed (%s); trailers withheld",
+                         type(exc).__name__)
+            return []
+
+    def _scrubbed_trailers(self, headers: Headers) -> Headers:
         out: Headers = []
         sink: Sink = "error" if (self.status or 0) >= 400 else "client"
         for name, value in headers:
@@ -773,8 +786,8 @@ def rejected_problem(path: Iterable[str | int] | None,
 
 
 def _textual(media: str) -> bool:
-    """Text piimw buffers and scans; never an event stream, which would never end (nor
-    NDJSON, not listed: it is streamed as often)."""
+    """Text piimw buffers and scans; never an event stream, which would never end (NDJSON
+    streams too, but only where the operation does not declare it, see the caller)."""
     return media.startswith(TEXTUAL_TYPES) and media != "text/event-stream"
 
 
@@ -789,23 +802,24 @@ def _charset(headers: Headers) -> str | None:
     return None
 
 
-def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, str | None]:
-    """(text, the charset to write it back in, another reading to check or None).
+def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
+    """(text, the charset to write it back in, whether a UTF-8 reading must be checked too).
 
-    A named charset is read with invalid bytes replaced, as browsers do (falling back to
-    latin-1 would turn a UTF-8 page's non-ASCII values into text no known value matches).
-    Without one: UTF-8 if the bytes are UTF-8, else latin-1 (what browsers assume for a page
-    without a charset, near enough), with the UTF-8 reading to check as well.
+    A charset Python knows is read with invalid bytes replaced, as browsers do (falling back
+    to latin-1 would turn a UTF-8 page's non-ASCII values into text no known value matches).
+    Without one, or with a label Python does not know (browsers know more, some of them
+    UTF-8): UTF-8 if the bytes are UTF-8, else latin-1 (what browsers assume without a
+    charset, near enough), and the result read as UTF-8 is checked as well.
     """
     if charset is not None:
         try:
-            return raw.decode(charset, errors="replace"), charset, None
+            return raw.decode(charset, errors="replace"), charset, False
         except LookupError:
-            return raw.decode("latin-1"), "latin-1", None
+            pass
     try:
-        return raw.decode("utf-8"), "utf-8", None
+        return raw.decode("utf-8"), "utf-8", False
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1", raw.decode("utf-8", errors="replace")
+        return raw.decode("latin-1"), "latin-1", True
 
 
 def _rewrite(headers: Headers, body: bytes) -> Headers:

@@ -30,12 +30,15 @@ def _params(value: bytes, unique: str) -> dict[str, str] | None:
     # Typed as str pairs, but an RFC 2231 value comes as (charset, language, text).
     params: list[tuple[str, Any]] = msg.get_params(header="x") or []
     for key, raw in params[1:]:
+        text = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if key in out:
             if key == unique:
                 return None
+            if not text:
+                out[key] = text  # an empty copy wins: Django reads filename="" as a field
             continue
-        text = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
-        out[key] = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        out[key] = text
     return out
 
 
@@ -59,7 +62,10 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
         params = _params(value, "name")
         if found is not None or params is None:
             raise _Malformed  # two dispositions, or a parameter given twice
-        found = params.get("name"), "filename" in params
+        # A file only with a filename that is not empty: Django reads filename="" (what a
+        # browser sends for an empty file input) as a field, Werkzeug as a file; inspecting
+        # it as a field covers both.
+        found = params.get("name"), bool(params.get("filename"))
     return found if found is not None else (None, False)
 
 

@@ -35,9 +35,10 @@ class Body:
     """A plan and a validator for one body (request, or response with one status).
 
     ``required``: an empty request body is refused (OpenAPI's ``requestBody.required``,
-    false unless said; a configured route's body is required). ``media_types``: what the
-    operation declares for this body, lowercased; a request or response in one of them that
-    piimw cannot read (not JSON, form or multipart; text) is the operation's own business.
+    false unless said; a configured route's body is required). ``media_types``: the media
+    types the operation declares for this body without ``x-pii`` in their schema (or with no
+    schema), lowercased: a body in one of them that piimw cannot read (a file upload's
+    octet-stream, a CSV export) is passed on unread. One whose schema is tagged never is.
     """
 
     plan: Plan
@@ -235,14 +236,22 @@ class OpenAPIRoutes:
         return None if fallback is None else (
             uri, f"{ptr}/content/{escape_token(fallback)}/schema")
 
-    def _body(self, loc: tuple[str, str], name: str, holder: Any) -> Body:
+    def _body(self, loc: tuple[str, str], name: str, holder: Any, at: tuple[str, str]) -> Body:
         plan = self.compiler.compile(loc[0], loc[1], name)
-        content = holder.get("content") if isinstance(holder, Mapping) else None
-        media = frozenset(str(m).split(";", 1)[0].strip().lower()
-                          for m in (content if isinstance(content, Mapping) else ()))
         return Body(plan, Validator(self.store, loc[0], loc[1], self.registry, self.fast),
                     required=bool(isinstance(holder, Mapping) and holder.get("required")),
-                    media_types=media)
+                    media_types=self._untagged_media(holder, at))
+
+    def _untagged_media(self, holder: Any, at: tuple[str, str]) -> frozenset[str]:
+        """The declared media types whose schema carries no ``x-pii`` (or that have none)."""
+        content = holder.get("content") if isinstance(holder, Mapping) else None
+        out: set[str] = set()
+        for media, obj in (content.items() if isinstance(content, Mapping) else ()):
+            if isinstance(obj, Mapping) and "schema" in obj and not self.compiler.compile(
+                    at[0], f"{at[1]}/content/{escape_token(str(media))}/schema").empty:
+                continue
+            out.add(str(media).split(";", 1)[0].strip().lower())
+        return frozenset(out)
 
     def _route(self, uri: str, op_ptr: str, method: str, template: str, op: Mapping[str, Any],
                shared_params: Any, item_ptr: str) -> Route:
@@ -251,7 +260,8 @@ class OpenAPIRoutes:
             rb_uri, rb_ptr, rb = self._deref(uri, f"{op_ptr}/requestBody", op["requestBody"])
             loc = self._json_schema(rb_uri, rb_ptr, rb, forms=True)
             if loc is not None:
-                route.request = self._body(loc, f"{method} {template} request", rb)
+                route.request = self._body(loc, f"{method} {template} request", rb,
+                                           (rb_uri, rb_ptr))
         responses = op.get("responses") or {}
         for status, resp in responses.items():
             r_uri, r_ptr, r = self._deref(uri, f"{op_ptr}/responses/{escape_token(str(status))}",
@@ -259,7 +269,7 @@ class OpenAPIRoutes:
             loc = self._json_schema(r_uri, r_ptr, r)
             if loc is not None:
                 route.responses[str(status).upper()] = self._body(
-                    loc, f"{method} {template} response {status}", r)
+                    loc, f"{method} {template} response {status}", r, (r_uri, r_ptr))
         route.query = self._query_plan(uri, op_ptr, op, shared_params, item_ptr)
         return route
 

@@ -325,9 +325,17 @@ class _Responder:
         first: list[bytes] = []
         try:
             while self.held is None and not self.forwarded:
-                first.append(next(it))
+                chunk = next(it)
+                first.append(chunk)
+                if chunk and self.held is None and not self.forwarded:
+                    break  # body bytes before start_response: the server fails, as without us
         except StopIteration:
             pass  # it never called start_response: the server reports that, as without piimw
+        except BaseException:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # PEP 3333: the server would have closed it
+            raise
         return _Prefetched(first, it, result)
 
     def _write(self, data: bytes) -> None:

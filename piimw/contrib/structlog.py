@@ -94,16 +94,16 @@ def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
     walked, an object with ``__structlog__`` becomes what that returns (``JSONRenderer``
     shows it instead of the ``repr`` that ``ctx.data`` checks), a dataclass whose fields
     hold something to scrub becomes its fields (orjson shows them all, ``repr=False`` ones
-    too). The rest stays as it is, for ``ctx.data`` (mappings that are not plain dicts:
-    every value of a multi-value dict; other objects: their ``repr`` and ``str``)."""
+    too). The rest stays as it is, for ``ctx.data`` (every value of a multi-value dict; other
+    objects: their ``repr`` and ``str``)."""
     t = type(value)
     if t in _SCALARS:
         return value
-    if t is dict or isinstance(value, (list, tuple)):
+    if isinstance(value, (dict, list, tuple)):  # subclasses too (orjson writes them alike)
         if depth >= MAX_DEPTH or id(value) in active:
             return PLACEHOLDER
         active.add(id(value))  # an exception withholds the whole event: no finally needed
-        if t is dict:  # copied only where something changes: plain data stays cheap
+        if isinstance(value, dict):  # copied only where something changes: data stays cheap
             out: dict[Any, Any] | None = None
             for k, v in value.items():
                 if type(v) in _SCALARS:

@@ -55,6 +55,10 @@ READ_AS_CARD = {
         _part(f'{DISPOSITION}; name="card"; x="; filename=a"', CARD)),
     "RFC 2231 name*": _body(_part(f"{DISPOSITION}; name*=UTF-8''card", CARD)),
     "RFC 2231 continuations": _body(_part(f"{DISPOSITION}; name*0=ca; name*1=rd", CARD)),
+    # Django reads a part with an empty filename (an empty file input) as a field
+    "an empty filename": _body(_part(f'{DISPOSITION}; name="card"; filename=""', CARD)),
+    "an empty filename beside another": _body(
+        _part(f'{DISPOSITION}; name="card"; filename="a"; filename=""', CARD)),
     # what .NET's MultipartFormDataContent sends for a file, here beside a field
     "beside a file part with filename and filename*": _body(
         _part(f'{DISPOSITION}; name=file; filename=a.txt; filename*=utf-8\'\'a.txt', "hi"),
@@ -82,7 +86,7 @@ def _flask(config: piimw.Config, body: bytes, content_type: str) -> tuple[int, l
     @app.post("/signup")
     def signup() -> dict[str, int]:
         seen.extend(flask.request.form.items(multi=True))
-        seen.extend((k, "<file>") for k in flask.request.files)
+        seen.extend((k, f.read().decode()) for k, f in flask.request.files.items(multi=True))
         return {"id": 1}
 
     PIIMW(app, config)
@@ -101,7 +105,7 @@ def _django(config: piimw.Config, body: bytes, content_type: str,
 
     def view(request: HttpRequest) -> HttpResponse:
         seen.extend(request.POST.items())
-        seen.extend((k, "<file>") for k in request.FILES)
+        seen.extend((k, f.read().decode()) for k, f in request.FILES.items())
         return HttpResponse(b'{"id": 1}', content_type="application/json")
 
     request = RequestFactory().generic("POST", "/signup", body, content_type=content_type)

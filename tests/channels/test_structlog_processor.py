@@ -200,3 +200,22 @@ def test_dates_uuids_and_decimals_stay_native() -> None:
     out = PIIProcessor()(None, "info", {"event": "paid", **values})
     assert {k: out[k] for k in values} == values
     assert all(type(out[k]) is type(v) for k, v in values.items())
+
+
+def test_a_dataclass_inside_a_dict_subclass_is_scrubbed(canary: Canary) -> None:
+    """orjson writes dict subclasses as dicts and dataclasses field by field: one nested in
+    an OrderedDict or defaultdict went out whole (review of the change above)."""
+    import collections
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Account:
+        id: int
+        email: str = dataclasses.field(repr=False)
+
+    nested = {"ordered": collections.OrderedDict(a=Account(7, canary.email)),
+              "default": collections.defaultdict(list, a=[Account(8, canary.email)])}
+    with activate(canary.exchange()):
+        out = PIIProcessor()(None, "info", {"event": "e", **nested})
+    assert out["ordered"]["a"]["id"] == 7
+    canary.assert_clean(repr(out), "dataclasses in dict subclasses")

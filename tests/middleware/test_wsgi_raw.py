@@ -218,3 +218,36 @@ def test_an_app_that_starts_its_response_lazily(config: piimw.Config, path: str,
     if body == b"hello":
         assert sent == body
     assert closed == [True]
+
+
+def test_reading_ahead_for_a_lazy_start_stops_at_body_bytes(config: piimw.Config) -> None:
+    """An app that yields body bytes and never calls start_response was read whole, in
+    memory, before the server could fail; an app failing while read ahead was not closed
+    (review of the lazy start above)."""
+    produced: list[int] = []
+    closed: list[bool] = []
+
+    def endless(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            while True:
+                produced.append(1)
+                yield b"x" * 1024
+        finally:
+            closed.append(True)
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/elsewhere", "wsgi.input": io.BytesIO()}
+    result = PIIMiddleware(endless, config)(environ, lambda *a: None)
+    assert len(produced) == 1
+    result.close()  # type: ignore[attr-defined]
+    assert closed == [True]
+
+    def failing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            raise RuntimeError("db went away")
+            yield b""  # a generator
+        finally:
+            closed.append(True)
+
+    with pytest.raises(RuntimeError):
+        PIIMiddleware(failing, config)(environ, lambda *a: None)
+    assert closed == [True, True]
