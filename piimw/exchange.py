@@ -477,7 +477,9 @@ class Exchange:
 
             return scrub_multipart(self, headers, body)
         if mt in route.request.media_types:
-            return RequestOutcome(body)  # declared without x-pii (a file upload): unread
+            # Declared without x-pii (a file upload): unread, unless it is JSON after all,
+            # which apps parse whatever the type says (Starlette's request.json()).
+            return self._sniffed_json(body)
         return RequestOutcome(problem=Problem(
             415, "unsupported-media-type",
             "This endpoint accepts application/json, form or multipart bodies."))
@@ -504,6 +506,24 @@ class Exchange:
             return RequestOutcome(problem=Problem(
                 422, "validation", f"The request body failed validation ({len(problems)} "
                 "problem(s)).", [p.as_dict() for p in problems]))
+        return self._scrubbed_request(doc, body)
+
+    def _sniffed_json(self, body: bytes) -> RequestOutcome:
+        """A body in a declared type piimw does not read: passed on, unless it parses as a
+        JSON object or array, which the plan then scrubs (not validated: it is not declared
+        as JSON)."""
+        if body.lstrip()[:1] not in (b"{", b"["):
+            return RequestOutcome(body)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return RequestOutcome(body)
+        return self._scrubbed_request(doc, body)
+
+    def _scrubbed_request(self, doc: Any, body: bytes) -> RequestOutcome:
+        assert self.route is not None
+        assert self.route.request is not None
+        spec = self.route.request
         res = self._scrub(doc, spec.plan, "app", collect=True)
         value, res.value = res.value, None  # keep the findings, not the document (see _scrub)
         if res.rejected is not None:
@@ -687,11 +707,11 @@ class Exchange:
             text, sink="error" if status >= 400 else "client", consent=self.consent,
             known=self.known, route=self.route_template, location="response")
         self._record(findings)
-        out = raw if not findings else value.encode(charset, errors="replace")
-        if two_ways and self._text_hits(out.decode("utf-8", errors="replace")):
-            # Not UTF-8, and no charset (or one Python does not know): scrubbed as latin-1,
-            # but a browser taking it for UTF-8 with a stray byte would show a value. It
-            # cannot be rewritten in a charset nobody named: withheld.
+        out = raw if not findings else _encode_page(value, charset)
+        if two_ways and self._shows_more(out.decode("utf-8", errors="replace"), status):
+            # Not UTF-8, and no charset (or one Python does not know): scrubbed as
+            # windows-1252, but a browser taking it for UTF-8 with a stray byte would show a
+            # value the policy removes. It cannot be rewritten in a charset nobody named.
             logger.warning("piimw: response on %s %s has no usable charset and is not "
                            "UTF-8; withheld", self.method, self.route_template)
             return self._withheld()
@@ -700,8 +720,15 @@ class Exchange:
         new = encode_content(out, encoding)
         return ResponseOutcome(status, _rewrite(headers, new), new)
 
-    def _text_hits(self, text: str) -> bool:
-        return bool(self.config.scrubber.detectors.search(text) or self.known.search(text))
+    def _shows_more(self, text: str, status: int) -> bool:
+        """Would the policy still change ``text``? (Its findings are not recorded: the text
+        is another reading of a page already scrubbed.)"""
+        if not (self.config.scrubber.detectors.search(text) or self.known.search(text)):
+            return False
+        new, _ = self.config.scrubber.scrub_text(
+            text, sink="error" if status >= 400 else "client", consent=self.consent,
+            known=self.known, route=self.route_template, location="response")
+        return new != text
 
     def too_large(self) -> ResponseOutcome:
         self.reasons.add("failclosed.too_large")
@@ -802,16 +829,25 @@ def _charset(headers: Headers) -> str | None:
     return None
 
 
-def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
-    """(text, the charset to write it back in, whether a UTF-8 reading must be checked too).
+#: Labels browsers read as windows-1252 (WHATWG Encoding): its 0x80-0x9F are letters
+#: (``Š``, ``Ž``, ``€``) where latin-1 has control characters.
+_WINDOWS_1252 = frozenset({"windows-1252", "cp1252", "iso-8859-1", "iso8859-1", "latin1",
+                           "latin-1", "l1", "us-ascii", "ascii", "iso_8859-1", "x-cp1252"})
 
-    A charset Python knows is read with invalid bytes replaced, as browsers do (falling back
-    to latin-1 would turn a UTF-8 page's non-ASCII values into text no known value matches).
-    Without one, or with a label Python does not know (browsers know more, some of them
-    UTF-8): UTF-8 if the bytes are UTF-8, else latin-1 (what browsers assume without a
-    charset, near enough), and the result read as UTF-8 is checked as well.
+
+def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
+    """(text, the codec to write it back with, whether a UTF-8 reading must be checked too).
+
+    Read as a browser reads it. A charset Python knows is read with invalid bytes replaced
+    (falling back to latin-1 would turn a UTF-8 page's non-ASCII values into text no known
+    value matches); latin-1 and ASCII labels as windows-1252. Without a charset, or with a
+    label Python does not know (browsers know more, some of them UTF-8): UTF-8 if the bytes
+    are UTF-8, else windows-1252, and the result read as UTF-8 is checked as well.
     """
     if charset is not None:
+        label = charset.strip().lower()
+        if label in _WINDOWS_1252:
+            return raw.decode("cp1252", errors="surrogateescape"), _CP1252, False
         try:
             return raw.decode(charset, errors="replace"), charset, False
         except LookupError:
@@ -819,7 +855,17 @@ def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
     try:
         return raw.decode("utf-8"), "utf-8", False
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1", True
+        return raw.decode("cp1252", errors="surrogateescape"), _CP1252, True
+
+
+#: windows-1252, with the five bytes it leaves undefined kept as they were.
+_CP1252 = "cp1252+surrogateescape"
+
+
+def _encode_page(text: str, codec: str) -> bytes:
+    if codec == _CP1252:
+        return text.encode("cp1252", errors="surrogateescape")
+    return text.encode(codec, errors="replace")
 
 
 def _rewrite(headers: Headers, body: bytes) -> Headers:

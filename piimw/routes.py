@@ -36,9 +36,11 @@ class Body:
 
     ``required``: an empty request body is refused (OpenAPI's ``requestBody.required``,
     false unless said; a configured route's body is required). ``media_types``: the media
-    types the operation declares for this body without ``x-pii`` in their schema (or with no
-    schema), lowercased: a body in one of them that piimw cannot read (a file upload's
-    octet-stream, a CSV export) is passed on unread. One whose schema is tagged never is.
+    types the operation declares for this body without ``x-pii`` in their schemas (or with
+    none), lowercased: a body in one of them that piimw cannot read (a file upload's
+    octet-stream, a CSV export) is passed on unread. A type piimw cannot read whose schema
+    is tagged (XML) is refused on a request and scanned as text on a response; its tags are
+    not applied field by field (piimw walks JSON, form and multipart bodies only).
     """
 
     plan: Plan
@@ -243,15 +245,26 @@ class OpenAPIRoutes:
                     media_types=self._untagged_media(holder, at))
 
     def _untagged_media(self, holder: Any, at: tuple[str, str]) -> frozenset[str]:
-        """The declared media types whose schema carries no ``x-pii`` (or that have none)."""
+        """The declared media types whose schemas (``schema``, OpenAPI 3.2's ``itemSchema``)
+        carry no ``x-pii``, or that have none; a type one of whose variants (with parameters)
+        is tagged, or whose schema piimw cannot compile, counts as tagged."""
         content = holder.get("content") if isinstance(holder, Mapping) else None
-        out: set[str] = set()
+        untagged: set[str] = set()
+        tagged: set[str] = set()
         for media, obj in (content.items() if isinstance(content, Mapping) else ()):
-            if isinstance(obj, Mapping) and "schema" in obj and not self.compiler.compile(
-                    at[0], f"{at[1]}/content/{escape_token(str(media))}/schema").empty:
-                continue
-            out.add(str(media).split(";", 1)[0].strip().lower())
-        return frozenset(out)
+            base = str(media).split(";", 1)[0].strip().lower()
+            ptr = f"{at[1]}/content/{escape_token(str(media))}"
+            keys = [k for k in ("schema", "itemSchema")
+                    if isinstance(obj, Mapping) and k in obj]
+            (tagged if any(self._tagged(at[0], f"{ptr}/{k}") for k in keys)
+             else untagged).add(base)
+        return frozenset(untagged - tagged)
+
+    def _tagged(self, uri: str, ptr: str) -> bool:
+        try:
+            return not self.compiler.compile(uri, ptr).empty
+        except Exception:  # a schema piimw never reads otherwise (an XML $ref it lacks)
+            return True
 
     def _route(self, uri: str, op_ptr: str, method: str, template: str, op: Mapping[str, Any],
                shared_params: Any, item_ptr: str) -> Route:

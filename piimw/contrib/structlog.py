@@ -105,13 +105,15 @@ def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
         active.add(id(value))  # an exception withholds the whole event: no finally needed
         if isinstance(value, dict):  # copied only where something changes: data stays cheap
             out: dict[Any, Any] | None = None
-            for k, v in value.items():
+            # dict.items: the storage orjson writes; a multi-value dict's own items() shows
+            # one value per key (Django's the last, Werkzeug's the first), hiding the rest.
+            for k, v in dict.items(value):
                 if type(v) in _SCALARS:
                     continue
                 nv = _plain(v, ctx, depth + 1, active)
                 if nv is not v:
                     if out is None:
-                        out = dict(value)
+                        out = dict(dict.items(value))
                     out[k] = nv
             active.discard(id(value))
             return value if out is None else out

@@ -219,3 +219,24 @@ def test_a_dataclass_inside_a_dict_subclass_is_scrubbed(canary: Canary) -> None:
         out = PIIProcessor()(None, "info", {"event": "e", **nested})
     assert out["ordered"]["a"]["id"] == 7
     canary.assert_clean(repr(out), "dataclasses in dict subclasses")
+
+
+def test_every_value_of_a_multi_value_dict_is_walked(canary: Canary) -> None:
+    """Its own items() shows one value per key; orjson writes them all (review of the change
+    above: a dataclass in another value went out whole)."""
+    import dataclasses
+
+    from werkzeug.datastructures import MultiDict
+
+    @dataclasses.dataclass
+    class Account:
+        id: int
+        email: str = dataclasses.field(repr=False)
+
+    params = MultiDict([("a", Account(1, "x")), ("a", Account(2, canary.email))])
+    with activate(canary.exchange()):
+        out = PIIProcessor()(None, "info", {"event": "e", "params": params})
+    first, second = out["params"]["a"]
+    assert first == Account(1, "x")  # nothing to scrub: kept as it is
+    assert second["id"] == 2
+    canary.assert_clean(repr(out), "multi-value dict of dataclasses")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -241,13 +241,20 @@ def test_reading_ahead_for_a_lazy_start_stops_at_body_bytes(config: piimw.Config
     result.close()  # type: ignore[attr-defined]
     assert closed == [True]
 
-    def failing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        try:
+    class Failing:
+        """Not a generator (whose own ``finally`` would run anyway): only ``close()`` tells
+        whether the iterable was closed."""
+
+        def __iter__(self) -> Iterator[bytes]:
+            return self
+
+        def __next__(self) -> bytes:
             raise RuntimeError("db went away")
-            yield b""  # a generator
-        finally:
+
+        def close(self) -> None:
             closed.append(True)
 
     with pytest.raises(RuntimeError):
-        PIIMiddleware(failing, config)(environ, lambda *a: None)
+        PIIMiddleware(lambda environ, start_response: Failing(), config)(
+            environ, lambda *a: None)
     assert closed == [True, True]
