@@ -9,6 +9,7 @@ request's consent and the values it brought in.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import secrets
 import threading
@@ -34,7 +35,7 @@ from piimw.bodies import (
     may_lose_numbers,
 )
 from piimw.consent import DEFAULT, Consent
-from piimw.detect import KnownValues
+from piimw.detect import KnownValues, find_all
 from piimw.engine import Result
 from piimw.findings import Finding, Sink
 from piimw.problem import Problem, internal_error
@@ -512,13 +513,35 @@ class Exchange:
         """A body in a declared type piimw does not read: passed on, unless it parses as a
         JSON object or array, which the plan then scrubs (not validated: it is not declared
         as JSON)."""
-        if body.lstrip()[:1] not in (b"{", b"["):
-            return RequestOutcome(body)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
+            return self._leniently_read(body)
+        if not isinstance(doc, (dict, list)):
             return RequestOutcome(body)
         return self._scrubbed_request(doc, body)
+
+    def _leniently_read(self, body: bytes) -> RequestOutcome:
+        """What orjson refuses, the standard library's ``json.loads`` (which the frameworks
+        use) may still read: a BOM, UTF-16 or -32, ``NaN``, lone surrogate escapes. Such a
+        body is scrubbed as that parser reads it, and written back the way it accepts."""
+        assert self.route is not None
+        assert self.route.request is not None
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return RequestOutcome(body)  # JSON to no one: the declared type's own business
+        if not isinstance(doc, (dict, list)):
+            return RequestOutcome(body)
+        res = self._scrub(doc, self.route.request.plan, "app", collect=True)
+        value, res.value = res.value, None
+        if res.rejected is not None:
+            return RequestOutcome(problem=rejected_problem(res.rejected_path,
+                                                           declared_names(self.route)))
+        if value is doc:
+            return RequestOutcome(body)
+        return RequestOutcome(json.dumps(value, separators=(",", ":")).encode("ascii"),
+                              changed=True)
 
     def _scrubbed_request(self, doc: Any, body: bytes) -> RequestOutcome:
         assert self.route is not None
@@ -721,14 +744,21 @@ class Exchange:
         return ResponseOutcome(status, _rewrite(headers, new), new)
 
     def _shows_more(self, text: str, status: int) -> bool:
-        """Would the policy still change ``text``? (Its findings are not recorded: the text
-        is another reading of a page already scrubbed.)"""
-        if not (self.config.scrubber.detectors.search(text) or self.known.search(text)):
-            return False
-        new, _ = self.config.scrubber.scrub_text(
-            text, sink="error" if status >= 400 else "client", consent=self.consent,
-            known=self.known, route=self.route_template, location="response")
-        return new != text
+        """Does ``text``, the UTF-8 reading of a page scrubbed as windows-1252, show a value
+        the policy removes? Only values with non-ASCII characters count: ASCII reads alike
+        both ways, and the scrub already decided it (a pseudonym it wrote may even be found
+        again). Nothing is recorded: this is another reading of a page already scrubbed."""
+        scrubber = self.config.scrubber
+        for span in find_all(text, scrubber.detectors, self.known):
+            part = text[span.start:span.end]
+            if part.isascii():
+                continue
+            new, _ = scrubber.scrub_text(
+                part, sink="error" if status >= 400 else "client", consent=self.consent,
+                known=self.known, route=self.route_template, location="response")
+            if new != part:
+                return True
+        return False
 
     def too_large(self) -> ResponseOutcome:
         self.reasons.add("failclosed.too_large")
@@ -829,10 +859,17 @@ def _charset(headers: Headers) -> str | None:
     return None
 
 
-#: Labels browsers read as windows-1252 (WHATWG Encoding): its 0x80-0x9F are letters
-#: (``Š``, ``Ž``, ``€``) where latin-1 has control characters.
-_WINDOWS_1252 = frozenset({"windows-1252", "cp1252", "iso-8859-1", "iso8859-1", "latin1",
-                           "latin-1", "l1", "us-ascii", "ascii", "iso_8859-1", "x-cp1252"})
+#: Labels browsers read as windows-1252 (the WHATWG Encoding Standard's list, plus Python's
+#: "latin-1"): its 0x80-0x9F are letters (``Š``, ``Ž``, ``€``) where latin-1 has controls.
+_WINDOWS_1252 = frozenset({
+    "ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819", "iso-8859-1",
+    "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
+    "latin-1", "us-ascii", "windows-1252", "x-cp1252"})
+#: windows-1252 as WHATWG defines it, over latin-1: the 27 bytes of 0x80-0x9F that name
+#: letters, and back; the five it leaves undefined stay the code points of their bytes.
+_FROM_LATIN1 = {i: bytes([i]).decode("cp1252") for i in range(0x80, 0xA0)
+                if i not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_TO_LATIN1 = {ord(ch): i for i, ch in _FROM_LATIN1.items()}
 
 
 def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
@@ -847,7 +884,7 @@ def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
     if charset is not None:
         label = charset.strip().lower()
         if label in _WINDOWS_1252:
-            return raw.decode("cp1252", errors="surrogateescape"), _CP1252, False
+            return raw.decode("latin-1").translate(_FROM_LATIN1), _CP1252, False
         try:
             return raw.decode(charset, errors="replace"), charset, False
         except LookupError:
@@ -855,16 +892,16 @@ def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
     try:
         return raw.decode("utf-8"), "utf-8", False
     except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="surrogateescape"), _CP1252, True
+        return raw.decode("latin-1").translate(_FROM_LATIN1), _CP1252, True
 
 
-#: windows-1252, with the five bytes it leaves undefined kept as they were.
-_CP1252 = "cp1252+surrogateescape"
+#: windows-1252 as browsers read it (see _FROM_LATIN1).
+_CP1252 = "whatwg-windows-1252"
 
 
 def _encode_page(text: str, codec: str) -> bytes:
     if codec == _CP1252:
-        return text.encode("cp1252", errors="surrogateescape")
+        return text.translate(_TO_LATIN1).encode("latin-1", errors="replace")
     return text.encode(codec, errors="replace")
 
 

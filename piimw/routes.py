@@ -7,6 +7,7 @@ WSGI middleware match the raw path against the templates.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore, escape_token
 from piimw.schema.tags import tag_of
 from piimw.schema.validate import Validator
+
+logger = logging.getLogger("piimw")
 
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
 _PARAM = re.compile(r"\{([^{}/]+)\}")
@@ -39,8 +42,9 @@ class Body:
     types the operation declares for this body without ``x-pii`` in their schemas (or with
     none), lowercased: a body in one of them that piimw cannot read (a file upload's
     octet-stream, a CSV export) is passed on unread. A type piimw cannot read whose schema
-    is tagged (XML) is refused on a request and scanned as text on a response; its tags are
-    not applied field by field (piimw walks JSON, form and multipart bodies only).
+    is tagged (XML) is refused on a request and buffered and scanned as text on a response
+    (an event stream excepted: it is never buffered); its tags are not applied field by
+    field (piimw walks JSON, form and multipart bodies only).
     """
 
     plan: Plan
@@ -263,7 +267,9 @@ class OpenAPIRoutes:
     def _tagged(self, uri: str, ptr: str) -> bool:
         try:
             return not self.compiler.compile(uri, ptr).empty
-        except Exception:  # a schema piimw never reads otherwise (an XML $ref it lacks)
+        except Exception as exc:  # a schema piimw never reads otherwise (an XML $ref)
+            logger.warning("piimw: the schema at %s#%s could not be compiled (%s); its media "
+                           "type counts as tagged", self.store.names.get(uri, uri), ptr, exc)
             return True
 
     def _route(self, uri: str, op_ptr: str, method: str, template: str, op: Mapping[str, Any],

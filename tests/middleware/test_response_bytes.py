@@ -409,7 +409,9 @@ def test_what_counts_as_tagged(tmp_path: Any, content: dict[str, Any]) -> None:
     assert route.request.media_types == frozenset()
 
 
-@pytest.mark.parametrize("charset", ["", "; charset=iso-8859-1", "; charset=us-ascii"])
+@pytest.mark.parametrize("charset", ["", "; charset=iso-8859-1", "; charset=us-ascii",
+                                     "; charset=cp819", "; charset=csisolatin1",
+                                     "; charset=ANSI_X3.4-1968"])
 def test_a_windows_1252_page_is_read_as_browsers_read_it(config: piimw.Config,
                                                         charset: str) -> None:
     """Browsers read a page without a charset, or labelled latin-1 or ASCII, as
@@ -436,3 +438,47 @@ def test_a_latin1_page_with_values_the_policy_allows_is_not_withheld(tmp_path: A
     page = f"<p>Bienvenue \u00e0 vous, {EMAIL}</p>".encode("latin-1")
     out = _send(config, 404, [(b"content-type", b"text/html")], page, path="/nowhere")
     assert out == page
+
+
+@pytest.mark.parametrize("body", [
+    b"\xef\xbb\xbf" + orjson.dumps({"email": EMAIL}),  # a BOM
+    b'{"email": "' + EMAIL.encode() + b'", "x": NaN}',
+    b'{"email": "' + EMAIL.encode() + b'", "s": "\\ud800"}',  # a lone surrogate escape
+    '{"email": "jane.doe@example.com"}'.encode("utf-16-le"),
+])
+def test_json_only_the_standard_library_reads_is_scrubbed_too(tmp_path: Any,
+                                                              body: bytes) -> None:
+    """Starlette's request.json() and Django's json.loads read what orjson refuses; under a
+    declared untagged type such a body passed unread (review of the sniffing above)."""
+    import json
+
+    tagged = {"type": "object", "properties": {
+        "email": {"type": "string", "x-pii": {"category": "email", "action": "redact"}}}}
+    config = _openapi_config(tmp_path, {"requestBody": {"content": {
+        "application/json": {"schema": tagged}, "text/plain": {"schema": {"type": "string"}}}},
+        "responses": {"204": {"description": "ok"}}})
+    out = Exchange(config, "POST", "/export", []).request_body(
+        [(b"content-type", b"text/plain")], body)
+    assert out.problem is None
+    assert out.body is not None
+    assert json.loads(out.body)["email"] == "[REDACTED:email]"
+
+
+def test_a_hashed_value_beside_an_undefined_windows_1252_byte(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """windows-1252 leaves five bytes undefined; read with surrogateescape they became lone
+    surrogates, which the hash action could not encode: the page was withheld (review)."""
+    monkeypatch.setenv("PIIMW_TEST_HASH_KEY", "0123456789abcdef0123456789abcdef")
+    (tmp_path / "resp.json").write_bytes(orjson.dumps(SCHEMA))
+    config = piimw.Config.from_dict({
+        "routes": [{"route": "GET /me", "response": str(tmp_path / "resp.json")}],
+        "hash": {"key_env": "PIIMW_TEST_HASH_KEY"},
+        "rules": [{"id": "hash-secrets", "action": "hash", "category": "user.authorization",
+                   "sink": "error"}]})
+    page = b"<p>cannot reach postgres://app:s3cr\x81t-pa55w0rd@db.internal/x \xe9</p>"
+    out = _send(config, 500, [(b"content-type", b"text/html; charset=iso-8859-1")], page,
+                path="/nowhere")
+    assert b"s3cr\x81t-pa55w0rd" not in out
+    assert b"hmac:" in out
+    assert out.startswith(b"<p>cannot reach postgres://")
+    assert out.endswith(b" \xe9</p>")
