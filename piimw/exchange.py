@@ -731,7 +731,7 @@ class Exchange:
             known=self.known, route=self.route_template, location="response")
         self._record(findings)
         out = raw if not findings else _encode_page(value, charset)
-        if two_ways and self._shows_more(out.decode("utf-8", errors="replace"), status):
+        if two_ways and self._shows_more(raw, text, status):
             # Not UTF-8, and no charset (or one Python does not know): scrubbed as
             # windows-1252, but a browser taking it for UTF-8 with a stray byte would show a
             # value the policy removes. It cannot be rewritten in a charset nobody named.
@@ -743,20 +743,28 @@ class Exchange:
         new = encode_content(out, encoding)
         return ResponseOutcome(status, _rewrite(headers, new), new)
 
-    def _shows_more(self, text: str, status: int) -> bool:
-        """Does ``text``, the UTF-8 reading of a page scrubbed as windows-1252, show a value
-        the policy removes? Only values with non-ASCII characters count: ASCII reads alike
-        both ways, and the scrub already decided it (a pseudonym it wrote may even be found
-        again). Nothing is recorded: this is another reading of a page already scrubbed."""
+    def _shows_more(self, raw: bytes, read: str, status: int) -> bool:
+        """Would a browser taking ``raw`` for UTF-8 see a value that ``read`` (its
+        windows-1252 reading, just scrubbed) did not show? Each value the UTF-8 reading
+        finds is located in bytes (invalid ones read as one character each); one whose
+        bytes the windows-1252 reading found a value around was decided by that scrub.
+        Any other counts unless the policy allows it. (The text around a value reads
+        differently: a multi-byte character before an SSN can hide its keyword.)"""
         scrubber = self.config.scrubber
-        for span in find_all(text, scrubber.detectors, self.known):
-            part = text[span.start:span.end]
-            if part.isascii():
+        utf8 = raw.decode("utf-8", errors="surrogateescape")
+        spans = find_all(utf8, scrubber.detectors, self.known)
+        if not spans:
+            return False
+        decided = [(s.start, s.end) for s in find_all(read, scrubber.detectors, self.known)]
+        sink: Sink = "error" if status >= 400 else "client"
+        for span in spans:
+            start = len(utf8[:span.start].encode("utf-8", "surrogateescape"))
+            end = start + len(utf8[span.start:span.end].encode("utf-8", "surrogateescape"))
+            if any(a <= start and end <= b for a, b in decided):
                 continue
-            new, _ = scrubber.scrub_text(
-                part, sink="error" if status >= 400 else "client", consent=self.consent,
-                known=self.known, route=self.route_template, location="response")
-            if new != part:
+            d = scrubber.policy.decide(span.category, ("essential",), sink, self.consent,
+                                       route=self.route_template, declared=False)
+            if d.action != "allow":
                 return True
         return False
 

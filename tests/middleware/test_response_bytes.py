@@ -482,3 +482,24 @@ def test_a_hashed_value_beside_an_undefined_windows_1252_byte(
     assert b"hmac:" in out
     assert out.startswith(b"<p>cannot reach postgres://")
     assert out.endswith(b" \xe9</p>")
+
+
+@pytest.mark.parametrize("page", [
+    # a multi-byte dash between keyword and digits: 6 characters read as windows-1252, over
+    # what the SSN detector allows; 4 read as UTF-8
+    b"<p>caf\xe9</p><p>SSN: " + "\u2014 ".encode() + b"123456789</p>",
+    # a password of 300 "e-acute": 600 characters read as windows-1252, over the detector's
+    # limit; found in the UTF-8 reading, where a span re-scrubbed alone lost its "scheme://"
+    b"<p>caf\xff</p><p>cannot reach postgres://app:" + ("\u00e9" * 300).encode()
+    + b"X@db.internal/x</p>",
+])
+def test_values_only_the_utf8_reading_finds_are_decided_in_place(config: piimw.Config,
+                                                                 page: bytes) -> None:
+    """Values in ASCII were skipped and spans re-scrubbed out of their context: both let a
+    value the UTF-8 reading finds go out (review of the check above)."""
+    ex = Exchange(config, "GET", "/nowhere", [])
+    headers = [(b"content-type", b"text/html")]
+    assert ex.wants_response_body(500, headers)
+    out = ex.response_body(500, headers, page)
+    assert out.status == 500
+    assert out.withheld
