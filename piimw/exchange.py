@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -755,12 +756,17 @@ class Exchange:
         spans = find_all(utf8, scrubber.detectors, self.known)
         if not spans:
             return False
-        decided = [(s.start, s.end) for s in find_all(read, scrubber.detectors, self.known)]
+        # Sorted and non-overlapping, as find_all returns them: one pass, one bisect each.
+        found = find_all(read, scrubber.detectors, self.known)
+        starts = [s.start for s in found]
         sink: Sink = "error" if status >= 400 else "client"
+        char = byte = 0
         for span in spans:
-            start = len(utf8[:span.start].encode("utf-8", "surrogateescape"))
-            end = start + len(utf8[span.start:span.end].encode("utf-8", "surrogateescape"))
-            if any(a <= start and end <= b for a, b in decided):
+            byte += len(utf8[char:span.start].encode("utf-8", "surrogateescape"))
+            char = span.start
+            end = byte + len(utf8[span.start:span.end].encode("utf-8", "surrogateescape"))
+            i = bisect_right(starts, byte) - 1
+            if i >= 0 and end <= found[i].end:
                 continue
             d = scrubber.policy.decide(span.category, ("essential",), sink, self.consent,
                                        route=self.route_template, declared=False)
