@@ -503,3 +503,31 @@ def test_values_only_the_utf8_reading_finds_are_decided_in_place(config: piimw.C
     out = ex.response_body(500, headers, page)
     assert out.status == 500
     assert out.withheld
+
+
+_ESC = b"\x1b(B"  # ISO-2022-JP's "switch to ASCII": shows as nothing, splits a value
+
+
+@pytest.mark.parametrize(("content_type", "page"), [
+    # a byte order mark decides, whatever the label says
+    (b"text/html", "\ufeff<p>Contact jane.doe@example.com</p>".encode("utf-16-le")),
+    (b"text/html; charset=windows-1252",
+     "\ufeff<p>Contact jane.doe@example.com</p>".encode("utf-16-be")),
+    # a <meta> charset when the header names none
+    (b"text/html", b'<meta charset="iso-2022-jp"><p>\xff Contact jane.doe@exa' + _ESC
+     + b"mple.com</p>"),
+    # ESC bytes and no charset at all: read as ISO-2022-JP, as browsers detect it
+    (b"text/html", b"<p>Contact jane.doe@exa" + _ESC + b"mple.com</p>"),
+    # labels browsers do not know: they fall back and show the text
+    (b"text/html; charset=utf-7", b"<p>Contact jane.doe@example.com</p>"),
+    (b"text/html; charset=utf-32", b"<p>Contact jane.doe@example.com</p>"),
+    (b"text/html; charset=cp037", b"<p>Contact jane.doe@example.com</p>"),
+])
+def test_pages_are_read_as_browsers_read_them(config: piimw.Config, content_type: bytes,
+                                              page: bytes) -> None:
+    """Each passed unread: piimw read the bytes one way and a browser shows them another
+    (review of the charset handling)."""
+    out = _send(config, 404, [(b"content-type", content_type)], page, path="/nowhere")
+    shown = out.replace(_ESC, b"").replace(b"\x00", b"")
+    assert b"jane.doe@example.com" not in shown
+    assert b"[REDACTED:email]" in shown or b"response-not-inspectable" in shown
