@@ -528,25 +528,17 @@ class Exchange:
         """What orjson refuses, the standard library's ``json.loads`` (which the frameworks
         use) may still read: a BOM, UTF-16 or -32, ``NaN``, lone surrogate escapes. Such a
         body is scrubbed as that parser reads it, and written back the way it accepts."""
-        assert self.route is not None
-        assert self.route.request is not None
         try:
             doc = json.loads(body)
         except (ValueError, RecursionError):
             return RequestOutcome(body)  # JSON to no one: the declared type's own business
         if not isinstance(doc, (dict, list)):
             return RequestOutcome(body)
-        res = self._scrub(doc, self.route.request.plan, "app", collect=True)
-        value, res.value = res.value, None
-        if res.rejected is not None:
-            return RequestOutcome(problem=rejected_problem(res.rejected_path,
-                                                           declared_names(self.route)))
-        if value is doc:
-            return RequestOutcome(body)
-        return RequestOutcome(json.dumps(value, separators=(",", ":")).encode("ascii"),
-                              changed=True)
+        return self._scrubbed_request(doc, body, lenient=True)
 
-    def _scrubbed_request(self, doc: Any, body: bytes) -> RequestOutcome:
+    def _scrubbed_request(self, doc: Any, body: bytes, lenient: bool = False) -> RequestOutcome:
+        """The request body scrubbed by the plan; ``lenient``: read by the standard library,
+        and written back in ASCII JSON it reads (NaN, lone surrogates escaped)."""
         assert self.route is not None
         assert self.route.request is not None
         spec = self.route.request
@@ -557,6 +549,9 @@ class Exchange:
                                                            declared_names(self.route)))
         if value is doc:
             return RequestOutcome(body)
+        if lenient:
+            return RequestOutcome(json.dumps(value, separators=(",", ":")).encode("ascii"),
+                                  changed=True)
         return RequestOutcome(self._rewritten(body, value, spec.plan, "app"), changed=True)
 
     def _rewritten(self, raw: bytes, value: Any, plan: Any, sink: Sink) -> bytes:
