@@ -8,11 +8,9 @@ request's consent and the values it brought in.
 
 from __future__ import annotations
 
-import codecs
 import ipaddress
 import json
 import logging
-import re
 import secrets
 import threading
 from bisect import bisect_right
@@ -37,6 +35,7 @@ from piimw.bodies import (
     loads_exact,
     may_lose_numbers,
 )
+from piimw.charsets import encode_page, page_text
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import KnownValues, find_all
 from piimw.engine import Result
@@ -722,17 +721,17 @@ class Exchange:
             new = encode_content(self._rewritten(raw, value, spec.plan, "client"), encoding)
             return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
         # An error page, or text where the plan expects JSON: scrub the text by detectors
-        # and known values, read as a browser reads it (see _page_text).
-        text, charset, two_ways = _page_text(raw, _charset(headers))
+        # and known values, read as a browser reads it (see piimw.charsets.page_text).
+        text, charset, two_ways = page_text(raw, _charset(headers))
         value, findings = self.config.scrubber.scrub_text(
             text, sink="error" if status >= 400 else "client", consent=self.consent,
             known=self.known, route=self.route_template, location="response")
         self._record(findings)
-        out = raw if not findings else _encode_page(value, charset)
+        out = raw if not findings else encode_page(value, charset)
         if two_ways and self._shows_more(raw, text, status):
-            # Not UTF-8, and no charset (or one Python does not know): scrubbed as
-            # windows-1252, but a browser taking it for UTF-8 with a stray byte would show a
-            # value the policy removes. It cannot be rewritten in a charset nobody named.
+            # Not UTF-8, and no charset browsers know: scrubbed as windows-1252, but a
+            # browser taking it for UTF-8 with a stray byte would show a value the policy
+            # removes. It cannot be rewritten in a charset nobody named.
             logger.warning("piimw: response on %s %s has no usable charset and is not "
                            "UTF-8; withheld", self.method, self.route_template)
             return self._withheld()
@@ -868,83 +867,6 @@ def _charset(headers: Headers) -> str | None:
             if k.lower() == "charset" and v:
                 return v.strip('"')
     return None
-
-
-#: Labels browsers read as windows-1252 (the WHATWG Encoding Standard's list, plus Python's
-#: "latin-1"): its 0x80-0x9F are letters (``Š``, ``Ž``, ``€``) where latin-1 has controls.
-_WINDOWS_1252 = frozenset({
-    "ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819", "iso-8859-1",
-    "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
-    "latin-1", "us-ascii", "windows-1252", "x-cp1252"})
-#: windows-1252 as WHATWG defines it, over latin-1: the 27 bytes of 0x80-0x9F that name
-#: letters, and back; the five it leaves undefined stay the code points of their bytes.
-_FROM_LATIN1 = {i: bytes([i]).decode("cp1252") for i in range(0x80, 0xA0)
-                if i not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
-_TO_LATIN1 = {ord(ch): i for i, ch in _FROM_LATIN1.items()}
-
-
-#: Python's names for the encodings browsers know (WHATWG Encoding Standard). A label naming
-#: another codec (UTF-7, UTF-32, EBCDIC, punycode) is read as if absent: browsers fall back,
-#: and would show text that codec hides.
-_BROWSER_CODECS = frozenset({
-    "utf-8", "utf-16", "utf-16-le", "utf-16-be", "cp866", "koi8-r", "koi8-u", "mac-roman",
-    "mac-cyrillic", "cp874", "gbk", "gb18030", "big5", "big5hkscs", "euc_jp", "iso2022_jp",
-    "shift_jis", "cp932", "euc_kr", "cp949",
-    *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15, 16)),
-    *(f"cp125{n}" for n in range(9)),
-})
-#: A ``<meta charset>`` or ``<meta http-equiv content="...; charset=...">`` near the top.
-_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
-#: Byte order marks, which decide the encoding whatever the label says.
-_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
-
-
-def _page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
-    """(text, the codec to write it back with, whether a UTF-8 reading must be checked too).
-
-    Read as a browser reads it: a byte order mark first; then the header's charset, else a
-    ``<meta>`` charset in the first 1024 bytes, if browsers know it (read with invalid bytes
-    replaced: falling back to latin-1 would turn a UTF-8 page's non-ASCII values into text
-    no known value matches; latin-1 and ASCII labels as windows-1252). Without one: a page
-    with ESC bytes that reads as ISO-2022-JP as such (browsers detect it, and its escapes
-    would otherwise split values); else UTF-8 if the bytes are UTF-8, else windows-1252, the
-    UTF-8 reading then checked as well.
-    """
-    for bom, codec in _BOMS:
-        if raw.startswith(bom):
-            return raw.decode(codec, errors="replace"), codec, False
-    if charset is None:
-        meta = _META_CHARSET.search(raw[:1024])
-        charset = meta.group(1).decode("ascii") if meta else None
-    if charset is not None:
-        label = charset.strip().strip("\"'").lower()
-        if label in _WINDOWS_1252:
-            return raw.decode("latin-1").translate(_FROM_LATIN1), _CP1252, False
-        try:
-            known = codecs.lookup(label).name in _BROWSER_CODECS
-        except LookupError:
-            known = False
-        if known:
-            return raw.decode(label, errors="replace"), label, False
-    if b"\x1b" in raw:
-        try:
-            return raw.decode("iso2022_jp"), "iso2022_jp", False
-        except UnicodeDecodeError:
-            pass
-    try:
-        return raw.decode("utf-8"), "utf-8", False
-    except UnicodeDecodeError:
-        return raw.decode("latin-1").translate(_FROM_LATIN1), _CP1252, True
-
-
-#: windows-1252 as browsers read it (see _FROM_LATIN1).
-_CP1252 = "whatwg-windows-1252"
-
-
-def _encode_page(text: str, codec: str) -> bytes:
-    if codec == _CP1252:
-        return text.translate(_TO_LATIN1).encode("latin-1", errors="replace")
-    return text.encode(codec, errors="replace")
 
 
 def _rewrite(headers: Headers, body: bytes) -> Headers:
