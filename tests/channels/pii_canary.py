@@ -112,3 +112,17 @@ class Canary:
     def assert_clean(self, output: str | bytes | Iterable[str | bytes], what: str = "") -> None:
         leaked = self.leaks(output)
         assert not leaked, f"planted values leaked into {what or 'output'}: {leaked}"
+
+
+class HookedAccount:
+    """A clean ``repr``; what structlog's ``JSONRenderer`` shows instead (``__structlog__``)
+    carries the email."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    def __repr__(self) -> str:
+        return "<Account 42>"
+
+    def __structlog__(self) -> dict[str, object]:
+        return {"id": 42, "email": self.email}

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pii_canary import HAS_GROUPS, Canary, add_note, exception_group
+from pii_canary import HAS_GROUPS, Canary, HookedAccount, add_note, exception_group
 
 from piimw.exchange import activate
 from piimw.sanitize import (
@@ -475,19 +475,6 @@ class _User:
         return f"<b>{self.email}</b>"
 
 
-class _Account:
-    """A clean repr; what structlog's JSONRenderer shows instead carries the email."""
-
-    def __init__(self, email: str) -> None:
-        self.email = email
-
-    def __repr__(self) -> str:
-        return "<Account 42>"
-
-    def __structlog__(self) -> dict[str, object]:
-        return {"id": 42, "email": self.email}
-
-
 def test_scrubbed_proxy_forwards_plain_attributes_only(canary: Canary) -> None:
     with activate(canary.exchange()):
         proxy = scrub_data(_User(canary.email))
@@ -501,9 +488,9 @@ def test_scrubbed_proxy_forwards_plain_attributes_only(canary: Canary) -> None:
 
 
 def test_scrub_data_wraps_an_object_whose_structlog_hook_shows_pii(canary: Canary) -> None:
-    clean = _Account("nobody")
+    clean = HookedAccount("nobody")
     with activate(canary.exchange()):
-        out = scrub_data(_Account(canary.email))
+        out = scrub_data(HookedAccount(canary.email))
         assert scrub_data(clean) is clean
     assert isinstance(out, ScrubbedProxy)
     assert repr(out) == "<Account 42>"

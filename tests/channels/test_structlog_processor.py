@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import structlog
-from pii_canary import Canary
+from pii_canary import Canary, HookedAccount
 
 from piimw.contrib.structlog import WITHHELD, PIIProcessor, scrub_processor
 from piimw.exchange import activate
@@ -82,19 +82,6 @@ def test_processor_fails_closed(canary: Canary, monkeypatch: pytest.MonkeyPatch)
     assert out == {"event": WITHHELD, "level": "info"}
 
 
-class _Account:
-    """A clean repr; what ``JSONRenderer`` shows instead (``__structlog__``) has the email."""
-
-    def __init__(self, email: str) -> None:
-        self.email = email
-
-    def __repr__(self) -> str:
-        return "<Account 42>"
-
-    def __structlog__(self) -> dict[str, object]:
-        return {"id": 42, "email": self.email}
-
-
 class _HookedUser(_User):
     def __structlog__(self) -> dict[str, str]:
         return {"email": self.email}
@@ -109,8 +96,8 @@ def test_render_hooks_are_scrubbed_before_the_renderer(canary: Canary) -> None:
     stream = io.StringIO()
     with activate(canary.exchange()):
         log = _json_logger(stream)
-        log.info("signup", user=_HookedUser(canary.email), account=_Account(canary.email),
-                 nested={"who": [_Account(canary.email)]})
+        log.info("signup", user=_HookedUser(canary.email), account=HookedAccount(canary.email),
+                 nested={"who": [HookedAccount(canary.email)]})
     canary.assert_clean(stream.getvalue(), "structlog JSON")
     line = json.loads(stream.getvalue())
     assert line["account"]["id"] == 42  # the hook's shape is kept, its values scrubbed
