@@ -39,6 +39,19 @@ def config(tmp_path: Any) -> piimw.Config:
         {"route": "GET /me", "response": str(tmp_path / "resp.json")}]})
 
 
+def _request_config(tmp_path: Any, route: str, schema: Any) -> piimw.Config:
+    """A configuration with one route whose request body ``schema`` describes."""
+    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
+    return piimw.Config.from_dict({"routes": [
+        {"route": route, "request": str(tmp_path / "req.json")}]})
+
+
+async def _no_content(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app answering 204 without reading the request."""
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def _send(config: piimw.Config, status: int, headers: list[tuple[bytes, bytes]],
           body: bytes, path: str = "/me", query: bytes = b"") -> bytes:
     ex = Exchange(config, "GET", path, [], query)
@@ -243,15 +256,9 @@ async def test_problem_pointers_never_repeat_client_keys(tmp_path: Any, body: by
                                                           schema: Any, status: int) -> None:
     """jsonschema's instance path (and a finding's location) hold the client's object keys:
     a body keyed by e-mail address had the addresses echoed in the 422 (found by review)."""
-    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
-    config = piimw.Config.from_dict({"routes": [
-        {"route": "POST /prefs", "request": str(tmp_path / "req.json")}]})
+    config = _request_config(tmp_path, "POST /prefs", schema)
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    r = await call(PIIMiddleware(app, config), "POST", "/prefs", body=body,
+    r = await call(PIIMiddleware(_no_content, config), "POST", "/prefs", body=body,
                    headers=[("content-type", "application/json")])
     assert r.status == status
     assert b"jane.doe" not in r.body
@@ -285,9 +292,7 @@ async def test_a_rewritten_request_keeps_integers_beyond_64_bits(tmp_path: Any) 
     schema = {"type": "object", "properties": {
         "id": {"type": "integer"},
         "card": {"type": "string", "x-pii": {"category": "card", "action": "redact"}}}}
-    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
-    config = piimw.Config.from_dict({"routes": [
-        {"route": "POST /orders", "request": str(tmp_path / "req.json")}]})
+    config = _request_config(tmp_path, "POST /orders", schema)
     seen: list[bytes] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -357,15 +362,9 @@ async def test_a_rejected_value_under_a_key_of_digits(tmp_path: Any, key: str) -
     schema = {"type": "object", "properties": {"contacts": {
         "type": "object", "additionalProperties": {
             "type": "string", "x-pii": {"category": "name", "action": "reject"}}}}}
-    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
-    config = piimw.Config.from_dict({"routes": [
-        {"route": "POST /contacts", "request": str(tmp_path / "req.json")}]})
+    config = _request_config(tmp_path, "POST /contacts", schema)
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    r = await call(PIIMiddleware(app, config), "POST", "/contacts",
+    r = await call(PIIMiddleware(_no_content, config), "POST", "/contacts",
                    body=orjson.dumps({"contacts": {key: "Jane Doe"}}),
                    headers=[("content-type", "application/json")])
     assert r.status == 422
