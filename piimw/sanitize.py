@@ -45,6 +45,8 @@ __all__ = [
     "ScrubbedProxy",
     "format_exception",
     "on_app_exception",
+    "safe_repr",
+    "safe_str",
     "sanitize_exception",
     "scrub_data",
     "scrubbed_locals",
@@ -81,14 +83,16 @@ def _is_group(exc: BaseException) -> bool:
     return _GROUP is not None and isinstance(exc, _GROUP)
 
 
-def _safe_str(obj: object) -> str:
+def safe_str(obj: object) -> str:
+    """``str(obj)``, or a fixed text where it raises (a rendering must never fail a scrub)."""
     try:
         return str(obj)
     except Exception:
         return "<exception str() failed>"  # what traceback prints in the same case
 
 
-def _safe_repr(obj: object) -> str:
+def safe_repr(obj: object) -> str:
+    """``repr(obj)``, or a fixed text naming the type where it raises."""
     try:
         return repr(obj)
     except Exception:
@@ -325,7 +329,7 @@ class ScrubContext:
         new = self._value(key, render, depth + 1)
         if new is key:
             return key
-        return new if isinstance(new, str) else self.text(_safe_str(new))
+        return new if isinstance(new, str) else self.text(safe_str(new))
 
     def _multi(self, value: Mapping[Any, Any], multi: list[tuple[Any, list[Any]]],
                render: bool, depth: int) -> Any:
@@ -371,8 +375,8 @@ class ScrubContext:
         return items
 
     def _object(self, value: Any, depth: int) -> Any:
-        r = _safe_repr(value)
-        s = _safe_str(value)
+        r = safe_repr(value)
+        s = safe_str(value)
         if len(r) > MAX_REPR or len(s) > MAX_REPR:
             return ScrubbedProxy(value, f"<{type(value).__name__}: {PLACEHOLDER}>")
         if self.changes(r) or self.changes(s) or self._hook_shows(value, depth):
@@ -454,7 +458,7 @@ class ScrubContext:
         try:
             if _is_group(e):
                 members = [self._exc_memo[id(m)] for m in e.exceptions]  # type: ignore[attr-defined]
-                msg = self.text(_safe_str(e.message))  # type: ignore[attr-defined]
+                msg = self.text(safe_str(e.message))  # type: ignore[attr-defined]
                 c: BaseException = _GROUP.__new__(cls, msg, members)
             else:
                 try:
@@ -500,13 +504,13 @@ class ScrubContext:
 
     def _finish(self, e: BaseException) -> bool:
         """Check what ``str``/``repr`` show now; pin clean renderings where they still leak."""
-        s, r = _safe_str(e), _safe_repr(e)
+        s, r = safe_str(e), safe_repr(e)
         if not self.changes(s) and not self.changes(r) and not self._notes_leak(e):
             return True
         if _pin(e, self.text(s), self.text(r)):
             return not self._notes_leak(e)
         _blank(e)
-        return not (self.changes(_safe_str(e)) or self.changes(_safe_repr(e))
+        return not (self.changes(safe_str(e)) or self.changes(safe_repr(e))
                     or self._notes_leak(e))
 
     def _notes_leak(self, e: BaseException) -> bool:
@@ -514,7 +518,7 @@ class ScrubContext:
         if not notes:
             return False
         try:
-            return any(self.changes(_safe_str(n)) for n in notes)
+            return any(self.changes(safe_str(n)) for n in notes)
         except TypeError:
             return False
 
@@ -642,7 +646,7 @@ class ScrubbedException(Exception):
 
 def _stand_in(e: BaseException, ctx: ScrubContext) -> BaseException:
     cls = type(e)
-    text = ctx.text(_safe_str(e))
+    text = ctx.text(safe_str(e))
     if ctx.changes(text):
         text = PLACEHOLDER
     s = ScrubbedException(text, f"{cls.__module__}.{cls.__qualname__}")
@@ -773,7 +777,7 @@ def scrubbed_locals(tb: types.TracebackType | None, *, exchange: Exchange | None
             frame = tb.tb_frame
             variables: dict[str, str] = {}
             for name, value in list(frame.f_locals.items()):
-                r = _safe_repr(value)
+                r = safe_repr(value)
                 r = f"<{type(value).__name__}: {PLACEHOLDER}>" if len(r) > MAX_REPR \
                     else ctx.text(r)
                 if len(r) > max_length:

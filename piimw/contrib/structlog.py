@@ -7,9 +7,9 @@ Put it after the processors that add data (``merge_contextvars``, ``add_log_leve
 
 An ``exc_info`` entry is rendered here, from a sanitized copy, into ``exception`` (what
 ``format_exc_info`` does), so that no later processor can format the raw exception or show
-its frame variables. Values other than plain dicts, lists, tuples and scalars become the
-scrubbed text of their rendering: renderers call hooks (``JSONRenderer`` calls
-``__structlog__`` before ``repr``) that a scrubbed ``repr`` does not cover.
+its frame variables. Values are scrubbed as renderers will show them: ``JSONRenderer``
+calls ``__structlog__`` before ``repr``, and orjson writes every field of a dataclass and
+the whole storage of a dict subclass, none of which a scrubbed ``repr`` covers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ except ImportError as e:  # pragma: no cover - exercised without the extra
         "piimw.contrib.structlog needs structlog: pip install 'piimw[structlog]'") from e
 
 from piimw.findings import Sink
-from piimw.sanitize import MAX_DEPTH, PLACEHOLDER, ScrubContext
+from piimw.sanitize import MAX_DEPTH, PLACEHOLDER, ScrubContext, safe_repr, safe_str
 
 __all__ = ["PIIProcessor", "scrub_processor"]
 
@@ -132,9 +132,9 @@ def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, (str, int, float)):
         # a subclass (an enum): JSON shows its value (ctx.data checks it), repr and str more
-        if not (ctx.changes(_repr(value)) or ctx.changes(_str(value))):
+        if not (ctx.changes(safe_repr(value)) or ctx.changes(safe_str(value))):
             return value
-        return _repr(value)
+        return safe_repr(value)
     if isinstance(value, _NATIVE):
         return value
     if depth < MAX_DEPTH and callable(getattr(type(value), "__structlog__", None)):
@@ -147,24 +147,11 @@ def _plain(value: Any, ctx: ScrubContext, depth: int, active: set[int]) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
         shown = _plain(fields, ctx, depth + 1, active)
-        if shown is fields and not (ctx.changes(_repr(value)) or ctx.changes(_repr(fields))):
+        if shown is fields and not (ctx.changes(safe_repr(value))
+                                    or ctx.changes(safe_repr(fields))):
             return value
         return shown
     return value
-
-
-def _repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<{type(value).__name__} object: repr() failed>"
-
-
-def _str(value: Any) -> str:
-    try:
-        return str(value)
-    except Exception:
-        return ""
 
 
 def _exception(exc_info: Any) -> BaseException | None:
