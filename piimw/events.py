@@ -30,6 +30,7 @@ from piimw.bodies import (
 from piimw.consent import Consent
 from piimw.errors import PIIMWError
 from piimw.exchange import current
+from piimw.routes import base_media_type
 from piimw.sanitize import ScrubContext
 from piimw.taxonomy import resolve_use
 
@@ -177,7 +178,7 @@ class Outbound:
             raise BlockedEvent(use, "too large", host=host) from e
         except ValueError as e:  # several gzip members, or cut short: refused, never sent
             raise BlockedEvent(use, "bad gzip data", host=host) from e
-        media = (content_type or "").split(";", 1)[0].strip().lower()
+        media = base_media_type(content_type or "")
         new = _scrub_payload(raw, media, ctx, use, host)
         if new is raw:
             return body

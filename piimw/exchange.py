@@ -41,7 +41,7 @@ from piimw.detect import KnownValues, find_all
 from piimw.engine import Result
 from piimw.findings import Finding, Sink
 from piimw.problem import Problem, internal_error
-from piimw.routes import Route, is_json_media_type
+from piimw.routes import Route, base_media_type, is_json_media_type
 from piimw.schema.validate import safe_pointer
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def media_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 @lru_cache(maxsize=256)
 def _media_type(raw: bytes) -> str:
-    return raw.decode("latin-1").split(";", 1)[0].strip().lower()
+    return base_media_type(raw.decode("latin-1"))
 
 
 @dataclass

@@ -27,9 +27,14 @@ HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRA
 _PARAM = re.compile(r"\{([^{}/]+)\}")
 
 
+def base_media_type(media_type: str) -> str:
+    """``Application/JSON; charset=utf-8`` -> ``application/json``."""
+    return media_type.split(";", 1)[0].strip().lower()
+
+
 @lru_cache(maxsize=256)
 def is_json_media_type(media_type: str) -> bool:
-    mt = media_type.split(";", 1)[0].strip().lower()
+    mt = base_media_type(media_type)
     return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
 
 
@@ -236,7 +241,7 @@ class OpenAPIRoutes:
                 continue
             if is_json_media_type(media) or media in ("*/*", "application/*"):
                 return uri, f"{ptr}/content/{escape_token(media)}/schema"
-            if forms and fallback is None and media.split(";", 1)[0].strip().lower() in (
+            if forms and fallback is None and base_media_type(media) in (
                     "application/x-www-form-urlencoded", "multipart/form-data"):
                 fallback = media
         return None if fallback is None else (
@@ -246,22 +251,25 @@ class OpenAPIRoutes:
         plan = self.compiler.compile(loc[0], loc[1], name)
         return Body(plan, Validator(self.store, loc[0], loc[1], self.registry, self.fast),
                     required=bool(isinstance(holder, Mapping) and holder.get("required")),
-                    media_types=self._untagged_media(holder, at))
+                    media_types=self._untagged_media(holder, at, loc, plan))
 
-    def _untagged_media(self, holder: Any, at: tuple[str, str]) -> frozenset[str]:
+    def _untagged_media(self, holder: Any, at: tuple[str, str], loc: tuple[str, str],
+                        plan: Plan) -> frozenset[str]:
         """The declared media types whose schemas (``schema``, OpenAPI 3.2's ``itemSchema``)
         carry no ``x-pii``, or that have none; a type one of whose variants (with parameters)
-        is tagged, or whose schema piimw cannot compile, counts as tagged."""
+        is tagged, or whose schema piimw cannot compile, counts as tagged. ``loc`` and
+        ``plan``: the schema the body's plan was compiled from, and that plan (not compiled
+        twice)."""
         content = holder.get("content") if isinstance(holder, Mapping) else None
         untagged: set[str] = set()
         tagged: set[str] = set()
         for media, obj in (content.items() if isinstance(content, Mapping) else ()):
-            base = str(media).split(";", 1)[0].strip().lower()
             ptr = f"{at[1]}/content/{escape_token(str(media))}"
             keys = [k for k in ("schema", "itemSchema")
                     if isinstance(obj, Mapping) and k in obj]
-            (tagged if any(self._tagged(at[0], f"{ptr}/{k}") for k in keys)
-             else untagged).add(base)
+            (tagged if any(not plan.empty if (at[0], f"{ptr}/{k}") == loc
+                           else self._tagged(at[0], f"{ptr}/{k}") for k in keys)
+             else untagged).add(base_media_type(str(media)))
         return frozenset(untagged - tagged)
 
     def _tagged(self, uri: str, ptr: str) -> bool:
