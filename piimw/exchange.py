@@ -724,7 +724,7 @@ class Exchange:
         # and known values, read as a browser reads it (see piimw.charsets.page_text).
         text, charset, two_ways = page_text(raw, _charset(headers))
         value, findings = self.config.scrubber.scrub_text(
-            text, sink="error" if status >= 400 else "client", consent=self.consent,
+            text, sink=_text_sink(status), consent=self.consent,
             known=self.known, route=self.route_template, location="response")
         self._record(findings)
         out = raw if not findings else encode_page(value, charset)
@@ -755,7 +755,7 @@ class Exchange:
         # Sorted and non-overlapping, as find_all returns them: one pass, one bisect each.
         found = find_all(read, scrubber.detectors, self.known)
         starts = [s.start for s in found]
-        sink: Sink = "error" if status >= 400 else "client"
+        sink = _text_sink(status)
         char = byte = 0
         for span in spans:
             byte += len(utf8[char:span.start].encode("utf-8", "surrogateescape"))
@@ -797,7 +797,7 @@ class Exchange:
 
     def _scrubbed_trailers(self, headers: Headers) -> Headers:
         out: Headers = []
-        sink: Sink = "error" if (self.status or 0) >= 400 else "client"
+        sink = _text_sink(self.status or 0)
         for name, value in headers:
             text = value.decode("latin-1")
             new, findings = self.config.scrubber.scrub_text(
@@ -850,6 +850,11 @@ def rejected_problem(path: Iterable[str | int] | None,
     pointer = safe_pointer(path or (), names) or "/"
     return Problem(422, "rejected", "The request carries data this endpoint must not receive.",
                    [{"pointer": pointer, "keyword": "x-pii"}])
+
+
+def _text_sink(status: int) -> Sink:
+    """Whose rules a scanned response text follows: an error page's, else the client's."""
+    return "error" if status >= 400 else "client"
 
 
 def _textual(media: str) -> bool:
