@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from piimw.consent import DEFAULT, Consent
 from piimw.detect import Detectors, KnownValues, Span, default_detectors, find_all, redact
 from piimw.detect.known import TEXT_BREAK
@@ -19,7 +17,7 @@ from piimw.plan import Node, Plan
 from piimw.policy import Decision, Policy, strictest
 from piimw.schema.loader import escape_token, unescape_token
 from piimw.schema.tags import Tag
-from piimw.transform import DROP, Hasher, apply, mask_string, redact_token
+from piimw.transform import DROP, Hasher, apply, json_bytes, mask_string, redact_token
 
 PAYLOAD_SINKS = ("app", "client")
 _SEP = TEXT_BREAK.encode("ascii")
@@ -387,7 +385,7 @@ class _Walk:
         :meth:`KnownValues.unchecked`. The pass only decides whether to walk again, and that
         walk looks at each string on its own, so leaving texts out changes no result.
         """
-        texts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else orjson.dumps(c)
+        texts = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else json_bytes(c)
                  for c in self.candidates]
         known, detectors = self.lookup, self.s.detectors
         if known is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import os
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -211,8 +212,22 @@ class Hasher:
         return k
 
     def pseudonym(self, value: Any, sink: str) -> str:
-        data = value.encode() if isinstance(value, str) else orjson.dumps(value)
+        # surrogatepass: a lone surrogate (JSON the standard library read) hashes instead of
+        # raising; every other string hashes as before.
+        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) \
+            else json_bytes(value)
         return f"hmac:{self.key_id}.{sink}:{_b64(self._key(sink).digest(data))}"
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as compact JSON in UTF-8, also where orjson refuses it: a document the
+    standard library read (lone surrogates, integers beyond 64 bits) is written by the
+    standard library, its surrogates passed through."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass")
 
 
 def apply(

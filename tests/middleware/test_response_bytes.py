@@ -307,6 +307,31 @@ async def test_a_rewritten_request_keeps_integers_beyond_64_bits(tmp_path: Any) 
     assert json.loads(seen[0]) == {"id": BIG, "card": "[REDACTED:card]"}
 
 
+async def test_integers_beyond_64_bits_in_an_untagged_object_are_checked(
+        tmp_path: Any) -> None:
+    """The re-read document's untagged objects go to the detector pass as JSON: orjson
+    cannot write such an integer, and the planned request failed (a 500)."""
+    import json
+
+    schema = {"type": "object", "properties": {
+        "card": {"type": "string", "x-pii": {"category": "card", "action": "redact"}}}}
+    config = _request_config(tmp_path, "POST /orders", schema)
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    body = (b'{"meta":{"n":' + str(BIG).encode() + b',"note":"call +1 415 555 0100'
+            + b'"},"card":"' + CARD.encode() + b'"}')
+    r = await call(PIIMiddleware(app, config), "POST", "/orders", body=body,
+                   headers=[("content-type", "application/json")])
+    assert r.status == 204
+    assert json.loads(seen[0])["meta"]["n"] == BIG
+    assert json.loads(seen[0])["card"] == "[REDACTED:card]"
+
+
 def test_long_digit_strings_are_read_exactly_too() -> None:
     from piimw.bodies import dumps_exact, has_exponent, loads_exact, may_lose_numbers
 
@@ -461,6 +486,43 @@ def test_json_only_the_standard_library_reads_is_scrubbed_too(tmp_path: Any,
     assert out.problem is None
     assert out.body is not None
     assert json.loads(out.body)["email"] == "[REDACTED:email]"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"token": "abc\\ud800-s3cret", "email": "jane.doe@example.com"}',
+    b'{"meta": {"s": "\\ud800 jane.doe@example.com"}, "email": "jane.doe@example.com"}',
+])
+def test_lone_surrogates_read_leniently_are_hashed_and_checked(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
+    """A lone surrogate in a hashed field, or in an untagged object, could not be encoded
+    for the hash or the detector pass: the request failed (a 500) instead of being
+    scrubbed."""
+    import json
+
+    monkeypatch.setenv("PIIMW_TEST_HASH_KEY", "0123456789abcdef0123456789abcdef")
+    tagged = {"type": "object", "properties": {
+        "token": {"type": "string", "x-pii": {"category": "user.authorization",
+                                              "action": "hash"}},
+        "email": {"type": "string", "x-pii": {"category": "email", "action": "redact"}}}}
+    doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+           "paths": {"/export": {"post": {"requestBody": {"content": {
+               "application/json": {"schema": tagged},
+               "text/plain": {"schema": {"type": "string"}}}},
+               "responses": {"204": {"description": "ok"}}}}}}
+    (tmp_path / "openapi.json").write_bytes(orjson.dumps(doc))
+    config = piimw.Config.from_dict({"openapi": [str(tmp_path / "openapi.json")],
+                                     "hash": {"key_env": "PIIMW_TEST_HASH_KEY"}})
+    out = Exchange(config, "POST", "/export", []).request_body(
+        [(b"content-type", b"text/plain")], body)
+    assert out.problem is None
+    assert out.body is not None
+    got = json.loads(out.body)
+    assert got["email"] == "[REDACTED:email]"
+    assert b"s3cret" not in out.body
+    if "token" in got:
+        assert got["token"].startswith("hmac:")
+    else:
+        assert got["meta"]["s"].startswith("\ud800")
 
 
 def test_a_hashed_value_beside_an_undefined_windows_1252_byte(
