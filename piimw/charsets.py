@@ -36,6 +36,14 @@ _BROWSER_CODECS = frozenset({
     *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15, 16)),
     *(f"cp125{n}" for n in range(9)),
 })
+#: Where browsers read a label's encoding as a wider one than Python's codec of that name
+#: (WHATWG: every ISO-8859-9 label is windows-1254, TIS-620 is windows-874, EUC-KR is
+#: windows-949, GB2312 is GBK, whose decoder is GB18030's, Shift_JIS is windows-31J, Big5
+#: has the HKSCS extensions): read with the narrower codec, bytes only the wider one defines
+#: (``\x8a``, Š in windows-1254) were controls or replaced, and a value holding them hid.
+_AS_BROWSERS = {"iso8859-9": "cp1254", "iso8859-11": "cp874", "tis-620": "cp874",
+                "euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
+                "shift_jis": "cp932", "big5": "big5hkscs"}
 #: A ``<meta charset>`` or ``<meta http-equiv content="...; charset=...">`` near the top.
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
 #: Byte order marks, which decide the encoding whatever the label says.
@@ -64,11 +72,12 @@ def page_text(raw: bytes, charset: str | None) -> tuple[str, str, bool]:
         if label in _WINDOWS_1252:
             return raw.decode("latin-1").translate(_FROM_LATIN1), _CP1252, False
         try:
-            known = codecs.lookup(label).name in _BROWSER_CODECS
+            name = codecs.lookup(label).name
         except LookupError:
-            known = False
-        if known:
-            return raw.decode(label, errors="replace"), label, False
+            name = ""
+        name = _AS_BROWSERS.get(name, name)
+        if name in _BROWSER_CODECS:
+            return raw.decode(name, errors="replace"), name, False
     if b"\x1b" in raw:
         try:
             return raw.decode("iso2022_jp"), "iso2022_jp", False
