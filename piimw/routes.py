@@ -247,9 +247,37 @@ class OpenAPIRoutes:
         return None if fallback is None else (
             uri, f"{ptr}/content/{escape_token(fallback)}/schema")
 
+    def _tagged_unread(self, uri: str, ptr: str, holder: Any) -> tuple[str, str] | None:
+        """Where a body declared only in types piimw does not walk (XML, an NDJSON
+        ``itemSchema``) has a tagged schema, if it has one: such a body gets a plan all the
+        same, so that it is refused on a request and scanned as text on a response, as
+        beside a JSON type, instead of passing unread (its tags usually live on components
+        the JSON operations share)."""
+        content = holder.get("content") if isinstance(holder, Mapping) else None
+        name = self.store.names.get(uri, uri)
+        for media, obj in (content.items() if isinstance(content, Mapping) else ()):
+            for key in ("schema", "itemSchema"):
+                if not isinstance(obj, Mapping) or key not in obj:
+                    continue
+                at = f"{ptr}/content/{escape_token(str(media))}/{key}"
+                try:
+                    tagged = not self.compiler.compile(uri, at).empty
+                except Exception as exc:  # an XML $ref piimw never reads otherwise
+                    logger.warning("piimw: the schema at %s#%s could not be compiled (%s); "
+                                   "the body passes unread", name, at, exc)
+                    continue
+                if tagged:
+                    logger.warning(
+                        "piimw: %s#%s is tagged with x-pii in %s, a type piimw does not read "
+                        "field by field: such requests are refused (415) and such responses "
+                        "scanned as text", name, at, media)
+                    return uri, at
+        return None
+
     def _body(self, loc: tuple[str, str], name: str, holder: Any, at: tuple[str, str]) -> Body:
         plan = self.compiler.compile(loc[0], loc[1], name)
-        return Body(plan, Validator(self.store, loc[0], loc[1], self.registry, self.fast),
+        validator = Validator(self.store, loc[0], loc[1], self.registry, self.fast)
+        return Body(plan, validator,
                     required=bool(isinstance(holder, Mapping) and holder.get("required")),
                     media_types=self._untagged_media(holder, at, loc, plan))
 
@@ -285,7 +313,8 @@ class OpenAPIRoutes:
         route = Route(method, template, operation_id=op.get("operationId"))
         if "requestBody" in op:
             rb_uri, rb_ptr, rb = self._deref(uri, f"{op_ptr}/requestBody", op["requestBody"])
-            loc = self._json_schema(rb_uri, rb_ptr, rb, forms=True)
+            loc = self._json_schema(rb_uri, rb_ptr, rb, forms=True) or self._tagged_unread(
+                rb_uri, rb_ptr, rb)
             if loc is not None:
                 route.request = self._body(loc, f"{method} {template} request", rb,
                                            (rb_uri, rb_ptr))
@@ -293,7 +322,7 @@ class OpenAPIRoutes:
         for status, resp in responses.items():
             r_uri, r_ptr, r = self._deref(uri, f"{op_ptr}/responses/{escape_token(str(status))}",
                                           resp)
-            loc = self._json_schema(r_uri, r_ptr, r)
+            loc = self._json_schema(r_uri, r_ptr, r) or self._tagged_unread(r_uri, r_ptr, r)
             if loc is not None:
                 route.responses[str(status).upper()] = self._body(
                     loc, f"{method} {template} response {status}", r, (r_uri, r_ptr))

@@ -193,6 +193,41 @@ def test_a_declared_type_whose_schema_is_tagged_is_never_passed_unread(tmp_path:
     assert EMAIL.encode() not in ex.response_body(200, headers, xml).body
 
 
+def test_an_operation_tagged_only_in_types_piimw_does_not_walk_is_not_passed_unread(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """XML alone (the tags on a component JSON operations share), or an NDJSON stream of
+    tagged items: with no JSON or form schema the operation got no plan, and its bodies
+    passed unread both ways (noticed in review, left at the time)."""
+    with caplog.at_level("WARNING", logger="piimw"):
+        config = _openapi_config(tmp_path, {
+            "requestBody": {"content": {"application/xml": {"schema": SCHEMA}}},
+            "responses": {
+                "200": {"description": "ok", "content": {"application/xml": {"schema": SCHEMA}}},
+                "202": {"description": "ok", "content": {
+                    "application/x-ndjson": {"itemSchema": SCHEMA}}}}})
+    assert "#/paths/~1export/post/requestBody/content/application~1xml/schema is tagged" \
+        in caplog.text
+    xml = f"<user><email>{EMAIL}</email></user>".encode()
+    ex = Exchange(config, "POST", "/export", [])
+    out = ex.request_body([(b"content-type", b"application/xml")], xml)
+    assert out.problem is not None
+    assert out.problem.status == 415
+    headers = [(b"content-type", b"application/xml")]
+    assert ex.wants_response_body(200, headers)
+    assert EMAIL.encode() not in ex.response_body(200, headers, xml).body
+    # JSON sent anyway is walked by the plan of the tagged schema (mask: to the app too)
+    out = Exchange(config, "POST", "/export", []).request_body(
+        [(b"content-type", b"application/json")], orjson.dumps({"email": EMAIL}))
+    assert out.problem is None
+    assert out.body is not None
+    assert EMAIL.encode() not in out.body
+    lines = orjson.dumps({"email": EMAIL}) + b"\n"
+    ndjson = [(b"content-type", b"application/x-ndjson")]
+    ex = Exchange(config, "POST", "/export", [])
+    assert ex.wants_response_body(202, ndjson)
+    assert EMAIL.encode() not in ex.response_body(202, ndjson, lines).body
+
+
 def test_request_bodies_the_operation_declares_but_piimw_cannot_read(tmp_path: Any) -> None:
     """An upload taking a form or raw bytes: the bytes pass (they were refused with 415 once
     form-only operations got a plan); an empty optional body passes (it got 422)."""
