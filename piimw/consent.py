@@ -180,17 +180,19 @@ def from_headers(headers: Iterable[tuple[str, str]]) -> Consent:
     """Read opt-out signals from request headers (names lower-case, values decoded latin-1).
 
     ``Sec-GPC``: exactly ``1`` (any of several headers); ``DNT``: first character ``1``;
-    ``X-Do-Not-Track: 1``; ``X-PII-Opt-Out: analytics, marketing`` (or ``all``).
+    ``X-Do-Not-Track: 1``; ``X-PII-Opt-Out: analytics, marketing`` (or ``all``). Several
+    headers may arrive as one value joined by commas (WSGI servers and Django's ``META``
+    join them: ``1,1``): each element counts as a header of its own.
     """
     gpc = dnt = False
     header_uses: tuple[str, ...] = ()
     for name, value in headers:
         if name == "sec-gpc":
-            gpc = gpc or value.strip() == "1"
+            gpc = gpc or any(v.strip() == "1" for v in value.split(","))
         elif name == "dnt":
-            dnt = dnt or value.strip()[:1] == "1"
+            dnt = dnt or any(v.strip()[:1] == "1" for v in value.split(","))
         elif name == "x-do-not-track":
-            dnt = dnt or value.strip() == "1"
+            dnt = dnt or any(v.strip() == "1" for v in value.split(","))
         elif name == OPT_OUT_HEADER:
             header_uses += _parse_opt_out_header(value)
     consent = DEFAULT

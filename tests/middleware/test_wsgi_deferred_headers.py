@@ -228,3 +228,24 @@ def test_the_signals_are_read_when_the_consent_is_first_asked_for() -> None:
     assert exchange.consent.opted_out_of("marketing") == "gpc"
     assert exchange.consent is exchange.consent
     assert calls == [1]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("HTTP_SEC_GPC", "1,1"), ("HTTP_SEC_GPC", "1, 1"), ("HTTP_DNT", "0,1"),
+    ("HTTP_X_DO_NOT_TRACK", "0, 1"),
+])
+def test_a_signal_sent_twice_counts_when_the_server_joined_the_headers(key: str,
+                                                                      value: str) -> None:
+    """WSGI servers and Django's META join repeated headers with commas: ``Sec-GPC: 1``
+    sent twice read as ``1,1`` and was ignored, where ASGI honoured it (review)."""
+    seen: dict[str, bool] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen["marketing"] = piimw.allows("marketing")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    _run(app, _environ(**{key: value}))
+    assert seen == {"marketing": False}
+    _run(app, _environ(**{key: value.replace("1", "0")}))
+    assert seen == {"marketing": True}
