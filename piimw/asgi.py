@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.exchange import (
     Exchange,
@@ -205,8 +206,8 @@ class PIIMiddleware:
                          receive: Receive) -> tuple[Problem | None, Receive] | None:
         limit = self.config.max_body_bytes
         headers: Headers = scope["headers"]
-        declared = header(headers, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = declared_length(header(headers, b"content-length"))
+        if declared is not None and declared > limit:
             return _too_large(), receive
         chunks: list[bytes] = []
         size = 0

@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MULTIPLE", "TooLarge", "content_coding", "decode_content", "dumps_exact",
+__all__ = ["MULTIPLE", "TooLarge", "content_coding", "declared_length", "decode_content",
+           "dumps_exact",
            "encode_content", "forwards_what_was_read", "has_exponent", "loads_exact",
            "may_lose_numbers"]
 
@@ -30,6 +31,17 @@ MULTIPLE = b"multiple"
 
 class TooLarge(ValueError):
     """The body, its coding undone, is larger than the limit."""
+
+
+def declared_length(value: str | bytes | None) -> int | None:
+    """A ``Content-Length`` value as a number, or None unless it is ASCII digits only.
+
+    ``str.isdigit`` also accepts ``"²"``, on which ``int`` raises (a 500 with a traceback
+    once), and ``int`` also reads signs, spaces and underscores, which HTTP does not allow.
+    """
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
 
 
 def content_coding(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:

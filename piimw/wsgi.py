@@ -14,6 +14,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
+from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.consent import Consent
 from piimw.exchange import (
@@ -215,8 +216,7 @@ class PIIMiddleware:
         api = self.optout_api
         if api is None or path != api.settings.path:
             return None
-        declared = environ.get("CONTENT_LENGTH") or ""
-        size = int(declared) if declared.isdigit() else 0
+        size = declared_length(environ.get("CONTENT_LENGTH")) or 0
         body = environ["wsgi.input"].read(min(size, MAX_BODY + 1)) if size else b""
         return api.handle(method, self.user_id(environ), body, environ_headers(environ),
                           cookie_auth=self.cookie_authenticated(environ),
@@ -243,13 +243,13 @@ class PIIMiddleware:
             if not exchange.wants_request_body:
                 return None
             limit = self.config.max_body_bytes
-            declared = environ.get("CONTENT_LENGTH") or ""
+            declared = declared_length(environ.get("CONTENT_LENGTH"))
             stream = environ["wsgi.input"]
-            if declared.isdigit():
-                if int(declared) > limit:
+            if declared is not None:
+                if declared > limit:
                     return Problem(413, "too-large",
                                    "The request body is larger than this endpoint inspects.")
-                body = stream.read(int(declared)) if int(declared) else b""
+                body = stream.read(declared) if declared else b""
             elif environ.get("wsgi.input_terminated"):
                 body = stream.read(limit + 1)
                 if len(body) > limit:

@@ -571,3 +571,13 @@ def test_route_memo_keys_language_dependent_urlconfs_by_language(spec: Path) -> 
             assert mw._templates(request, "GET")[0] == "/about"
         with translation.override("fr"):
             assert mw._templates(request, "GET")[0] is None
+
+
+def test_a_content_length_of_digits_int_refuses_is_no_length(call: Caller) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises: the middleware failed on such a
+    request (found by review), as Django's own ``request.body`` does: a 400 problem."""
+    r = call("post", "/signup", b'{"name": "x"}', content_type="application/json",
+             CONTENT_LENGTH="\u00b2")
+    assert r.status == 400
+    assert r.json()["type"].endswith("/malformed-content-length")
+    assert Seen.exchange is None  # the view never ran

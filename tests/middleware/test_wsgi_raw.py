@@ -258,3 +258,32 @@ def test_reading_ahead_for_a_lazy_start_stops_at_body_bytes(config: piimw.Config
         PIIMiddleware(lambda environ, start_response: Failing(), config)(
             environ, lambda *a: None)
     assert closed == [True, True]
+
+
+@pytest.mark.parametrize("path", ["/privacy/preferences", "/signup"])
+def test_a_content_length_of_digits_python_reads_but_int_refuses(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises: the opt-out API answered with a
+    traceback under wsgiref and Werkzeug's server (found by review). Such a length counts
+    as none: nothing is read for the API, and a planned route reads what the app would."""
+    monkeypatch.setenv("PIIMW_TEST_HASH_KEY", "a-key-of-at-least-16-bytes")
+    (tmp_path / "req.json").write_bytes(orjson.dumps(SCHEMA_REQ))
+    config = piimw.Config.from_dict({
+        "routes": [{"route": "POST /signup", "request": str(tmp_path / "req.json")}],
+        "hash": {"key_env": "PIIMW_TEST_HASH_KEY"},
+        "registry": {"url": "memory://content-length", "api": {"path": "/privacy/preferences"}},
+    })
+    app = App(body=b"{}")
+    environ = {"REQUEST_METHOD": "PUT" if path.startswith("/privacy") else "POST",
+               "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": "\u00b2",
+               "CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(b'{"a":1}'),
+               "wsgi.errors": io.StringIO(), "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+               "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False}
+    statuses: list[str] = []
+    out = PIIMiddleware(app, config)(environ, lambda s, h, e=None: statuses.append(s))
+    b"".join(out)
+    getattr(out, "close", lambda: None)()
+    assert statuses
+    assert not statuses[0].startswith("500")
+    assert app.received == b""

@@ -33,6 +33,7 @@ from django.urls import Resolver404, get_resolver
 from django.utils.translation import get_language
 
 from piimw import consent as consent_mod
+from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
@@ -444,8 +445,12 @@ class PIIMiddleware:
             if not exchange.wants_request_body:
                 return exchange.audit_refusal()
             limit = self.config.max_body_bytes
-            declared = str(request.META.get("CONTENT_LENGTH") or "")
-            if declared.isdigit() and int(declared) > limit:
+            raw_length = str(request.META.get("CONTENT_LENGTH") or "")
+            declared = declared_length(raw_length)
+            if declared is None and raw_length:  # Django's request.body would raise
+                return Problem(400, "malformed-content-length",
+                               "The Content-Length header is not a number.")
+            if declared is not None and declared > limit:
                 return _too_large()
             try:
                 body = request.body
