@@ -186,10 +186,12 @@ class PIIMiddleware:
                          type(exc).__name__)
             await send_problem(responder.raw_send, _internal())
             return
-        if new_qs is not exchange.query_string:
-            scope["query_string"] = new_qs
         problem: Problem | None = None
-        if exchange.wants_request_body:
+        if isinstance(new_qs, Problem):
+            problem = new_qs
+        elif new_qs is not exchange.query_string:
+            scope["query_string"] = new_qs
+        if problem is None and exchange.wants_request_body:
             outcome = await self._read_body(exchange, scope, receive)
             if outcome is None:
                 return  # client went away

@@ -441,14 +441,22 @@ class Exchange:
                 self._known.add(host, "user.device.ip_address")
 
     # -- query string ---------------------------------------------------------------------
-    def scrub_query(self) -> bytes:
-        """The query string the app should see (plan + consent for sink ``app``)."""
+    def scrub_query(self) -> bytes | Problem:
+        """The query string the app should see (plan + consent for sink ``app``), or the
+        422 problem to answer with when the policy refuses a parameter (``reject``), as it
+        refuses the same value in a body."""
         route = self.route
         if route is None or route.query is None or not self.query_string:
             return self.query_string
         pairs = parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True)
         doc = {k: v for k, v in pairs}
         res = self._scrub(doc, route.query, "app", detect=False)
+        if res.rejected is not None:
+            # The plan's keys are the declared parameter names: the name never echoes a
+            # key the client chose.
+            name = next(iter(res.rejected_path or ()), "")
+            return Problem(422, "rejected", "The request carries data this endpoint must not "
+                           "receive.", [{"parameter": str(name), "keyword": "x-pii"}])
         if not res.findings or res.value == doc:
             return self.query_string
         out = [(k, res.value[k]) for k, _ in pairs if k in res.value]

@@ -238,6 +238,8 @@ class PIIMiddleware:
     def _inspect_request(self, exchange: Exchange, environ: dict[str, Any]) -> Problem | None:
         try:
             qs = exchange.scrub_query()
+            if isinstance(qs, Problem):
+                return qs
             if qs is not exchange.query_string:
                 environ["QUERY_STRING"] = qs.decode("latin-1")
             if not exchange.wants_request_body:

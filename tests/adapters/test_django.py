@@ -581,3 +581,17 @@ def test_a_content_length_of_digits_int_refuses_is_no_length(call: Caller) -> No
     assert r.status == 400
     assert r.json()["type"].endswith("/malformed-content-length")
     assert Seen.exchange is None  # the view never ran
+
+
+def test_a_query_parameter_the_policy_rejects_refuses_the_request(
+        make_call: Callable[..., Caller]) -> None:
+    """``reject`` on a query parameter let the value through to the view (found by
+    review); a body with it gets a 422, and so does the query now."""
+    call = make_call({"rules": [{"id": "no-email-in", "action": "reject", "category": "email",
+                                 "sink": "app"}]})
+    r = call("get", "/orders?email=jane%40example.com&page=2")
+    assert r.status == 422
+    assert r.json()["errors"] == [{"parameter": "email", "keyword": "x-pii"}]
+    assert b"jane" not in r.body
+    assert Seen.exchange is None  # the view never ran
+    assert call("get", "/orders?page=2").status == 200

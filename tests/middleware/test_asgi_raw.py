@@ -414,3 +414,51 @@ async def test_forwarded_client_address_is_a_known_value(config: piimw.Config) -
     assert known.find("GET /users/7 from 198.51.100.23")
     assert known.find("client 2001:db8::7 said hi")
     assert not known.find("proto=https")
+
+
+def _reject_config(tmp_path: Any) -> piimw.Config:
+    schema = {"type": "object", "properties": {
+        "ssn": {"type": "string", "x-pii": {"category": "ssn", "action": "reject"}}}}
+    (tmp_path / "q.json").write_bytes(orjson.dumps(schema))
+    return piimw.Config.from_dict({"routes": [{"route": "GET /lookup",
+                                               "query": str(tmp_path / "q.json")}]})
+
+
+async def test_a_query_parameter_the_policy_rejects_refuses_the_request(tmp_path: Any) -> None:
+    """``reject`` on a query parameter let the value through to the app, where the same
+    tag in a body gets a 422 (found by review)."""
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["query_string"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mw = PIIMiddleware(app, _reject_config(tmp_path))
+    r = await call(mw, "GET", "/lookup", query=b"ssn=123-45-6789&q=x")
+    assert r.status == 422
+    assert seen == []
+    problem = orjson.loads(r.body)
+    assert problem["errors"] == [{"parameter": "ssn", "keyword": "x-pii"}]
+    assert b"123-45-6789" not in r.body
+    r = await call(mw, "GET", "/lookup", query=b"q=x")
+    assert r.status == 204
+
+
+def test_a_query_parameter_the_policy_rejects_refuses_the_request_wsgi(tmp_path: Any) -> None:
+    from werkzeug.test import Client
+
+    from piimw.wsgi import PIIMiddleware as WSGIMiddleware
+
+    seen: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ["QUERY_STRING"])
+        start_response("204 No Content", [])
+        return []
+
+    r = Client(WSGIMiddleware(app, _reject_config(tmp_path))).get(
+        "/lookup?ssn=123-45-6789")
+    assert r.status_code == 422
+    assert seen == []
+    assert b"123-45-6789" not in r.data

@@ -439,6 +439,8 @@ class PIIMiddleware:
             return None
         try:
             query = exchange.scrub_query()
+            if isinstance(query, Problem):
+                return query
             if query is not exchange.query_string:
                 request.META["QUERY_STRING"] = query.decode("latin-1")
                 request.__dict__.pop("GET", None)  # a cached_property
