@@ -79,6 +79,14 @@ def user(request: HttpRequest, user_id: int) -> HttpResponse:
     return JsonResponse({**PROFILE, "id": user_id})
 
 
+def cookie_user(request: HttpRequest, user_id: int) -> HttpResponse:
+    """The profile, and a cookie holding the email (what a withheld response must not send)."""
+    _record(request)
+    response = JsonResponse({**PROFILE, "id": user_id})
+    response.set_cookie("who", PROFILE["email"])
+    return response
+
+
 async def auser(request: HttpRequest, user_id: int) -> HttpResponse:
     _record(request)
     return JsonResponse({**PROFILE, "id": user_id})
@@ -162,6 +170,7 @@ urlpatterns = [
     path("async/signup", asignup),
     path("users/<int:user_id>", user),
     path("async/users/<int:user_id>", auser),
+    path("cookie/users/<int:user_id>", cookie_user),
     # The OpenAPI document calls this parameter {id}: matched by path instead.
     path("accounts/<int:user_id>", user),
     re_path(r"^articles/(?P<year>[0-9]{4})/$", article),

@@ -81,6 +81,7 @@ OPENAPI = {
         "/stream/users/{user_id}": _get_user(),
         "/async/stream/users/{user_id}": _get_user(),
         "/files/users/{user_id}": _get_user(),
+        "/cookie/users/{user_id}": _get_user(),
         "/orders": {"get": {
             "parameters": [{"name": "email", "in": "query", "schema": {"type": "string"},
                             "x-pii": {"category": "email", "uses": ["marketing"]}}],
@@ -595,3 +596,13 @@ def test_a_query_parameter_the_policy_rejects_refuses_the_request(
     assert b"jane" not in r.body
     assert Seen.exchange is None  # the view never ran
     assert call("get", "/orders?page=2").status == 200
+
+
+def test_a_withheld_response_sends_none_of_the_app_s_cookies(
+        make_call: Callable[..., Caller]) -> None:
+    """Django keeps cookies apart from the headers: a response piimw withheld still sent
+    ``Set-Cookie: who=<email>`` (found by review)."""
+    r = make_call({"max_response_bytes": 40})("get", "/cookie/users/7")
+    assert r.status == 500
+    assert r.cookies == {}
+    assert b"jane" not in r.body

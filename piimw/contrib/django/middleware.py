@@ -524,6 +524,10 @@ class PIIMiddleware:
         if outcome.status != response.status_code:
             response.status_code = outcome.status
             response.reason_phrase = None  # back to the phrase of the new status
+        if outcome.withheld:
+            # Nothing of the app's may follow piimw's 500: Django keeps cookies apart from
+            # the headers, and a Set-Cookie would carry what the body was withheld for.
+            response.cookies.clear()
         if outcome.headers is not headers:
             spelling = {name.lower(): name for name in response.headers}
             merged: dict[str, str] = {}
