@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
@@ -184,21 +185,43 @@ def _encode(text: str) -> bytes:
 
 def _forms(value: str) -> set[str]:
     """The ways ``value`` is commonly written into HTML, URLs, JSON and Python reprs."""
+    forms = {value, *_html_forms(value), *_url_forms(value), *_escaped_forms(value)}
+    forms.discard("")
+    return forms
+
+
+def _html_forms(value: str) -> tuple[str, str]:
+    return (html.escape(value, quote=True),
+            html.escape(value, quote=False).replace('"', "&#34;").replace("'", "&#39;"))
+
+
+_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _url_forms(value: str) -> set[str]:
+    """Percent-encoded as Python (``quote``, ``quote_plus``), JavaScript's
+    ``encodeURIComponent`` (``!~*'()`` left as they are) and ``URLSearchParams`` or Java's
+    ``URLEncoder`` (``*`` left, ``~`` encoded, space as ``+``) write it, with upper- and
+    lower-case hex digits (clients choose either)."""
+    try:
+        forms = {quote(value), quote(value, safe=""), quote_plus(value),
+                 quote(value, safe="!~*'()"), quote_plus(value, safe="*").replace("~", "%7E")}
+    except UnicodeEncodeError:  # lone surrogates cannot be percent-encoded
+        return set()
+    return forms | {_HEX_ESCAPE.sub(lambda m: m.group().lower(), f) for f in forms if "%" in f}
+
+
+def _escaped_forms(value: str) -> set[str]:
+    """JSON (``json.dumps``, orjson, with ``\\/``) and ``repr``, of the text and of its UTF-8
+    bytes (how Python shows a raw body: ``b'Zo\\xc3\\xab'``)."""
     json_forms = {json.dumps(value)[1:-1]}
     with suppress(orjson.JSONEncodeError):  # lone surrogates cannot be serialized by orjson
         json_forms.add(orjson.dumps(value)[1:-1].decode())
     if "/" in value:  # some encoders (PHP, Java) also escape "/"
         json_forms |= {f.replace("/", "\\/") for f in json_forms}
-    forms = {
-        value,
-        html.escape(value, quote=True),
-        html.escape(value, quote=False).replace('"', "&#34;").replace("'", "&#39;"),
-        repr(value)[1:-1],
-        *json_forms,
-    }
-    with suppress(UnicodeEncodeError):  # nor percent-encoded
-        forms.update((quote(value), quote(value, safe=""), quote_plus(value)))
-    forms.discard("")
+    forms = {repr(value)[1:-1], *json_forms}
+    with suppress(UnicodeEncodeError):
+        forms.add(repr(value.encode("utf-8"))[2:-1])
     return forms
 
 
@@ -581,21 +604,12 @@ def _folds(value: str, category: str) -> bool:
 
 def _family_forms(value: str, marker: str) -> set[str]:
     """The forms of one family (as :func:`_forms` writes them); only the changed ones matter."""
-    forms: set[str] = set()
     if marker == "%":
-        with suppress(UnicodeEncodeError):
-            forms.update((quote(value), quote(value, safe=""), quote_plus(value)))
+        forms = _url_forms(value)
     elif marker == "&":
-        forms.add(html.escape(value, quote=True))
-        forms.add(html.escape(value, quote=False).replace('"', "&#34;").replace("'", "&#39;"))
+        forms = set(_html_forms(value))
     else:
-        forms.add(repr(value)[1:-1])
-        json_forms = {json.dumps(value)[1:-1]}
-        with suppress(orjson.JSONEncodeError):
-            json_forms.add(orjson.dumps(value)[1:-1].decode())
-        if "/" in value:
-            json_forms |= {f.replace("/", "\\/") for f in json_forms}
-        forms |= json_forms
+        forms = _escaped_forms(value)
     forms.discard("")
     return forms
 

@@ -67,6 +67,13 @@ VALUE = "O'Brien & Sons <jane+x@example.com> / \"quoted\" é"
         json.dumps(VALUE)[1:-1],
         json.dumps(VALUE)[1:-1].replace("/", "\\/"),
         repr(VALUE)[1:-1],
+        # found by review: JavaScript's encodeURIComponent, URLSearchParams (and Java's
+        # URLEncoder), lower-case hex, and the repr of the UTF-8 bytes (a raw body in an
+        # exception message or a debug page's frame locals)
+        "O'Brien%20%26%20Sons%20%3Cjane%2Bx%40example.com%3E%20%2F%20%22quoted%22%20%C3%A9",
+        "O%27Brien+%26+Sons+%3Cjane%2Bx%40example.com%3E+%2F+%22quoted%22+%C3%A9",
+        "O%27Brien%20%26%20Sons%20%3cjane%2bx%40example.com%3e%20/%20%22quoted%22%20%c3%a9",
+        "O\\'Brien & Sons <jane+x@example.com> / \"quoted\" \\xc3\\xa9",
     ],
 )
 def test_escaped_forms(form: str) -> None:
@@ -74,6 +81,19 @@ def test_escaped_forms(form: str) -> None:
     known.add(VALUE, "user.name")
     text = f"log: {form} end"
     assert spans_of(known, text) == [(form, "user.name")]
+
+
+@pytest.mark.parametrize("form", [
+    "Se%C3%A1n%20O'Brien~*",  # encodeURIComponent
+    "Se%C3%A1n+O%27Brien%7E*",  # URLSearchParams, Java's URLEncoder
+    "Se%c3%a1n%20O%27Brien~%2a",  # Python's quote, lower-case hex
+])
+def test_url_forms_of_other_encoders(form: str) -> None:
+    """A name (matched case-sensitively, unlike an email address) as clients other than
+    Python percent-encode it (found by review: the access log kept these)."""
+    known = KnownValues()
+    known.add("Se\u00e1n O'Brien~*", "user.name")
+    assert spans_of(known, f"GET /search?name={form} 200") == [(form, "user.name")]
 
 
 def test_email_is_case_insensitive() -> None:
