@@ -8,6 +8,7 @@ request's consent and the values it brought in.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import logging
@@ -416,7 +417,10 @@ class Exchange:
                             self.known.add(v.strip(), "user.authorization.credentials")
                     continue
                 scheme, _, token = text.partition(" ")
-                self.known.add(token.strip() or scheme, "user.authorization.credentials")
+                token = token.strip()
+                self.known.add(token or scheme, "user.authorization.credentials")
+                if token and scheme.lower() == "basic":
+                    self._harvest_basic(token)
             elif name in CLIENT_ADDRESS_HEADERS and value:
                 # Proxies put the real client address here; access logs print it.
                 for part in value.decode("latin-1").replace(";", ",").split(","):
@@ -428,6 +432,18 @@ class Exchange:
                     except ValueError:
                         continue  # "proto=https", "unknown", obfuscated identifiers
                     self.add_client_address(addr)
+
+    def _harvest_basic(self, token: str) -> None:
+        """The user name and password of Basic credentials: access logs print the decoded
+        name (gunicorn's ``%(u)s``), and an app's own messages the name or password."""
+        try:
+            decoded = base64.b64decode(token, validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            return
+        user, _, password = decoded.partition(":")
+        self.known.add(user, "user.authorization.credentials")
+        if password:
+            self.known.add(password, "user.authorization.credentials")
 
     def _harvest_query(self, query_string: bytes) -> None:
         for _, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=False):

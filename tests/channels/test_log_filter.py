@@ -373,6 +373,35 @@ def test_gunicorn_access_log_keeps_safe_atoms(canary: Canary) -> None:
     assert canary.email in atoms["q"]  # the caller's dict is not modified
 
 
+def test_gunicorn_access_log_user_of_basic_credentials() -> None:
+    """gunicorn's ``%(u)s`` prints the user name it decodes from ``Authorization: Basic``;
+    only the base64 token was known, and the name went to the access log (found by review
+    under real gunicorn)."""
+    import base64
+
+    from gunicorn.glogging import SafeAtoms
+
+    from piimw.config import Config
+    from piimw.exchange import Exchange
+
+    user, password = "zebulon.quackenbush", "s3cret-Pa55word"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    ex = Exchange(Config(), "GET", "/account", [(b"authorization", f"Basic {token}".encode())])
+    atoms = SafeAtoms({"h": "203.0.113.9", "u": user, "r": "GET /account HTTP/1.1", "s": "200"})
+    record = _access_record("gunicorn.access", '%(h)s - %(u)s "%(r)s" %(s)s', (atoms,))
+    with activate(ex):
+        PIIFilter().filter(record)
+        wrong_password = logging.LogRecord("app", logging.INFO, __file__, 1,
+                                           "login failed for %s with %s",
+                                           (user, password), None)
+        PIIFilter().filter(wrong_password)
+    line = record.getMessage()
+    assert user not in line
+    assert line.endswith('"GET /account HTTP/1.1" 200')
+    assert user not in wrong_password.getMessage()
+    assert password not in wrong_password.getMessage()
+
+
 # -- install() ------------------------------------------------------------------------------
 @pytest.fixture
 def clean_install() -> Iterator[None]:
