@@ -42,7 +42,6 @@ from piimw.exchange import (
     Exchange,
     Headers,
     ResponseOutcome,
-    activate,
     end_of_request,
     enter_closable,
     leave_closed,
@@ -189,6 +188,31 @@ def _leave(activation: Activation, exchange: Exchange, done: list[bool]) -> None
     _end(exchange)
 
 
+def _hold_until_closed(response: HttpResponseBase, token: Activation, exchange: Exchange,
+                       done: list[bool]) -> None:
+    """Keep this request's known values current until Django closes the response.
+
+    The server writes its access line after the middleware has returned: gunicorn's sync
+    worker after sending the body, an ASGI server (uvicorn) when Django's handler sends the
+    response start, in the task the middleware ran in. Django closes every response it
+    sends, in both cases; ``_leave`` then empties the request's slot wherever it was copied.
+    """
+    closers = getattr(response, "_resource_closers", None)
+    if not isinstance(closers, list):
+        _leave(token, exchange, done)
+        return
+    closers.append(lambda: _leave(token, exchange, done))
+    # No code of the app runs any more, but for a streaming body's (_running; a file is only
+    # read, and stays a file for the server's wsgi.file_wrapper). An async streaming body
+    # keeps the request current until it is closed.
+    if not getattr(response, "streaming", False) or getattr(
+            response, "file_to_stream", None) is not None:
+        exchange.awaiting_close = True
+    elif not response.is_async:
+        response.streaming_content = _running(response.streaming_content, exchange)
+        exchange.awaiting_close = True
+
+
 def _running(content: Iterable[bytes], exchange: Exchange) -> Iterator[bytes]:
     """A streaming body, passed on. The app's code runs while the server asks for the next
     chunk: a request it makes then is nested in this one, which must not count as only
@@ -316,23 +340,7 @@ class PIIMiddleware:
         except BaseException:
             _leave(token, exchange, done)
             raise
-        # The server writes its access line after sending the body and before closing the
-        # response (gunicorn's sync worker): keep this request's known values current until
-        # Django closes it.
-        closers = getattr(response, "_resource_closers", None)
-        if isinstance(closers, list):
-            closers.append(lambda: _leave(token, exchange, done))
-            # No code of the app runs any more, but for a streaming body's (_running; a file
-            # is only read, and stays a file for the server's wsgi.file_wrapper). An async
-            # streaming body keeps the request current until it is closed.
-            if not getattr(response, "streaming", False) or getattr(
-                    response, "file_to_stream", None) is not None:
-                exchange.awaiting_close = True
-            elif not response.is_async:
-                response.streaming_content = _running(response.streaming_content, exchange)
-                exchange.awaiting_close = True
-        else:
-            _leave(token, exchange, done)
+        _hold_until_closed(response, token, exchange, done)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -356,15 +364,20 @@ class PIIMiddleware:
             auser = getattr(request, "auser", None)
             user = await auser() if auser is not None else getattr(request, "user", None)
             await sync_to_async(exchange.resolve_consent)(_user_pk(user))
+        token = enter_closable(exchange)
+        done: list[bool] = []
         try:
-            with activate(exchange):
-                problem = self._inspect_request(exchange, request)
-                if problem is not None:
-                    return _problem_response(exchange, problem)
-                response = await self.get_response(request)
-                return await self._ainspect_response(exchange, response)
-        finally:
-            _end(exchange)
+            problem = self._inspect_request(exchange, request)
+            if problem is not None:
+                response: HttpResponseBase = _problem_response(exchange, problem)
+            else:
+                response = await self._ainspect_response(exchange,
+                                                         await self.get_response(request))
+        except BaseException:
+            _leave(token, exchange, done)
+            raise
+        _hold_until_closed(response, token, exchange, done)
+        return response
 
     def _exchange(self, request: HttpRequest) -> Exchange:
         method = request.method or "GET"
