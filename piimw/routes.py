@@ -24,6 +24,10 @@ from piimw.schema.validate import Validator
 logger = logging.getLogger("piimw")
 
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+#: Methods frameworks answer with a GET view (HEAD always; OPTIONS and TRACE where a view
+#: takes any method, as Django's function views do): without a route of their own, the GET
+#: route's plan applies, or the view's answer would pass unread.
+_LIKE_GET = frozenset({"HEAD", "OPTIONS", "TRACE"})
 _PARAM = re.compile(r"\{([^{}/]+)\}")
 
 
@@ -150,7 +154,8 @@ class RouteTable:
         if template is None:
             return None
         for candidate in (template, template.rstrip("/") or "/"):
-            if self.get(method, candidate) is not None:
+            if self.get(method, candidate) is not None or (
+                    method in _LIKE_GET and self.get("GET", candidate) is not None):
                 return candidate
         return None
 
@@ -172,6 +177,8 @@ class RouteTable:
         hit = self.get(method, template) if template is not None else None
         if hit is None:
             hit = self.match(method, path)
+        if hit is None and method in _LIKE_GET:
+            hit = self.lookup("GET", template, path)
         if len(memo) >= 8192:
             memo.clear()
         memo[key] = hit

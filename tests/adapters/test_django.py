@@ -606,3 +606,16 @@ def test_a_withheld_response_sends_none_of_the_app_s_cookies(
     assert r.status == 500
     assert r.cookies == {}
     assert b"jane" not in r.body
+
+
+@pytest.mark.parametrize("method", ["options", "trace", "head"])
+def test_a_function_view_answering_any_method_follows_the_get_plan(call: Caller,
+                                                                   method: str) -> None:
+    """Django's function views answer every method: OPTIONS and TRACE (exempt from CSRF)
+    returned the unmasked profile, having found no route of their own (found by review)."""
+    r = call(method, "/users/7")
+    assert r.status == 200
+    assert b"4242424242424242" not in r.body
+    assert b"jane.doe@example.com" not in r.body
+    assert Seen.exchange is not None
+    assert Seen.exchange.route is not None

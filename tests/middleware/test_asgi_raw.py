@@ -462,3 +462,35 @@ def test_a_query_parameter_the_policy_rejects_refuses_the_request_wsgi(tmp_path:
     assert r.status_code == 422
     assert seen == []
     assert b"123-45-6789" not in r.data
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "TRACE"])
+async def test_methods_frameworks_answer_with_the_get_view_follow_its_plan(
+        tmp_path: Any, method: str) -> None:
+    """HEAD runs the GET view (OPTIONS and TRACE too, in Django's function views), but
+    found no route: the view got the raw query, and the response went out unread with the
+    ETag of the unscrubbed body (found by review)."""
+    spec = tmp_path / "openapi.json"
+    spec.write_bytes(orjson.dumps(openapi()))
+    config = piimw.Config.from_dict({"openapi": [str(spec)], "rules": [
+        {"id": "no-email-in", "action": "redact", "category": "email", "sink": "app"}]})
+    app = Recorder(200, {"id": 7, "email": "jane@example.com", "card": "4242424242424242"})
+
+    async def with_etag(scope: Any, receive: Any, send: Any) -> None:
+        async def tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"etag", b'"raw-body"')]
+            await send(message)
+        await app(scope, receive, tagged)
+
+    r = await call(PIIMiddleware(with_etag, config), method, "/users/7",
+                   query=b"email=jane%40example.com")
+    assert app.exchange is not None
+    assert app.exchange.route is not None
+    assert b"jane" not in app.scope["query_string"]
+    assert r.status == 200
+    if method == "HEAD":
+        assert r.header("etag") is None
+        assert r.body == b""
+    assert b"jane@example.com" not in r.body
+    assert b"4242424242424242" not in r.body
