@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from piimw.errors import ConfigError
-from piimw.registry import Registry, RegistryUnavailable, is_subject
+from piimw.errors import ConfigError, PIIMWError
+from piimw.registry import RecordUnreadable, Registry, RegistryUnavailable, is_subject
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None,
     err = sys.stderr
     try:
         registry = _open(args)
-    except ConfigError as e:
+    except PIIMWError as e:  # messages name the setting, never the URL or a secret
         print(f"piimw optout: {e}", file=err)
         return 2
     try:
@@ -116,6 +116,10 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None,
     except ValueError as e:
         print(f"piimw optout: {e}", file=err)
         return 2
+    except RecordUnreadable:
+        print("piimw optout: the subject's record is unreadable; `piimw optout clear` "
+              "removes it", file=err)
+        return 1
     except RegistryUnavailable:
         print("piimw optout: the registry is unavailable", file=err)
         return 1

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from piimw.problem import Problem
-from piimw.registry import Registry, RegistryUnavailable
+from piimw.registry import Registry, RegistryUnavailable, registry_category, registry_use
 from piimw.signals import ConsentSettings, GpcJson
 from piimw.stores import StoreError, refill
 
@@ -255,10 +255,10 @@ def _parse_preferences(
 ) -> tuple[list[str], list[str], list[str]] | list[dict[str, str]]:
     """``{"opt_out": {"uses": [...], "categories": [...]}, "opt_in": {"uses": [...]}}``.
 
-    Returns the lists, or problem entries naming pointers and keywords, never values.
+    Returns the lists, or problem entries naming pointers and keywords, never values. Only
+    names the registry can record and read back pass (``enum`` otherwise): an unreadable
+    record would lock its subject out of their own preferences.
     """
-    from piimw.taxonomy import UnknownCategoryError, resolve, resolve_use
-
     errors: list[dict[str, str]] = []
     if not isinstance(doc, dict):
         return [{"pointer": "/", "keyword": "type"}]
@@ -284,8 +284,8 @@ def _parse_preferences(
                     errors.append({"pointer": pointer, "keyword": "type"})
                     continue
                 try:
-                    name = resolve_use(item) if key == "uses" else resolve(item)
-                except (ValueError, UnknownCategoryError):
+                    name = registry_use(item) if key == "uses" else registry_category(item)
+                except ValueError:
                     errors.append({"pointer": pointer, "keyword": "enum"})
                     continue
                 if section == "opt_out" and key == "uses" and name.split(".")[0] == "essential":

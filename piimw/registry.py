@@ -5,7 +5,8 @@ goes through a per-process cache only where the backend can keep it correct (see
 :mod:`piimw.stores`). When the backend cannot be reached the subject counts as opted out of
 everything but essential use: failing open here would let data flow that a user refused.
 The failure is logged once per incident, and lookups probe the backend again every
-``retry_interval`` seconds until it answers.
+``retry_interval`` seconds until it answers. A record that cannot be parsed fails closed for
+its subject alone (no outage), and :meth:`Registry.clear` deletes it unread.
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ from typing import TYPE_CHECKING, Any, Final
 from piimw._paths import registry_url as anchored_registry_url
 from piimw.consent import DEFAULT, NON_ESSENTIAL, Consent
 from piimw.errors import ConfigError, PIIMWError
-from piimw.stores import KINDS, SIGNAL_RE, Cache, Change, Item, Record, Store, StoreError
+from piimw.stores import (
+    KINDS,
+    NAME_RE,
+    SIGNAL_RE,
+    Cache,
+    Change,
+    Item,
+    Record,
+    Store,
+    StoreError,
+    UnreadableRecord,
+)
 from piimw.stores import open_store as _open_store
 from piimw.taxonomy import UnknownCategoryError, resolve, resolve_use, use_within
 from piimw.transform import Hasher
@@ -77,6 +89,11 @@ class RegistryUnavailable(PIIMWError):
     """A registry write could not be made: the backend is unreachable. Carries no subject."""
 
 
+class RecordUnreadable(RegistryUnavailable):
+    """One subject's record cannot be parsed (the backend itself answers). That subject fails
+    closed and cannot be read or changed until :meth:`Registry.clear` removes the record."""
+
+
 def is_subject(value: object) -> bool:
     return isinstance(value, str) and SUBJECT_RE.match(value) is not None
 
@@ -93,10 +110,41 @@ def _check_signal(signal: str) -> None:
         raise ValueError("a signal name is 1-32 lower-case letters, digits, '_' or '-'")
 
 
+#: A use or sub-use as the registry records it: dotted segments of ``[a-z0-9_]``.
+_USE_RE: Final = re.compile(r"^[a-z0-9_]+(?:\.[a-z0-9_]+)*$")
+
+
+def registry_use(name: str) -> str:
+    """The canonical use for ``name``, if the registry can record it; else ValueError.
+
+    The taxonomy takes any dotted sub-use, but a record holding a name that the stores cannot
+    read back (``marketing.X``) would be unreadable from then on, so only lower-case dotted
+    segments are accepted. The message never echoes the name.
+    """
+    try:
+        use = resolve_use(name)
+    except ValueError:
+        raise ValueError("unknown use") from None
+    if not (_USE_RE.match(use) and NAME_RE.match(use)):
+        raise ValueError("a sub-use is dotted segments of lower-case letters, digits and '_'")
+    return use
+
+
+def registry_category(name: str) -> str:
+    """The category key for ``name`` (a key or an alias); ValueError without echo if unknown."""
+    try:
+        key = resolve(name)
+    except UnknownCategoryError:
+        raise ValueError("unknown data category") from None
+    if not NAME_RE.match(key):  # every shipped key matches; a record must stay readable
+        raise ValueError("unknown data category")
+    return key
+
+
 def _uses(uses: Iterable[str], *, opt_out: bool) -> list[str]:
     out = []
     for u in uses:
-        name = resolve_use(u)
+        name = registry_use(u)
         if opt_out and use_within(name, "essential"):
             raise ValueError("essential use cannot be opted out of")
         out.append(name)
@@ -104,10 +152,7 @@ def _uses(uses: Iterable[str], *, opt_out: bool) -> list[str]:
 
 
 def _categories(categories: Iterable[str]) -> list[str]:
-    try:
-        return [resolve(c) for c in categories]
-    except UnknownCategoryError:
-        raise ValueError("unknown data category") from None
+    return [registry_category(c) for c in categories]
 
 
 def _items(uses: Iterable[str], categories: Iterable[str]) -> list[Item]:
@@ -171,6 +216,7 @@ class Registry:
             self.cache = Cache(cache_size)
             self.store.attach(self.cache)
         self._outage: _Outage | None = None
+        self._unreadable_logged = float("-inf")
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -274,6 +320,9 @@ class Registry:
         _check_subject(subject)
         try:
             record = self._load(subject)
+        except UnreadableRecord:
+            self._unreadable()
+            raise RecordUnreadable("a registry record is unreadable") from None
         except StoreError as e:
             self._failed(e)
             raise RegistryUnavailable("the opt-out registry is unavailable") from None
@@ -288,6 +337,9 @@ class Registry:
             return None
         try:
             record = self._load(subject)
+        except UnreadableRecord:
+            self._unreadable()
+            return None
         except StoreError as e:
             self._failed(e)
             return None
@@ -331,6 +383,20 @@ class Registry:
                            "%d lookup(s) failed closed meanwhile", self.store.kind,
                            time.monotonic() - outage.started, outage.failures)
 
+    def _unreadable(self) -> None:
+        """One subject's record cannot be parsed: that subject fails closed, nobody else does.
+
+        The backend answered, so this ends an outage. Logged at most once a minute.
+        """
+        self._recovered()
+        now = time.monotonic()
+        if now < self._unreadable_logged + 60.0:
+            return
+        self._unreadable_logged = now
+        logger.error("piimw: an opt-out registry (%s) record is unreadable; its subject counts "
+                     "as opted out of all non-essential uses until the record is cleared",
+                     self.store.kind)
+
     @property
     def available(self) -> bool:
         return self._outage is None
@@ -340,6 +406,9 @@ class Registry:
         _check_subject(subject)
         try:
             record, changed = self.store.update(subject, change)
+        except UnreadableRecord:
+            self._unreadable()
+            raise RecordUnreadable("a registry record is unreadable") from None
         except StoreError as e:
             self._failed(e)
             raise RegistryUnavailable("the opt-out registry is unavailable") from None
@@ -411,8 +480,20 @@ class Registry:
         return self._update(subject, change)[0]
 
     def clear(self, subject: str) -> bool:
-        """Forget everything about the subject. True if there was anything."""
-        return self._update(subject, lambda record, now: Record(record.subject))[1]
+        """Forget everything about the subject. True if there was anything.
+
+        The record is deleted unread, so that one that cannot be parsed can still be cleared.
+        """
+        _check_subject(subject)
+        try:
+            removed = self.store.remove(subject)
+        except StoreError as e:
+            self._failed(e)
+            raise RegistryUnavailable("the opt-out registry is unavailable") from None
+        if removed and self.cache is not None:
+            self.cache.invalidate(subject)
+        self._recovered()
+        return removed
 
     # -- per-request resolution ---------------------------------------------------------------
     def consent_for(self, subject: str | None, header_consent: Consent = DEFAULT, *,
@@ -538,6 +619,7 @@ def registry_url(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         if not url:
             raise ConfigError(f"the environment variable {raw['url_env']} holding the registry "
                               "URL is not set", source=source, pointer="/registry/url_env")
+        _check_redis_url(url, source=source, pointer="/registry/url_env")
         return url
     url = str(raw.get("url", "sqlite:///piimw-registry.db"))
     rest = url.partition("://")[2]
@@ -546,8 +628,29 @@ def registry_url(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         raise ConfigError("secrets never go in configuration; put a registry URL with "
                           "credentials in the environment variable named by registry.url_env",
                           source=source, pointer="/registry/url")
+    _check_redis_url(url, source=source, pointer="/registry/url")
     return url
 
 
-__all__ = ["KINDS", "REGISTRY_SCHEMA", "SINK", "Registry", "RegistryUnavailable", "is_subject",
-           "registry_url"]
+def _check_redis_url(url: str, *, source: str, pointer: str) -> None:
+    """Refuse a Redis URL that redis-py cannot parse at load time, not on the first request.
+
+    redis-py's own error quotes the part it could not parse, which for a password holding
+    '/' or '#' is part of the password: it is never shown.
+    """
+    if url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+        return
+    try:
+        from redis.connection import parse_url
+    except ImportError:  # pragma: no cover - open_store names the missing extra
+        return
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError):
+        raise ConfigError("invalid redis registry URL (a '/' or '#' in the password must be "
+                          "percent-encoded)", source=source, pointer=pointer) from None
+
+
+__all__ = ["KINDS", "REGISTRY_SCHEMA", "SINK", "RecordUnreadable", "Registry",
+           "RegistryUnavailable", "is_subject", "registry_category", "registry_url",
+           "registry_use"]

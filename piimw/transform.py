@@ -9,13 +9,14 @@ import base64
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
 import orjson
 
-from piimw.errors import KeyMissingError
+from piimw.errors import ConfigError, KeyMissingError
 from piimw.keyed_sha256 import KeyedSha256
 from piimw.taxonomy import is_within, label
 
@@ -179,6 +180,9 @@ class Hasher:
     __slots__ = ("_keys", "_root", "key_id")
 
     MIN_KEY_BYTES: Final = 16
+    #: As ``hash.key_id``: the id is part of every pseudonym, and registry subjects
+    #: (``hmac:<kid>.registry:...``) must parse, or every signed-in request would fail.
+    KEY_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
     def __init__(self, key: bytes | str, key_id: str = "k1") -> None:
         raw = key.encode() if isinstance(key, str) else key
@@ -186,6 +190,8 @@ class Hasher:
             raise KeyMissingError(
                 f"hash key is too short ({len(raw)} bytes); use at least {self.MIN_KEY_BYTES}"
             )
+        if not self.KEY_ID_RE.fullmatch(key_id):
+            raise ConfigError("a hash key id is 1 to 32 letters, digits, '_' or '-'")
         self.key_id = key_id
         self._root = KeyedSha256(raw)
         self._keys: dict[str, KeyedSha256] = {}
@@ -202,7 +208,14 @@ class Hasher:
                 f"action 'hash' needs a secret key: set the environment variable {env_var}",
                 source="environment",
             )
-        return cls(key, key_id or env.get(env_var + "_ID", "k1"))
+        if not key_id and env_var + "_ID" in env:
+            kid = env[env_var + "_ID"]
+            if not cls.KEY_ID_RE.fullmatch(kid):
+                raise ConfigError(f"the environment variable {env_var}_ID must hold a hash "
+                                  "key id: 1 to 32 letters, digits, '_' or '-'",
+                                  source="environment")
+            return cls(key, kid)
+        return cls(key, key_id or "k1")
 
     def _key(self, sink: str) -> KeyedSha256:
         k = self._keys.get(sink)

@@ -27,12 +27,22 @@ from piimw.errors import ConfigError, PIIMWError
 Item = tuple[str, str]
 KINDS: Final = ("use", "category")
 
-_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.]{0,127}$")
+#: Use and category names a record can hold (the registry writes nothing else: see
+#: :func:`piimw.registry.registry_use`).
+NAME_RE: Final = re.compile(r"^[a-z0-9_][a-z0-9_.]{0,127}$")
 SIGNAL_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class StoreError(PIIMWError):
     """The backend could not be reached or read. Messages never carry subjects or values."""
+
+
+class UnreadableRecord(StoreError):
+    """The backend answered, but one subject's record cannot be parsed.
+
+    Not an outage: that subject fails closed, every other subject is read as usual, and
+    :meth:`Store.remove` still deletes the record (it never parses it).
+    """
 
 
 def _stamp(at: float) -> str:
@@ -117,7 +127,7 @@ class Record:
                 else:
                     raise ValueError
         except (ValueError, AttributeError, TypeError):
-            raise StoreError("a registry record is unreadable") from None
+            raise UnreadableRecord("a registry record is unreadable") from None
         return cls(subject, out, opt_in)
 
     def as_json(self) -> dict[str, Any]:
@@ -133,7 +143,7 @@ class Record:
 
 
 def _valid(kind: str, name: str, signal: str | None = None) -> bool:
-    return kind in KINDS and bool(_NAME.match(name)) and (
+    return kind in KINDS and bool(NAME_RE.match(name)) and (
         signal is None or bool(SIGNAL_RE.match(signal)))
 
 
@@ -223,6 +233,12 @@ class Store(ABC):
         A change is visible to every other process's next lookup once this returns.
         """
 
+    def remove(self, subject: str) -> bool:
+        """Delete the subject's record without reading it (an unreadable one too); True if
+        there was one. Visible to every process's next lookup once this returns, like
+        :meth:`update`; backends override this where parsing first would fail."""
+        return self.update(subject, lambda record, now: Record(record.subject))[1]
+
     def attach(self, cache: Cache) -> None:
         """Start invalidating ``cache`` (the backend keeps it correct from now on)."""
         return None
@@ -283,4 +299,5 @@ def open_store(url: str, *, key_prefix: str = "piimw", timeout: float = 0.5) -> 
                       pointer="/registry/url")
 
 
-__all__ = ["KINDS", "Cache", "Change", "Item", "Record", "Store", "StoreError", "open_store"]
+__all__ = ["KINDS", "NAME_RE", "Cache", "Change", "Item", "Record", "Store", "StoreError",
+           "UnreadableRecord", "open_store"]

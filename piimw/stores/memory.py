@@ -50,6 +50,10 @@ class MemoryStore(Store):
                 self._records[subject] = new
             return new, True
 
+    def remove(self, subject: str) -> bool:
+        with self._lock:
+            return self._records.pop(subject, None) is not None
+
     def ping(self) -> None:
         return None
 

@@ -25,7 +25,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 from redis.retry import Retry
 
-from piimw.stores import Cache, Change, Record, Store, StoreError
+from piimw.errors import ConfigError
+from piimw.stores import Cache, Change, Record, Store, StoreError, UnreadableRecord
 
 _POLLIN = select.POLLIN | select.POLLPRI
 
@@ -51,6 +52,15 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _record(subject: str, raw: Any) -> Record:
+    """Parse a hash as read; bytes that are not UTF-8 make it unreadable like any bad field."""
+    try:
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+    except UnicodeDecodeError:
+        raise UnreadableRecord("a registry record is unreadable") from None
+    return Record.from_fields(subject, fields)
+
+
 class RedisStore(Store):
     """Registry records in Redis; cache invalidation over pub/sub."""
 
@@ -59,9 +69,15 @@ class RedisStore(Store):
     def __init__(self, url: str, *, key_prefix: str = "piimw", timeout: float = 0.5,
                  ping_interval: float = 1.0) -> None:
         # RESP2: pub/sub messages arrive as plain replies the listener reads itself.
-        self._pool: redis.ConnectionPool = redis.ConnectionPool.from_url(
-            url, protocol=2, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1), health_check_interval=0)
+        try:
+            self._pool: redis.ConnectionPool = redis.ConnectionPool.from_url(
+                url, protocol=2, socket_timeout=timeout, socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 1), health_check_interval=0)
+        except (ValueError, TypeError):
+            # redis-py quotes the part it could not parse: with a '/' or '#' in the password,
+            # that is part of the password. Never the URL, never the cause.
+            raise ConfigError("invalid redis registry URL (a '/' or '#' in the password must "
+                              "be percent-encoded)", pointer="/registry/url") from None
         self._client = redis.Redis(connection_pool=self._pool)
         db = self._pool.connection_kwargs.get("db", 0)
         self._prefix = f"{key_prefix}:registry:"
@@ -85,7 +101,7 @@ class RedisStore(Store):
             raw = self._client.hgetall(self.key(subject))
         except RedisError as e:
             raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
-        return Record.from_fields(subject, {_text(k): _text(v) for k, v in raw.items()})
+        return _record(subject, raw)
 
     def update(self, subject: str, change: Change) -> tuple[Record, bool]:
         key = self.key(subject)
@@ -95,8 +111,7 @@ class RedisStore(Store):
                     try:
                         pipe.watch(key)  # type: ignore[no-untyped-call]
                         raw = pipe.hgetall(key)
-                        current = Record.from_fields(
-                            subject, {_text(k): _text(v) for k, v in raw.items()})
+                        current = _record(subject, raw)
                         sec, usec = pipe.time()  # one clock for every host
                         new = change(current, sec + usec / 1e6)
                         if new == current:
@@ -118,6 +133,18 @@ class RedisStore(Store):
         except RedisError as e:
             raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
         return new, True
+
+    def remove(self, subject: str) -> bool:
+        """DELETE and PUBLISH in one transaction, then the fence, as :meth:`update` does."""
+        try:
+            with self._client.pipeline() as pipe:
+                pipe.delete(self.key(subject))
+                pipe.publish(self.channel, subject)
+                deleted = pipe.execute()[0]
+            self._client.ping()
+        except RedisError as e:
+            raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
+        return bool(deleted)
 
     def take_token(self, key: str, rate: float, burst: float) -> float | None:
         """The bucket is a hash ``<prefix>:rate:<key>``, changed by one script on Redis's

@@ -5,16 +5,25 @@ every cached lookup first reads ``PRAGMA data_version``, which changes whenever 
 connection committed; this connection's own writes invalidate the cache directly.
 Any SQLite error drops the connection, and so does a file replaced under it (checked by inode
 per operation), so that a file restored from a backup is reopened rather than read stale.
+
+A new file gets a random registry id (table ``piimw_meta``), also written to ``<path>-id``
+beside it. A process that knows an id (it opened the registry, or found the id file) opens
+only an existing file with that id: a deleted registry, or another one put in its place, is
+an outage, never a new empty registry (which would opt everyone back in). Only a process that
+finds neither the file nor the id file creates one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import sqlite3
 import threading
 import time
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from piimw.stores import Cache, Change, Record, Store, StoreError, refill
 
@@ -36,6 +45,15 @@ CREATE TABLE IF NOT EXISTS piimw_rate (
 ) WITHOUT ROWID
 """
 
+#: Which registry a file is (see the module docstring).
+_META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS piimw_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID
+"""
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
 #: Connections inherited over fork are never touched again (closing one in the child could
 #: release POSIX locks the child's own connections hold on the same file); kept referenced.
 _inherited: list[sqlite3.Connection] = []
@@ -47,6 +65,41 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _stored_id(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM piimw_meta WHERE key = 'registry_id'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _read_id(path: str | None) -> str | None:
+    """The id in the id file; None if there is none. Errors as SQLite errors (an outage)."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        raise sqlite3.OperationalError("cannot read the registry id file") from None
+    if not _ID_RE.match(text):
+        raise sqlite3.OperationalError("the registry id file is unreadable")
+    return text
+
+
+def _write_id(path: str, registry_id: str) -> None:
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # unique per writer
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(registry_id + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise sqlite3.OperationalError("cannot write the registry id file") from None
 
 
 class SQLiteStore(Store):
@@ -65,6 +118,9 @@ class SQLiteStore(Store):
         self._cache: Cache | None = None
         self._identity: tuple[int, int] | None = None
         self._rate_writes = 0
+        #: The registry this process uses, once known: from the file or the id file.
+        self._registry_id: str | None = None
+        self.id_path = None if self.path in ("", ":memory:") else self.path + "-id"
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -74,15 +130,22 @@ class SQLiteStore(Store):
                 return conn
             # Replaced (a backup restored) or deleted: this connection reads a dead inode.
             self._reset()
-        if self._identity is not None and _identity(self.path) is None:
-            # Never silently start an empty registry: that would opt everyone back in.
-            raise sqlite3.OperationalError("the registry file disappeared")
-        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                               check_same_thread=False)
+        on_disk = _read_id(self.id_path)
+        expected = self._registry_id or on_disk
+        # A known registry is opened, never created: a new empty file in place of a deleted
+        # one would opt everyone back in.
+        target = self.path if expected is None else \
+            "file://" + quote(os.path.abspath(self.path)) + "?mode=rw"
+        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None,
+                               check_same_thread=False, uri=expected is not None)
         try:
             # Setting up writes (WAL mode and the tables of a new file) and waits for other
             # connections doing the same, as a write does; then reads wait less.
             conn.execute(f"PRAGMA busy_timeout = {int(self._write_timeout * 1000)}")
+            # Checked before anything is written to the file.
+            found = None if expected is None else _stored_id(conn)
+            if found != expected:
+                raise sqlite3.OperationalError("not the registry file this process knows")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError("cannot switch to WAL mode")
@@ -90,11 +153,21 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(_SCHEMA)
             conn.execute(_RATE_SCHEMA)
+            if found is None:  # a new file, or one from before registry ids
+                conn.execute(_META_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO piimw_meta (key, value) "
+                             "VALUES ('registry_id', ?)", (secrets.token_hex(16),))
+                found = _stored_id(conn)
+                if found is None or not _ID_RE.match(found):
+                    raise sqlite3.OperationalError("the registry id is unreadable")
+            if self.id_path is not None and on_disk != found:
+                _write_id(self.id_path, found)
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+        self._registry_id = found
         self._version = None
         self._identity = _identity(self.path)
         return conn
@@ -177,6 +250,23 @@ class SQLiteStore(Store):
             except sqlite3.Error as e:
                 raise self._fail(e) from None
             return new, True
+
+    def remove(self, subject: str) -> bool:
+        """One DELETE (its own transaction): the rows go unread."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute(f"PRAGMA busy_timeout = {int(self._write_timeout * 1000)}")
+                try:
+                    cursor = conn.execute("DELETE FROM piimw_registry WHERE subject = ?",
+                                          (subject,))
+                    removed = cursor.rowcount > 0
+                finally:
+                    if self._conn is conn:
+                        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            except sqlite3.Error as e:
+                raise self._fail(e) from None
+        return removed
 
     def take_token(self, key: str, rate: float, burst: float) -> float | None:
         """The bucket is a row of ``piimw_rate``, changed in one write transaction (the
