@@ -151,15 +151,15 @@ def _declared(config: Config, name: str, template: str, direction: str, status: 
 def observed(sources: Sequence[str], *, since: str | None = None,
              until: str | None = None) -> list[Observed]:
     """Undeclared PII from the trail's request records, by route, sink, pattern, category."""
-    from piimw.audit.report import records
+    from piimw.audit.report import count, objects, records, route_label
 
     found: dict[tuple[str, str, str, str, str], Observed] = {}
     for rec in records(sources, since, until):
         if rec.get("kind") not in ("request", "discovery"):
             continue
-        route = f"{rec.get('method', '?')} {rec.get('route') or '(unmatched)'}"
+        route = route_label(rec)
         t = str(rec.get("time", ""))
-        for d in rec.get("decisions") or ():
+        for d in objects(rec.get("decisions")):
             if d.get("declared") is not False:
                 continue
             key = (route, str(d.get("dir")), str(d.get("sink")), str(d.get("pattern")),
@@ -167,7 +167,7 @@ def observed(sources: Sequence[str], *, since: str | None = None,
             o = found.get(key)
             if o is None:
                 o = found[key] = Observed(*key, first_seen=t, last_seen=t)
-            n = int(d.get("count", 1))
+            n = count(d.get("count"), 1)
             o.count += n
             action = str(d.get("action"))
             o.actions[action] = o.actions.get(action, 0) + n
@@ -416,6 +416,8 @@ def flow_svg(dm: DataMap, width: int = 1180) -> str:
             acts = cs.setdefault((d.category, sink_name), {})
             acts[cell.action] = acts.get(cell.action, 0) + 1
     for o in dm.observed:
+        if f"s:{o.sink}" not in nodes:
+            continue  # a sink this picture does not draw (a trail from a newer version?)
         for act, k in o.actions.items():
             acts = cs.setdefault((o.category, o.sink), {})
             acts[act] = acts.get(act, 0) + k

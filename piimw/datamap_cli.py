@@ -8,6 +8,7 @@ argparse tree.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,13 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _why(e: BaseException) -> str:
+    """An OS error's reason, else only the exception's type: other messages (a parser's, a
+    database's) may quote what the trail holds."""
+    strerror = getattr(e, "strerror", None)
+    return strerror if isinstance(strerror, str) and strerror else type(e).__name__
+
+
 def _load(args: argparse.Namespace) -> Any:
     from piimw.config import Config
 
@@ -72,12 +80,16 @@ def run_map(args: argparse.Namespace) -> int:
     fmt = args.format or (EXTENSIONS.get(args.output.suffix.lower(), "md")
                           if args.output else "md")
     try:
+        since = _since(args)
+    except ValueError as e:
+        return _fail(str(e))  # quotes only the option's own text
+    try:
         config = _load(args)
-        dm = build(config, args.audit, since=_since(args))
+        dm = build(config, args.audit, since=since)
     except ConfigError as e:
         return _fail(str(e))
-    except (OSError, ValueError) as e:
-        return _fail(f"cannot build the data map: {getattr(e, 'strerror', None) or e}")
+    except (OSError, ValueError, EOFError, sqlite3.Error) as e:
+        return _fail(f"cannot build the data map: {_why(e)}")
     text = render(dm, fmt)
     if args.output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -92,12 +104,16 @@ def run_suggest(args: argparse.Namespace) -> int:
     from piimw.datamap import observed, suggest
 
     try:
+        since = _since(args)
+    except ValueError as e:
+        return _fail(str(e))
+    try:
         config = _load(args)
-        seen = [o for o in observed(args.audit, since=_since(args)) if o.count >= args.min_count]
+        seen = [o for o in observed(args.audit, since=since) if o.count >= args.min_count]
     except ConfigError as e:
         return _fail(str(e))
-    except (OSError, ValueError) as e:
-        return _fail(f"cannot read: {getattr(e, 'strerror', None) or e}")
+    except (OSError, ValueError, EOFError, sqlite3.Error) as e:
+        return _fail(f"cannot read: {_why(e)}")
     result = suggest(config, seen)
     for note in result.notes:
         print(f"piimw suggest: {note}", file=sys.stderr)

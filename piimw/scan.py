@@ -8,6 +8,7 @@ order. Findings carry a masked preview, never the raw value; a baseline stores f
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import fnmatch
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from piimw.audit.records import safe_pattern
+from piimw.audit.records import safe_pattern, suspicious_keys
 from piimw.detect import Detectors, KnownValues, Span, find_all
 from piimw.transform import mask_string, redact_token
 
@@ -37,6 +39,11 @@ MAX_LINE = 64 << 20  # a "line" longer than this is split (line numbers then dri
 PARALLEL_AFTER = 4 << 20  # bytes scanned in-process before starting the pool
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".tox", ".venv"})
 FINGERPRINT_PREFIX = b"piimw-scan/v1\x00"
+#: Byte order marks of the encodings read besides UTF-8 (UTF-32 first: it starts like UTF-16).
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+#: What a damaged input raises part-way (a .gz cut short, not gzip at all, an I/O error).
+READ_ERRORS = (EOFError, zlib.error, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,7 @@ class Input:
     display: str
     path: Path | None  # None: standard input
     size: int = 0
+    encoding: str | None = None  # a UTF-16/32 codec (by its BOM); None: UTF-8
 
     @property
     def gz(self) -> bool:
@@ -126,6 +134,7 @@ def scan_block(task: Task) -> BlockResult:
             data = f.read(task.length)
     text = data.decode("utf-8", "surrogateescape")
     det, known = _STATE["detectors"], _STATE["known"]
+    keys = suspicious_keys(det, known)
     spans = _line_spans(text, find_all(text, det, known), det, known)
     hits: list[Hit] = []
     edits: list[tuple[int, int, str]] = []
@@ -151,12 +160,14 @@ def scan_block(task: Task) -> BlockResult:
                       for s in by_line[n]]
         fields = _json_fields(line) if line.lstrip().startswith("{") else None
         previews: dict[int, str] = {}
+        suspicious = keys
         if fields is not None:
             line_spans = _escaped_hits(line, line_spans, fields, det, known, edits, start,
                                        previews)
+            suspicious = _key_test(line, fields, line_spans, keys)
         for s in line_spans:
             value = line[s.start:s.end]
-            field_ptr = _field_for(fields, s.start) if fields is not None else None
+            field_ptr = _field_for(fields, s.start, suspicious) if fields is not None else None
             hits.append(Hit(path, n, s.start + 1, s.end + 1,
                             s.category, s.detector,
                             previews.get(s.start) or mask_string(value, s.category),
@@ -277,12 +288,32 @@ def _pointer(stack: list[list[Any]]) -> str:
     return "/" + "/".join(parts) if parts else "/"
 
 
-def _field_for(fields: list[tuple[int, int, str, bool]], offset: int) -> str | None:
+def _field_for(fields: list[tuple[int, int, str, bool]], offset: int,
+               suspicious: Callable[[str], bool]) -> str | None:
     for a, b, ptr, is_key in fields:
         if a <= offset < b:
-            safe = safe_pattern(ptr)  # keys of a log line may themselves be PII
+            safe = safe_pattern(ptr, suspicious)  # keys of a log line may themselves be PII
             return f"{safe} (a key)" if is_key else safe
     return None
+
+
+def _key_test(line: str, fields: list[tuple[int, int, str, bool]], spans: list[Span],
+              keys: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``keys`` (the scan's detectors and known values), and every key of this line that a
+    finding overlaps: the report must not print in a pointer what it masks as a finding."""
+    found: set[str] = set()
+    for a, b, _, is_key in fields:
+        if is_key and any(s.start < b and a < s.end for s in spans):
+            try:
+                key = orjson.loads(line[a:b])
+            except orjson.JSONDecodeError:
+                continue
+            found.add(str(key).replace("~", "~0").replace("/", "~1"))
+
+    def suspicious(segment: str) -> bool:
+        return segment in found or keys(segment)
+
+    return suspicious
 
 
 def _escaped_hits(line: str, spans: list[Span], fields: list[tuple[int, int, str, bool]],
@@ -313,8 +344,13 @@ def _escaped_hits(line: str, spans: list[Span], fields: list[tuple[int, int, str
 
 
 # -- reading --------------------------------------------------------------------------------
-def iter_inputs(paths: Sequence[str], exclude: Sequence[str] = ()) -> Iterator[Input]:
-    """Files to scan, in a stable order; ``-`` is stdin. Raises FileNotFoundError."""
+def iter_inputs(paths: Sequence[str], exclude: Sequence[str] = (),
+                skipped: list[str] | None = None) -> Iterator[Input]:
+    """Files to scan, in a stable order; ``-`` is stdin. Raises FileNotFoundError.
+
+    Binary files of a directory walk are left out and appended to ``skipped`` (so the
+    summary can say so); a UTF-16/32 file with a byte order mark is text.
+    """
     for p in paths:
         if p == "-":
             yield Input("<stdin>", None)
@@ -328,11 +364,14 @@ def iter_inputs(paths: Sequence[str], exclude: Sequence[str] = ()) -> Iterator[I
                     rel = f.relative_to(path).as_posix()
                     if _excluded(rel, name, exclude) or not f.is_file() or f.is_symlink():
                         continue
-                    if f.suffix != ".gz" and _binary(f):
+                    encoding, binary = _sniff(f)
+                    if binary:
+                        if skipped is not None:
+                            skipped.append(f.as_posix())
                         continue
-                    yield Input(f.as_posix(), f, f.stat().st_size)
+                    yield Input(f.as_posix(), f, f.stat().st_size, encoding)
         elif path.is_file():
-            yield Input(path.as_posix(), path, path.stat().st_size)
+            yield Input(path.as_posix(), path, path.stat().st_size, _sniff(path)[0])
         else:
             raise FileNotFoundError(p)
 
@@ -341,12 +380,42 @@ def _excluded(rel: str, name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in patterns)
 
 
-def _binary(path: Path) -> bool:
+def _sniff(path: Path) -> tuple[str | None, bool]:
+    """(encoding by byte order mark, binary?) from the start of a file (decompressed)."""
+    gz = path.suffix == ".gz"
     try:
-        with open(path, "rb") as f:
-            return b"\x00" in f.read(4096)
-    except OSError:
-        return True
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+            head = f.read(4 if gz else 4096)
+    except READ_ERRORS:
+        return None, not gz  # an unreadable .gz is reported when it is scanned
+    encoding = _bom(head)[0]
+    return encoding, encoding is None and not gz and b"\x00" in head
+
+
+def _bom(head: bytes) -> tuple[str | None, int]:
+    for bom, encoding in BOMS:
+        if head.startswith(bom):
+            return encoding, len(bom)
+    return None, 0
+
+
+class _Recoded:
+    """A UTF-16/32 stream read as UTF-8 (its BOM dropped), so lines, columns and every
+    detector work as for any other file."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)("replace")
+        self._skip = True  # the BOM, decoded as U+FEFF
+
+    def read(self, size: int) -> bytes:
+        while True:
+            raw = self._stream.read(size)
+            text = self._decoder.decode(raw, final=not raw)
+            if self._skip and text:
+                text, self._skip = text.removeprefix("\ufeff"), False
+            if text or not raw:
+                return text.encode("utf-8", "replace")
 
 
 @contextlib.contextmanager
@@ -367,12 +436,16 @@ def open_input(inp: Input) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
 
 
 def iter_blocks(stream: IO[bytes], block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, bytes]]:
-    """(first line number, bytes of whole lines); at least one (maybe empty) block."""
+    """(first line number, bytes of whole lines); at least one (maybe empty) block.
+
+    A read error (a .gz cut short) is raised after the blocks read before it.
+    """
     line = 1
     carry = b""
     emitted = False
-    while True:
-        chunk = stream.read(block_size)
+    error: BaseException | None = None
+    while error is None:
+        chunk, error = _read_block(stream, block_size)
         if not chunk:
             break
         buf = carry + chunk if carry else chunk
@@ -388,6 +461,25 @@ def iter_blocks(stream: IO[bytes], block_size: int = BLOCK_SIZE) -> Iterator[tup
         line += block.count(b"\n")
     if carry or not emitted:
         yield line, carry
+    if error is not None:
+        raise error
+
+
+def _read_block(stream: Any, size: int) -> tuple[bytes, BaseException | None]:
+    """Up to ``size`` bytes in small reads, so a read error loses only what follows it."""
+    read = getattr(stream, "read1", stream.read)
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while got < size:
+            chunk = read(size - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+    except READ_ERRORS as exc:
+        return b"".join(parts), exc
+    return b"".join(parts), None
 
 
 def block_bounds(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, int]]:
@@ -418,14 +510,15 @@ def block_bounds(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[tuple[int
 def iter_tasks(inp: Input, block_size: int, redact: bool,
                raw_tell: Callable[[], int] | None = None) -> Iterator[tuple[Task, int]]:
     """Tasks for one input, with the raw bytes each accounts for (for the progress bar)."""
-    if inp.path is not None and not inp.gz:
+    if inp.path is not None and not inp.gz and inp.encoding is None:
         name = str(inp.path)
         for offset, length in block_bounds(inp.path, block_size):
             yield Task(inp.display, None, name, offset, length, redact), length
         return
     with open_input(inp) as (stream, raw):
         before = _tell(raw)
-        for _, data in iter_blocks(stream, block_size):
+        source = cast(IO[bytes], _Recoded(stream, inp.encoding)) if inp.encoding else stream
+        for _, data in iter_blocks(source, block_size):
             pos = _tell(raw)
             read = max(pos - before, 0) if pos >= 0 else len(data)
             before = pos
@@ -491,11 +584,14 @@ class Summary:
     seconds: float = 0.0
     fingerprints: set[str] = field(default_factory=set)
     by_category: dict[str, int] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error type)
+    skipped: list[str] = field(default_factory=list)  # binary files left out of a walk
 
     def as_dict(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes, "findings": self.findings,
                 "suppressed": self.suppressed, "files_with_findings": self.files_with_findings,
-                "seconds": round(self.seconds, 3), "by_category": self.by_category}
+                "seconds": round(self.seconds, 3), "by_category": self.by_category,
+                "unreadable": len(self.unreadable), "skipped_binary": len(self.skipped)}
 
 
 class _Outputs:
@@ -507,6 +603,7 @@ class _Outputs:
         self.raw: io.BufferedIOBase | None = None
         self.tmp: Path | None = None
         self.target: Path | None = None
+        self.encoding: str | None = None
 
     def open(self, inp: Input) -> None:
         o = self.options
@@ -523,9 +620,14 @@ class _Outputs:
         self.raw = raw = cast(io.BufferedIOBase, os.fdopen(fd, "wb"))
         self.current = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if inp.gz else raw
         self.tmp, self.target = Path(tmp), target
+        self.encoding = inp.encoding
+        if inp.encoding:  # written back in the input's encoding, BOM first
+            self.current.write("\ufeff".encode(inp.encoding))
 
     def write(self, data: bytes) -> None:
         assert self.current is not None
+        if self.encoding:  # blocks end at a line break: each is whole characters
+            data = data.decode("utf-8", "replace").encode(self.encoding)
         self.current.write(data)
 
     def close(self, ok: bool = True) -> None:
@@ -604,13 +706,14 @@ def scan(inputs: Sequence[Input], options: Options, on_hit: Callable[[Hit], None
         if outputs is not None and res.redacted is not None:
             outputs.write(res.redacted)
         if last and outputs is not None:
-            outputs.close()
+            # never replace a file by the readable part of it
+            outputs.close(ok=not any(p == inp.display for p, _ in summary.unreadable))
         if progress is not None:
             progress.advance(read)
 
     try:
         for inp in inputs:
-            tasks = iter_tasks(inp, options.block_size, want_redacted)
+            tasks = _readable(inp, iter_tasks(inp, options.block_size, want_redacted), summary)
             nxt = next(tasks, None)
             while nxt is not None:
                 task, read = nxt
@@ -640,6 +743,16 @@ def scan(inputs: Sequence[Input], options: Options, on_hit: Callable[[Hit], None
             progress.close()
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _readable(inp: Input, tasks: Iterator[tuple[Task, int]],
+              summary: Summary) -> Iterator[tuple[Task, int]]:
+    """The tasks of one input until it fails to read (named in ``summary``): a .gz cut short
+    must not stop the scan of the rest, nor hide what could be read of it."""
+    try:
+        yield from tasks
+    except READ_ERRORS as exc:
+        summary.unreadable.append((inp.display, type(exc).__name__))
 
 
 def _tell(raw: IO[bytes]) -> int:

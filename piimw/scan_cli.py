@@ -94,29 +94,34 @@ class Writer:
                            '"columnKind":"unicodeCodePoints","results":[')
 
     def hit(self, h: Any) -> None:
+        path, preview = _text(h.path), _text(h.preview)
+        field = _text(h.field) if h.field else None
         if self.fmt == "text":
-            where = f" in {h.field}" if h.field else ""
-            self.out.write(f"{h.path}:{h.line}:{h.col}-{h.end_col}: {h.category} "
-                           f"[{h.detector}] {h.preview}{where}\n")
+            where = f" in {field}" if field else ""
+            self.out.write(f"{path}:{h.line}:{h.col}-{h.end_col}: {h.category} "
+                           f"[{h.detector}] {preview}{where}\n")
             return
         sep = "" if self.first else ","
         self.first = False
         if self.fmt == "json":
-            self.out.write(sep + "\n" + orjson.dumps(h.as_dict()).decode())
+            doc = dict(h.as_dict(), path=path, preview=preview)
+            if field:
+                doc["field"] = field
+            self.out.write(sep + "\n" + orjson.dumps(doc).decode())
             return
         self.rules[h.category] = None
         result = {
             "ruleId": h.category, "level": _level(h.category),
             "message": {"text": f"Possible {label(h.category)} ({h.category}) found by the "
-                                f"{h.detector} detector: {h.preview}"},
+                                f"{h.detector} detector: {preview}"},
             "locations": [{"physicalLocation": {
                 "artifactLocation": {"uri": _uri(h.path), "uriBaseId": "SRCROOT"},
                 "region": {"startLine": h.line, "startColumn": h.col,
                            "endColumn": h.end_col}}}],
             "partialFingerprints": {"piimwFinding/v1": h.fingerprint},
         }
-        if h.field:
-            result["properties"] = {"field": h.field}
+        if field:
+            result["properties"] = {"field": field}
         self.out.write(sep + "\n" + orjson.dumps(result).decode())
 
     def finish(self, summary: Any) -> None:
@@ -145,12 +150,25 @@ def _level(category: str) -> str:
     return "error" if tier(category) == "sensitive" else "warning"
 
 
+def _text(text: str) -> str:
+    """Valid UTF-8 for any report: bytes a file name could not decode (``os.walk`` keeps them
+    as surrogates) are shown as ``\\xe9``; JSON, SARIF and a UTF-8 terminal reject them."""
+    return _bytes(text).decode("utf-8", "backslashreplace")
+
+
+def _bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no decoding produced
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _uri(path: str) -> str:
     from urllib.parse import quote
 
     if path == "<stdin>":
         return "stdin"
-    return quote(path.lstrip("./") if path.startswith("./") else path)
+    return quote(_bytes(path.lstrip("./") if path.startswith("./") else path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
             raise _Usage("--in-place cannot rewrite standard input; use --redact OUTDIR")
         if args.jobs < 0:
             raise _Usage("--jobs must be 0 (one per CPU) or more")
+        skipped: list[str] = []
         try:
-            inputs = list(iter_inputs(args.paths, args.exclude))
+            inputs = list(iter_inputs(args.paths, args.exclude, skipped))
         except FileNotFoundError as e:
             raise _Usage(f"no such file or directory: {e.args[0]}") from None
         baseline: frozenset[str] = frozenset()
@@ -194,25 +213,34 @@ def run(args: argparse.Namespace) -> int:
         writer.start()
         summary = scan(inputs, options,
                        (lambda h: None) if args.write_baseline else writer.hit)
+        summary.skipped = skipped
         writer.finish(summary)
     finally:
         if out is not sys.stdout:
             out.close()
         else:
             out.flush()
+    for path, error in summary.unreadable:  # names and error types only, never content
+        print(f"piimw scan: {_text(path)}: could not be read to its end ({error}); what was "
+              "readable was scanned" + (", the file left as it was" if args.in_place or
+                                        args.redact else ""), file=sys.stderr)
+    incomplete = 2 if summary.unreadable else 0
     if args.write_baseline is not None:
         write_baseline(args.write_baseline, summary.fingerprints)
         print(f"piimw scan: baseline of {len(summary.fingerprints)} finding(s) written to "
               f"{args.write_baseline}", file=sys.stderr)
-        return 0
+        return incomplete
     mb = summary.bytes / 1e6
     print(f"piimw scan: {summary.findings} finding(s) in {summary.files_with_findings} of "
           f"{summary.files} file(s)"
           + (f", {summary.suppressed} accepted by the baseline" if summary.suppressed else "")
+          + (f", {len(skipped)} binary file(s) skipped" if skipped else "")
+          + (f", {len(summary.unreadable)} not readable to the end" if summary.unreadable
+             else "")
           + f"; {mb:,.1f} MB in {summary.seconds:.1f}s", file=sys.stderr)
     if args.in_place:
-        return 0
-    return 1 if summary.findings else 0
+        return incomplete
+    return 1 if summary.findings else incomplete
 
 
 COMMAND = Command("scan", HELP, add_arguments, run, DESCRIPTION)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _why(e: BaseException) -> str:
+    """Our own message, an OS error's reason, or only the type: a database's or a
+    decompressor's message is not ours to vouch for."""
+    if isinstance(e, ConfigError):
+        return str(e)
+    strerror = getattr(e, "strerror", None)
+    return strerror if isinstance(strerror, str) and strerror else type(e).__name__
+
+
 def run_verify(args: argparse.Namespace) -> int:
     from piimw.audit.verify import render_text, verify
 
@@ -83,8 +93,8 @@ def run_verify(args: argparse.Namespace) -> int:
             return _fail(f"cannot read anchors: {e.strerror}")
     try:
         report = verify(args.sources, key, use_head=not args.no_head, anchors=anchors)
-    except (OSError, ConfigError) as e:
-        return _fail(f"cannot read the trail: {getattr(e, 'strerror', None) or e}")
+    except (OSError, ConfigError, EOFError, sqlite3.Error) as e:
+        return _fail(f"cannot read the trail: {_why(e)}")
     if args.format == "json":
         sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode()
                          + "\n")
@@ -118,8 +128,8 @@ def run_report(args: argparse.Namespace) -> int:
             return _fail(f"no trail given and none found in the configuration ({e})")
     try:
         summary = summarize(records(sources, since, until), since, until)
-    except (OSError, ConfigError) as e:
-        return _fail(f"cannot read the trail: {getattr(e, 'strerror', None) or e}")
+    except (OSError, ConfigError, EOFError, sqlite3.Error) as e:
+        return _fail(f"cannot read the trail: {_why(e)}")
     if args.format == "json":
         sys.stdout.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode()
                          + "\n")

@@ -225,6 +225,15 @@ DIRECTIONS: Final[dict[str, str]] = {
     "event": "internal", "audit": "internal",
 }
 _SAFE_SEGMENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
+#: Methods written as they are; any other token a client sends (it could be a card number).
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                            "CONNECT"})
+OTHER_METHOD: Final = "(other)"
+
+
+def safe_method(method: str) -> str:
+    """The request method if it is a standard one, else ``(other)``: clients choose the token."""
+    return method if method in METHODS else OTHER_METHOD
 
 
 class _Route(Protocol):
@@ -279,6 +288,7 @@ class Builder:
         self.policy = policy
         self.with_subject = subject
         self._patterns: dict[tuple[int, str, int | None, str], tuple[str, tuple[str, ...]]] = {}
+        self._suspicious: Callable[[str], bool] | None = None
 
     def request(self, snap: Snapshot) -> dict[str, Any]:
         groups: dict[tuple[str, str, str, str, str, str, bool, tuple[str, ...]], int] = {}
@@ -304,7 +314,7 @@ class Builder:
             "kind": "request", "time": utc_now(snap.time), "env": self.environment,
             "policy": self.policy, "request_id": snap.request_id,
             "route": snap.route_template if snap.route is not None else None,
-            "method": snap.method, "status": snap.status,
+            "method": safe_method(snap.method), "status": snap.status,
             "direction": "both" if len(dirs) == 2 else next(iter(dirs), "none"),
             "decisions": decisions, "reasons": sorted(reasons),
             "signals": sorted(set(snap.signals)),
@@ -338,12 +348,18 @@ class Builder:
         if f.detector == "schema" and snap.route is not None:
             result = _declared(snap.route, f.sink, snap.status, raw)
         if result is None:
-            result = (safe_pattern(raw, snap.suspicious), ())
+            result = (safe_pattern(raw, snap.suspicious or self._default_suspicious()), ())
         if f.detector == "schema":
             if len(self._patterns) > 4096:
                 self._patterns.clear()
             self._patterns[cache_key] = result
         return result
+
+    def _default_suspicious(self) -> Callable[[str], bool]:
+        """A snapshot without its request's test still gets every regex detector's."""
+        if self._suspicious is None:
+            self._suspicious = suspicious_keys()
+        return self._suspicious
 
 
 def _route_key(item: tuple[tuple[str, str], int]) -> tuple[str, str]:
@@ -381,12 +397,31 @@ def _declared(route: _Route, sink: str, status: int | None,
     return None
 
 
-def safe_pattern(raw: str, suspicious: Callable[[str], bool] | None = None) -> str:
+def suspicious_keys(detectors: Any = None, known: Any = None) -> Callable[[str], bool]:
+    """A test for :func:`safe_pattern`: a key some regex detector (default: all) or a known
+    value matches. ``detectors`` and ``known`` need only ``search(text) -> bool``."""
+    if detectors is None:
+        from piimw.detect import Detectors
+
+        detectors = Detectors()
+
+    def suspicious(segment: str) -> bool:
+        if detectors.search(segment):
+            return True
+        return known is not None and bool(known.search(segment))
+
+    return suspicious
+
+
+def safe_pattern(raw: str, suspicious: Callable[[str], bool]) -> str:
     """Replace every segment that is not a plain, harmless key by ``*``.
 
     Keys of undeclared objects come from the client: ``{"jane@example.com": ...}`` must reach
-    the trail as ``/*``. Numbers are array indices; anything a detector or a known value of
-    the request matches, or that does not look like an identifier, is replaced.
+    the trail as ``/*``. Numbers are array indices; a segment that does not look like an
+    identifier (letters, digits, ``_``, ``-``; at most 40 characters) is replaced, and so is
+    one ``suspicious`` flags (required: an identifier-like IBAN, token or known value is PII
+    too; see :func:`suspicious_keys`). A name written as one word passes unless the test
+    knows it.
     """
     if not raw.startswith("/"):
         channel, sep, name = raw.partition(":")
@@ -399,10 +434,10 @@ def safe_pattern(raw: str, suspicious: Callable[[str], bool] | None = None) -> s
     return "/".join(_segment(s, suspicious) if s else s for s in raw.split("/"))
 
 
-def _segment(s: str, suspicious: Callable[[str], bool] | None) -> str:
+def _segment(s: str, suspicious: Callable[[str], bool]) -> str:
     if s == "*" or not _SAFE_SEGMENT.fullmatch(s):
         return "*"
-    if suspicious is not None and suspicious(s):
+    if suspicious(s):
         return "*"
     return s
 
@@ -425,6 +460,7 @@ class Counters:
             findings: Sequence[Finding]) -> None:
         self.total += 1
         r = route or "(unmatched)"
+        method = safe_method(method)
         key = (r, method)
         if key not in self.requests and len(self.requests) >= self.MAX_KEYS:
             self.overflow += 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from piimw.audit.records import utc_now
+from piimw.audit.records import safe_method, utc_now
 from piimw.audit.sinks import read_lines
 
 _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
@@ -97,24 +97,51 @@ def summarize(recs: Iterable[dict[str, Any]], since: str | None = None,
     return s
 
 
-def _route(rec: dict[str, Any]) -> str:
-    return f"{rec.get('method', '?')} {rec.get('route') or '(unmatched)'}"
+def route_label(rec: dict[str, Any]) -> str:
+    """``METHOD /template`` of a record (a non-standard method as ``(other)``)."""
+    return f"{_method(rec)} {rec.get('route') or '(unmatched)'}"
+
+
+def _method(rec: dict[str, Any]) -> str:
+    """A trail written before methods were checked may hold any token a client sent."""
+    m = rec.get("method")
+    return safe_method(m) if isinstance(m, str) else "?"
+
+
+def count(value: Any, default: int) -> int:
+    """A count as written by piimw (a non-negative int); anything else counts as nothing.
+
+    The trail is read unverified: a malformed field must neither crash the report nor end up
+    quoted in an error message.
+    """
+    if value is None:
+        return default
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list field (``decisions``, ``routes``); other shapes are ignored."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _request(s: Summary, rec: dict[str, Any]) -> None:
-    route = _route(rec)
+    route = route_label(rec)
     s.requests += 1
     s.reported += 1
     s.routes[route] += 1
     s.reported_routes[route] += 1
     if rec.get("policy"):
         s.policies[str(rec["policy"])] += 1
-    for r in rec.get("reasons") or ():
-        s.reasons[str(r)] += 1
-    for sig in rec.get("signals") or ():
-        s.signals[str(sig)] += 1
-    for d in rec.get("decisions") or ():
-        n = int(d.get("count", 1))
+    for r in strings(rec.get("reasons")):
+        s.reasons[r] += 1
+    for sig in strings(rec.get("signals")):
+        s.signals[sig] += 1
+    for d in objects(rec.get("decisions")):
+        n = count(d.get("count"), 1)
         s.categories[str(d.get("category"))] += n
         s.actions[str(d.get("action"))] += n
         if d.get("declared") is False:
@@ -122,12 +149,12 @@ def _request(s: Summary, rec: dict[str, Any]) -> None:
 
 
 def _summary(s: Summary, rec: dict[str, Any]) -> None:
-    s.requests += int(rec.get("requests", 0))
-    s.dropped += int(rec.get("dropped", 0))
-    for r in rec.get("routes") or ():
-        s.routes[f"{r.get('method', '?')} {r.get('route')}"] += int(r.get("requests", 0))
-    for d in rec.get("decisions") or ():
-        n = int(d.get("count", 0))
+    s.requests += count(rec.get("requests"), 0)
+    s.dropped += count(rec.get("dropped"), 0)
+    for r in objects(rec.get("routes")):
+        s.routes[f"{_method(r)} {r.get('route')}"] += count(r.get("requests"), 0)
+    for d in objects(rec.get("decisions")):
+        n = count(d.get("count"), 0)
         s.categories[str(d.get("category"))] += n
         s.actions[str(d.get("action"))] += n
 

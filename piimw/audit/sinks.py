@@ -26,6 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,49 +432,79 @@ def read_lines(source: str) -> Iterator[Line]:
     """Every stored line of a trail, in storage order (JSONL, ``.gz`` or SQLite)."""
     scheme, path = split_url(source)
     if scheme == "sqlite":
-        conn = sqlite_connect(path, create=False)
-        try:
-            for row_id, line in conn.execute("SELECT id, line FROM piimw_audit ORDER BY id"):
-                yield Line(int(row_id), line.encode())
-        finally:
-            conn.close()
+        yield from _sqlite_lines(path)
         return
     if scheme != "jsonl":
         raise ConfigError("a logging:// trail cannot be read back; save the log lines to a "
                           "file and read that", pointer="/audit/url")
     opener = gzip.open if path.endswith(".gz") else open
+    n = 0
     with opener(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if raw.strip():
-                yield Line(n, raw.rstrip(b"\r\n"), raw.endswith(b"\n"))
+        try:
+            for n, raw in enumerate(f, 1):
+                if raw.strip():
+                    yield Line(n, raw.rstrip(b"\r\n"), raw.endswith(b"\n"))
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            # A rotated file cut short (disk full, compression killed) or not gzip at all:
+            # what could be read is checked, and the rest shows as a line cut off here.
+            yield Line(n + 1, b"", complete=False)
 
 
-def stored_head(source: str, key: AuditKey | None) -> Head | None:
-    """The signed head a JSONL sidecar or SQLite head row holds (None if absent or forged)."""
-    scheme, path = split_url(source)
-    if scheme == "sqlite":
+def _sqlite_lines(path: str) -> Iterator[Line]:
+    try:
         conn = sqlite_connect(path, create=False)
         try:
-            row = conn.execute("SELECT line FROM piimw_audit_head WHERE id = 1").fetchone()
-        except sqlite3.Error:
-            row = None
+            rows = conn.execute("SELECT id, line FROM piimw_audit ORDER BY id")
+            for row_id, line in rows:
+                yield Line(int(row_id), str(line).encode())
         finally:
             conn.close()
-        hit = read_head(row[0].encode(), key) if row else None
-        return hit[0] if hit else None
-    if scheme != "jsonl" or path.endswith(".gz"):
-        return None
-    p = sidecar(path)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        hit = read_head(_pread_all(fd), key)
-    finally:
-        os.close(fd)
-    return hit[0] if hit else None
+    except sqlite3.DatabaseError as e:  # no piimw table, or not a database at all
+        raise ConfigError(f"not a piimw audit database ({type(e).__name__})",
+                          source=path) from None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """What is stored beside a trail. ``found`` without ``head``: a head that is unreadable or
+    (given a key) not authentic, which is evidence of tampering, unlike an absent one."""
+
+    found: bool
+    head: Head | None = None
+    where: str = ""
+
+
+def stored_head(source: str, key: AuditKey | None) -> StoredHead:
+    """The signed head a JSONL sidecar or SQLite head row holds."""
+    scheme, path = split_url(source)
+    if scheme == "sqlite":
+        try:
+            conn = sqlite_connect(path, create=False)
+            try:
+                row = conn.execute("SELECT line FROM piimw_audit_head WHERE id = 1").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            row = None
+        raw = str(row[0]).encode() if row else b""
+        where = "the head row"
+    elif scheme != "jsonl" or path.endswith(".gz"):
+        return StoredHead(False)
+    else:
+        try:
+            fd = os.open(sidecar(path), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return StoredHead(False)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            raw = _pread_all(fd)
+        finally:
+            os.close(fd)
+        where = sidecar(path).name
+    if not raw.strip():  # a sidecar is created empty before the first batch is written
+        return StoredHead(False)
+    hit = read_head(raw, key)
+    return StoredHead(True, hit[0] if hit else None, where)
 
 
 # -- the background writer ------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from piimw.audit.records import GENESIS, AuditKey, Head, body_of, line_hash
-from piimw.audit.sinks import Line, read_lines, split_url, stored_head
+from piimw.audit.sinks import Line, StoredHead, read_lines, split_url, stored_head
 
 KINDS = ("deleted", "inserted", "altered", "reordered", "truncated", "key")
 
@@ -157,9 +157,9 @@ class _Checker:
 
     # -- one chain -------------------------------------------------------------------------
     def chain(self, chain: str, recs: list[_Rec], heads: Sequence[Head],
-              anchors: Sequence[_Rec], last_source: bool) -> ChainInfo:
+              anchors: Sequence[_Rec]) -> ChainInfo:
         info = ChainInfo(chain)
-        recs = self._unauthentic(recs, last_source)
+        recs = self._unauthentic(recs)
         recs = self._duplicates(recs)
         recs = self._order(recs)
         self._gaps_and_links(recs)
@@ -173,7 +173,7 @@ class _Checker:
             self._tail(last, info, [h for h in heads if h.chain == chain], anchors)
         return info
 
-    def _unauthentic(self, recs: list[_Rec], last_source: bool) -> list[_Rec]:
+    def _unauthentic(self, recs: list[_Rec]) -> list[_Rec]:
         """Lines that are not valid records: forged insertions, alterations, a cut-off end."""
         genuine_seqs = {r.seq for r in recs if r.genuine and r.mac_ok is not None}
         if self.key is None:
@@ -183,13 +183,15 @@ class _Checker:
             if r.data is not None and r.mac_ok is not False and r.seq is not None:
                 out.append(r)
                 continue
-            if r.data is None and not r.complete and i == len(recs) - 1 and last_source:
-                self.add("truncated", r, "the last line is cut off in the middle of a record")
-                continue
             before = next((x for x in reversed(out) if x.genuine), None)
             after = next((x for x in recs[i + 1:] if x.genuine), None)
             links_over = (before is not None and after is not None and after.prev == before.hash
                           and after.seq == (before.seq or 0) + 1)
+            if r.data is None and not r.complete and not links_over:
+                # Only a file's last line lacks its end: the trail, or a rotated file of it
+                # (a .gz cut short), ends mid-record.
+                self.add("truncated", r, "the last line is cut off in the middle of a record")
+                continue
             if r.seq is not None and r.seq in genuine_seqs:
                 self.add("inserted", r, f"a forged record claims seq {r.seq}, which a genuine "
                          "record holds")
@@ -313,10 +315,18 @@ def verify(sources: Sequence[str], key: AuditKey | None, *, use_head: bool = Tru
         key = None
         checker.key = None
     heads: list[Head] = []
+    stored = StoredHead(False)
+    sqlite = bool(sources) and split_url(sources[-1])[0] == "sqlite"
     if use_head and sources:
-        h = stored_head(sources[-1], key)
-        if h is not None:
-            heads.append(h)
+        stored = stored_head(sources[-1], key)
+        if stored.head is not None:
+            heads.append(stored.head)
+        elif stored.found:
+            checker.add("altered", None, "the signed chain head does not verify: it was "
+                        "changed or replaced", where=stored.where)
+        elif sqlite and recs:
+            checker.add("altered", None, "the signed chain head row is missing (the sink "
+                        "writes it with every batch)", where="the head row")
         elif key is not None:
             report.notes.append("no signed chain head found beside the trail: truncation "
                                 "after the last record can only be detected with anchors")
@@ -340,8 +350,25 @@ def verify(sources: Sequence[str], key: AuditKey | None, *, use_head: bool = Tru
         for r in orphans:
             checker.add("altered", r, "the line is not a valid record")
     for chain, chain_recs in by_chain.items():
-        report.chains.append(checker.chain(chain, chain_recs, heads, anchor_recs, True))
-    if len(by_chain) > 1 and split_url(sources[-1])[0] != "jsonl":
+        report.chains.append(checker.chain(chain, chain_recs, heads, anchor_recs))
+    # A JSONL file with its sidecar, or a database, keeps one chain: the head's (or, without
+    # an authentic head, the last record's). Only a trail saved from logging:// has several.
+    last = next((r.chain for r in reversed(recs) if r.genuine and r.chain in by_chain), None)
+    expected = heads[0].chain if heads else last if sqlite or stored.found else None
+    for h in heads:
+        if h.seq > 0 and h.chain not in by_chain:
+            what = "the trail holds no record" if not recs else "no record of its chain is here"
+            checker.add("truncated", None, f"the stored chain head is at seq {h.seq} but {what}: "
+                        "its records were removed or replaced (after a rotation, give the "
+                        "rotated files too, oldest first)", where="trail", seq=1)
+    for chain, chain_recs in by_chain.items():
+        if expected is not None and chain != expected:
+            seqs = [r.seq for r in chain_recs if r.seq is not None]
+            span = f"seq {min(seqs)}-{max(seqs)}" if seqs else "no seq"
+            checker.add("inserted", chain_recs[0], f"{len(chain_recs)} record(s) of another "
+                        f"chain ({chain}, {span}) are in a trail that keeps one chain "
+                        f"({expected})")
+    if expected is None and len(by_chain) > 1:
         report.notes.append(f"{len(by_chain)} chains (one per writing process)")
     for info in report.chains:
         if not info.sealed:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from piimw.audit.records import safe_pattern, utc_now
+from piimw.audit.records import safe_method, safe_pattern, suspicious_keys, utc_now
 from piimw.discover.protocol import NERDetector
 
 __all__ = ["DIRECTION_SINKS", "DiscoverySampler", "Sample", "Texts", "json_texts"]
@@ -33,6 +34,7 @@ logger = logging.getLogger("piimw.discover")
 #: The sink a sampled text belongs to, by direction (what ``piimw map`` groups by).
 DIRECTION_SINKS: Final = {"request": "app", "response": "client", "internal": "log"}
 _CHUNK: Final = 4096
+_WORD_BREAK: Final = re.compile(r"(?<=[a-z])(?=[A-Z])|[_.-]+")
 _STOP: Final = object()
 
 
@@ -58,13 +60,15 @@ class DiscoverySampler:
 
     ``audit`` is anything with ``record(payload) -> bool`` (an
     :class:`~piimw.audit.AuditTrail`). ``max_chars`` bounds the text inspected per sample;
-    ``duty`` (0 < duty <= 1) bounds the worker's CPU share.
+    ``duty`` (0 < duty <= 1) bounds the worker's CPU share. ``detectors`` (anything with
+    ``search(text) -> bool``; default: every regex detector) and ``detector`` decide which
+    object keys in a location are PII and never reach the trail.
     """
 
     def __init__(self, detector: NERDetector, *, rate: float = 0.01, queue_size: int = 1000,
                  audit: Any = None, max_chars: int = 20000, duty: float = 0.25,
                  environment: str | None = None,
-                 rng: Callable[[], float] | None = None) -> None:
+                 rng: Callable[[], float] | None = None, detectors: Any = None) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
         if queue_size < 1 or max_chars < 1:
@@ -72,6 +76,8 @@ class DiscoverySampler:
         if not 0.0 < duty <= 1.0:
             raise ValueError("duty must be in (0, 1]")
         self.detector = detector
+        self._detectors = detectors
+        self._regex: Callable[[str], bool] | None = None  # built in the worker when needed
         self.rate = rate
         self.audit = audit
         self.max_chars = max_chars
@@ -148,6 +154,7 @@ class DiscoverySampler:
         counts: dict[tuple[str, str], int] = {}
         budget = self.max_chars
         texts = sample.texts
+        suspicious = self._suspicious()
         for location, text in _pairs(texts()) if callable(texts) else texts:
             if budget <= 0 or self._stop.is_set():
                 break
@@ -155,12 +162,14 @@ class DiscoverySampler:
                 continue
             text = text[:budget]
             budget -= len(text)
-            pattern = safe_pattern(location) if location else "text"
+            pattern = None if location else "text"  # keys are only tested where PII is found
             for chunk in _chunks(text):
                 if self._stop.is_set():
                     break
                 started = time.perf_counter()
                 for span in self.detector.find(chunk):
+                    if pattern is None:
+                        pattern = safe_pattern(location, suspicious)
                     key = (pattern, span.category)
                     counts[key] = counts.get(key, 0) + 1
                 self._throttle(time.perf_counter() - started)
@@ -172,6 +181,26 @@ class DiscoverySampler:
             return
         if self.audit.record(self._payload(sample, counts)):
             self.recorded += 1
+
+    def _suspicious(self) -> Callable[[str], bool]:
+        """Keys are client-chosen: an IBAN, a token or a name (``JohnSmith``) must become ``*``.
+
+        The regex detectors look at the key as it is; the name detector at its words
+        (``JohnSmith`` -> ``John Smith``), since a model does not see a name in one token.
+        """
+        if self._regex is None:
+            self._regex = suspicious_keys(self._detectors)
+        regex = self._regex
+        seen: dict[str, bool] = {}  # this sample's keys only: never kept past it
+
+        def suspicious(segment: str) -> bool:
+            hit = seen.get(segment)
+            if hit is None:
+                hit = seen[segment] = regex(segment) or bool(
+                    self.detector.find(_WORD_BREAK.sub(" ", segment)))
+            return hit
+
+        return suspicious
 
     def _throttle(self, worked: float) -> None:
         if self.duty < 1.0 and worked > 0:
@@ -186,7 +215,7 @@ class DiscoverySampler:
             for (pattern, category), n in sorted(counts.items())]
         payload: dict[str, Any] = {
             "kind": "discovery", "time": utc_now(sample.time), "route": sample.route,
-            "method": sample.method, "direction": sample.direction, "detector": name,
+            "method": safe_method(sample.method), "direction": sample.direction, "detector": name,
             "rate": self.rate, "decisions": decisions}
         if self.environment is not None:
             payload["env"] = self.environment

@@ -42,7 +42,7 @@ def test_canonical_json_is_stable() -> None:
     ("/", "/"),
 ])
 def test_safe_pattern_never_keeps_a_data_key(raw: str, expected: str) -> None:
-    assert safe_pattern(raw) == expected
+    assert safe_pattern(raw, lambda s: False) == expected
 
 
 def test_safe_pattern_asks_the_detectors_about_plain_keys() -> None:
