@@ -41,9 +41,11 @@ from piimw.consent import DEFAULT, Consent
 from piimw.detect import KnownValues, find_all
 from piimw.engine import Result
 from piimw.findings import Finding, Sink
+from piimw.plan import Plan
 from piimw.problem import Problem, internal_error
 from piimw.routes import Route, base_media_type, is_json_media_type
 from piimw.schema.validate import safe_pointer
+from piimw.taxonomy import use_within
 
 if TYPE_CHECKING:
     from piimw.config import Config
@@ -747,9 +749,9 @@ class Exchange:
             res = self._scrub(doc, spec.plan, "client")
             value, res.value = res.value, None  # keep the findings, not the document
             if value is doc and forwards_what_was_read(raw, doc):
-                return ResponseOutcome(status, self._vary(headers), body)
+                return ResponseOutcome(status, self._vary(headers, spec.plan), body)
             new = encode_content(self._rewritten(raw, value, spec.plan, "client"), encoding)
-            return ResponseOutcome(status, self._vary(_rewrite(headers, new)), new)
+            return ResponseOutcome(status, self._vary(_rewrite(headers, new), spec.plan), new)
         # An error page, or text where the plan expects JSON: scrub the text by detectors
         # and known values, read as a browser reads it (see piimw.charsets.page_text).
         text, charset, two_ways = page_text(raw, _charset(headers))
@@ -837,16 +839,31 @@ class Exchange:
             out.append((name, value if new is text else new.encode("latin-1", "replace")))
         return out
 
-    def _vary(self, headers: Headers) -> Headers:
+    def _vary(self, headers: Headers, plan: Plan) -> Headers:
         """The response's headers plus ``Vary`` naming the request headers whose signals
-        changed it (a shared cache must not serve it to a request without them)."""
-        if not self._signals_used:
-            return headers
-        vary = self.config.consent_settings.vary
-        names = sorted({name for s in self.signals_used for name in vary.get(s, ())})
+        changed it, and, where the plan has values a signal may change (a use other than
+        ``essential``), every signal header, sent or not: a shared cache must not serve the
+        response of a request without a signal to one with it, nor the other way round.
+        (``Cookie`` only when a cookie's signal changed it: varying on it always would make
+        every planned response per user.)"""
+        settings = self.config.consent_settings
+        names = set(settings.header_vary) if _signal_sensitive(plan) else set()
+        if self._signals_used:
+            names.update(name for s in self._signals_used for name in settings.vary.get(s, ()))
         if not names:
             return headers
-        return [*headers, (b"vary", ", ".join(names).encode("latin-1"))]
+        return [*headers, (b"vary", ", ".join(sorted(names)).encode("latin-1"))]
+
+
+def _signal_sensitive(plan: Plan) -> bool:
+    """Has ``plan`` a value whose uses an opt-out signal can refuse (any but ``essential``)?
+    Signals name uses; a categories opt-out comes from the registry, per user. Memoised on
+    the plan."""
+    known = plan._extra.get("signal_sensitive")
+    if known is None:
+        known = plan._extra["signal_sensitive"] = any(
+            not use_within(use, "essential") for entry in plan.entries for use in entry.tag.uses)
+    return bool(known)
 
 
 #: Guards the first read of an exchange's consent against adds from other threads (held

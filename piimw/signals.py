@@ -108,6 +108,9 @@ class ConsentSettings:
     #: Request headers a response changed by each signal varies on (for ``Vary``).
     vary: Mapping[str, tuple[str, ...]] = dataclasses.field(init=False, repr=False,
                                                             compare=False)
+    #: The headers of every signal that arrives in its own header (not ``Cookie``): a
+    #: response a signal could change varies on them whether or not this request sent one.
+    header_vary: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sources = self.gpp_sources + self.usprivacy_sources
@@ -125,6 +128,8 @@ class ConsentSettings:
             "gpp": _source_headers(self.gpp_sources),
             "usprivacy": _source_headers(self.usprivacy_sources),
         })
+        object.__setattr__(self, "header_vary", tuple(sorted(
+            {name for names in self.vary.values() for name in names} - {"Cookie"})))
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None, *,

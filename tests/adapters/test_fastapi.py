@@ -118,7 +118,8 @@ def test_request_and_response_plans_apply() -> None:
     assert received[0].phone == SIGNUP["phone"]
     assert r.json() == {"id": 1, "email": "a***@example.com", "name": "Ann Example",
                         "phone": "+1 202 555 0143"}
-    assert "vary" not in r.headers
+    # A signal could change it: it varies on every signal header, sent or not (review).
+    assert r.headers["vary"] == "DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
 
 
 def test_gpc_drops_marketing_in_request_and_response() -> None:
@@ -128,10 +129,10 @@ def test_gpc_drops_marketing_in_request_and_response() -> None:
     assert r.status_code == 201
     assert received[0].phone is None  # the handler never saw it
     assert r.json() == {"id": 1, "email": "a***@example.com", "name": "Ann Example"}
-    assert r.headers["vary"] == "Sec-GPC"
+    assert r.headers["vary"] == "DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
     r = client.get("/v1/users/5", headers={"Sec-GPC": "1"})  # an included router
     assert r.json() == {"id": 5, "email": "z***@example.com", "name": None}
-    assert r.headers["vary"] == "Sec-GPC"
+    assert r.headers["vary"] == "DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
 
 
 def test_invalid_input_is_problem_json_without_values() -> None:

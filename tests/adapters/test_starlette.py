@@ -274,7 +274,7 @@ def test_mounted_route_gpc_drops_marketing_and_varies(config: piimw.Config) -> N
     assert r.status_code == 201
     assert seen.bodies == [{"email": "ann@example.com"}]
     assert r.json() == {"id": 1, "email": "a***@example.com"}
-    assert r.headers["vary"] == "Sec-GPC"
+    assert r.headers["vary"] == "DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
     assert seen.exchanges[0].route_template == "/api/v1/accounts/{account_id}/contacts"
 
 

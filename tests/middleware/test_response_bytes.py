@@ -647,3 +647,24 @@ def test_pages_are_read_as_browsers_read_them(config: piimw.Config, content_type
     shown = out.replace(_ESC, b"").replace(b"\x00", b"")
     assert b"jane.doe@example.com" not in shown
     assert b"[REDACTED:email]" in shown or b"response-not-inspectable" in shown
+
+
+def test_vary_names_every_signal_header_where_a_signal_could_change_the_response(
+        tmp_path: Any) -> None:
+    """Vary was added only when this request's signal changed the response: a shared cache
+    could serve the unchanged answer of a request without Sec-GPC to one with it (review,
+    RFC 9111 4.1). A plan whose values are all essential varies on nothing."""
+    marketing = {"type": "object", "properties": {"phone": {"type": "string", "x-pii": {
+        "category": "phone", "uses": ["marketing"]}}}}
+    (tmp_path / "m.json").write_bytes(orjson.dumps(marketing))
+    (tmp_path / "e.json").write_bytes(orjson.dumps(SCHEMA))
+    config = piimw.Config.from_dict({"routes": [
+        {"route": "GET /m", "response": str(tmp_path / "m.json")},
+        {"route": "GET /e", "response": str(tmp_path / "e.json")}]})
+    body = orjson.dumps({"phone": "+1 415 555 0100"})
+    for headers in ([], [(b"sec-gpc", b"1")]):
+        ex = Exchange(config, "GET", "/m", headers)
+        out = ex.response_body(200, JSON, body)
+        assert dict(out.headers)[b"vary"] == b"DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
+    ex = Exchange(config, "GET", "/e", [])
+    assert b"vary" not in dict(ex.response_body(200, JSON, orjson.dumps({"id": 1})).headers)
