@@ -134,6 +134,17 @@ TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "applicati
                  "application/javascript", "application/x-www-form-urlencoded")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
+#: ``X-`` headers that carry infrastructure or signals, not what a person sent: not known
+#: values (a request id redacted from every log line would help no one). Credentials and
+#: client addresses are read as such (:data:`CREDENTIAL_HEADERS`,
+#: :data:`CLIENT_ADDRESS_HEADERS`).
+_NOT_HARVESTED = frozenset({
+    b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-prefix",
+    b"x-forwarded-scheme", b"x-forwarded-server", b"x-forwarded-ssl", b"x-scheme",
+    b"x-request-id", b"x-correlation-id", b"x-amzn-trace-id", b"x-cloud-trace-context",
+    b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags",
+    b"x-requested-with", b"x-http-method-override", b"x-do-not-track", b"x-pii-opt-out",
+    b"x-api-version", b"x-client-version"})
 _LOCAL_CLIENTS = frozenset(("", "127.0.0.1", "::1", "testclient", "localhost"))
 #: ``Exchange(route=...)`` not given: look the route up in the configuration.
 _LOOKUP: Any = object()
@@ -344,6 +355,9 @@ class Exchange:
                 self._harvest_headers(self.request_headers)
                 if self.query_string:
                     self._harvest_query(self.query_string)
+                if self.route is not None and self.route.path_tags:
+                    for value, category in self.route.path_values(self.path):
+                        known.add(value, category)
                 if self._client is not None:
                     known.add(self._client, "user.device.ip_address")
             except BaseException:
@@ -410,7 +424,16 @@ class Exchange:
     # -- harvesting known values ----------------------------------------------------------
     def _harvest_headers(self, headers: Headers) -> None:
         for name, value in headers:
-            if name in CREDENTIAL_HEADERS and value:
+            if not value:
+                continue
+            if name == b"referer" and b"?" in value:
+                self._harvest_query(value.partition(b"?")[2].partition(b"#")[0])
+            elif name[:2] == b"x-" and name not in _NOT_HARVESTED and \
+                    name not in CREDENTIAL_HEADERS and name not in CLIENT_ADDRESS_HEADERS:
+                # An app's own headers (X-User-Email, X-Customer-Name): what they carry
+                # came with the request as a query value does.
+                self.known.add(value.decode("latin-1"), "user")
+            if name in CREDENTIAL_HEADERS:
                 text = value.decode("latin-1")
                 if name == b"cookie":
                     for part in text.split(";"):
@@ -423,7 +446,7 @@ class Exchange:
                 self.known.add(token or scheme, "user.authorization.credentials")
                 if token and scheme.lower() == "basic":
                     self._harvest_basic(token)
-            elif name in CLIENT_ADDRESS_HEADERS and value:
+            elif name in CLIENT_ADDRESS_HEADERS:
                 # Proxies put the real client address here; access logs print it.
                 for part in value.decode("latin-1").replace(";", ",").split(","):
                     addr = part.strip().removeprefix("for=").strip('"[]')

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote
 
 from piimw.errors import SchemaError
 from piimw.plan import Node, Plan, entries_of
@@ -70,6 +71,9 @@ class Route:
     responses: dict[str, Body] = field(default_factory=dict)
     query: Plan | None = None
     operation_id: str | None = None
+    #: Path parameters tagged with ``x-pii``: name to category. Their values are known
+    #: values of the request (an access log prints the path).
+    path_tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_plan(self) -> bool:
@@ -78,7 +82,21 @@ class Route:
             or (self.query is not None and not self.query.empty)
             or any(not b.plan.empty for b in self.responses.values())
             or (self.request is not None and self.request.validator is not None)
+            or bool(self.path_tags)
         )
+
+    def path_values(self, path: str) -> list[tuple[str, str]]:
+        """(value, category) of the tagged path parameters in ``path``, percent-decoded;
+        none if the path does not match the template (a mount prefix, another spelling)."""
+        if not self.path_tags:
+            return []
+        regex, names = _param_regex(self.template)
+        m = regex.fullmatch(path.rstrip("/") or "/") or regex.fullmatch(path)
+        if m is None:
+            return []
+        return [(unquote(value), self.path_tags[name])
+                for name, value in zip(names, m.groups(), strict=True)
+                if name in self.path_tags]
 
     def response_for(self, status: int) -> Body | None:
         """The response body spec for ``status``: exact, then ``2XX``, then ``default``."""
@@ -89,6 +107,19 @@ class Route:
 def _shape(template: str) -> str:
     """A template without its parameter names or trailing slash: ``/users/{}``."""
     return _PARAM.sub("{}", template).rstrip("/") or "/"
+
+
+@lru_cache(maxsize=256)
+def _param_regex(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """A regex with one group per parameter of ``template``, and the parameters' names."""
+    out, names, pos = [], [], 0
+    for m in _PARAM.finditer(template):
+        out.append(re.escape(template[pos:m.start()]))
+        out.append("([^/]+)")
+        names.append(m.group(1))
+        pos = m.end()
+    out.append(re.escape(template[pos:].rstrip("/")))
+    return re.compile("".join(out) or "/"), tuple(names)
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -333,18 +364,28 @@ class OpenAPIRoutes:
             if loc is not None:
                 route.responses[str(status).upper()] = self._body(
                     loc, f"{method} {template} response {status}", r, (r_uri, r_ptr))
-        route.query = self._query_plan(uri, op_ptr, op, shared_params, item_ptr)
+        route.query, route.path_tags = self._parameters(uri, op_ptr, op, shared_params,
+                                                        item_ptr)
         return route
 
-    def _query_plan(self, uri: str, op_ptr: str, op: Mapping[str, Any], shared: Any,
-                    item_ptr: str) -> Plan | None:
+    def _parameters(self, uri: str, op_ptr: str, op: Mapping[str, Any], shared: Any,
+                    item_ptr: str) -> tuple[Plan | None, dict[str, str]]:
+        """The query parameters' plan, and the tagged path parameters' categories."""
         root = Node()
+        path_tags: dict[str, str] = {}
         params = [(f"{item_ptr}/parameters/{i}", p) for i, p in enumerate(shared or [])]
         params += [(f"{op_ptr}/parameters/{i}", p) for i, p in enumerate(op.get("parameters")
                                                                             or [])]
         for ptr, p in params:
             p_uri, p_ptr, p = self._deref(uri, ptr, p)
-            if not isinstance(p, Mapping) or p.get("in") != "query" or "name" not in p:
+            if not isinstance(p, Mapping) or "name" not in p:
+                continue
+            if p.get("in") == "path":
+                tag = tag_of(p, self.store.names[p_uri], p_ptr)
+                if tag is not None and tag.categories:
+                    path_tags[str(p["name"])] = tag.category
+                continue
+            if p.get("in") != "query":
                 continue
             name = self.store.names[p_uri]
             tag = tag_of(p, name, p_ptr)
@@ -358,6 +399,6 @@ class OpenAPIRoutes:
                 leaf.tag = tag
                 root.props[str(p["name"])] = leaf
         if root.is_empty():
-            return None
+            return None, path_tags
         return Plan(root, entries_of(root, self.store.names[uri]), self.store.names[uri],
-                    name="query")
+                    name="query"), path_tags

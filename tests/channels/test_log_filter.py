@@ -590,3 +590,39 @@ def test_proxied_extras_do_not_forward_dunders(canary: Canary) -> None:
     assert not hasattr(record.request, "__dict__")
     with pytest.raises(TypeError):
         vars(record.request)
+
+
+def test_values_of_an_app_s_headers_referer_query_and_tagged_path_parameters_are_known(
+        tmp_path: Any) -> None:
+    """Only credentials, client addresses, query values and bodies were known: a name in
+    ``X-Customer-Name``, a Referer's query or a tagged path parameter went to the log as
+    sent (found by review). Infrastructure headers (a request id) stay readable."""
+    import json
+
+    from piimw.config import Config
+    from piimw.exchange import Exchange
+
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {
+        "/people/{person}/orders/{order}": {"get": {"parameters": [
+            {"name": "person", "in": "path", "required": True, "x-pii": "name",
+             "schema": {"type": "string"}},
+            {"name": "order", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "ok"}}}}}}
+    (tmp_path / "openapi.json").write_text(json.dumps(spec))
+    config = Config.from_dict({"openapi": [str(tmp_path / "openapi.json")]})
+    ex = Exchange(config, "GET", "/people/Zebulon%20Quackenbush/orders/A-1234567", [
+        (b"x-customer-name", b"Quincy Fairweather"), (b"x-request-id", b"req-0f3c9a7d"),
+        (b"referer", b"https://shop.example/search?q=Ottoline+Brandvold&page=2#top")])
+    assert ex.route is not None
+    record = logging.LogRecord("app", logging.INFO, __file__, 1,
+                               "%s: %s, %s for %s (request %s, order %s)",
+                               ("GET /people/Zebulon%20Quackenbush", "Zebulon Quackenbush",
+                                "Quincy Fairweather", "Ottoline Brandvold", "req-0f3c9a7d",
+                                "A-1234567"), None)
+    with activate(ex):
+        PIIFilter().filter(record)
+    line = record.getMessage()
+    for name in ("Zebulon", "Quincy", "Ottoline"):
+        assert name not in line
+    assert "req-0f3c9a7d" in line
+    assert "A-1234567" in line  # untagged path parameter
