@@ -21,6 +21,7 @@ from piimw.exchange import (
     enter,
     header,
     leave,
+    scans_response_headers,
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -281,6 +282,10 @@ def _error_watch(exchange: Exchange, send: Send) -> Send:
                 responder = _Responder(exchange, send)
                 return responder.send(message)
             exchange.status = status
+            headers = message.get("headers") or ()
+            if scans_response_headers(headers):  # a redirect, a download, an X- header
+                message = {**message, "headers": exchange.response_headers(status,
+                                                                           list(headers))}
         return send(message)
 
     return watch
@@ -310,6 +315,9 @@ class _Responder:
                 self.state = "buffer"
                 return
             self.state = "stream"
+            if scans_response_headers(headers):
+                message = {**message,
+                           "headers": self.exchange.response_headers(status, headers)}
             await self.raw_send(message)
             return
         if self.state == "stream":
@@ -352,8 +360,10 @@ class _Responder:
     async def _finish(self, outcome: ResponseOutcome, trailers: bool = False) -> None:
         self.state = "done" if not trailers else "trailers"
         self.withheld = outcome.withheld
+        headers = outcome.headers if outcome.withheld else \
+            self.exchange.response_headers(outcome.status, outcome.headers)
         start: Message = {"type": "http.response.start", "status": outcome.status,
-                          "headers": outcome.headers}
+                          "headers": headers}
         if trailers:
             start["trailers"] = True
         await self.raw_send(start)

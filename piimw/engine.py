@@ -180,6 +180,22 @@ class Scrubber:
         spans = find_all(text, self.detectors, known)
         if not spans:
             return text, []
+        return self.scrub_spans(text, spans, sink=sink, consent=consent, route=route,
+                                event_type=event_type, location=location)
+
+    def scrub_spans(
+        self,
+        text: str,
+        spans: list[Span],
+        *,
+        sink: Sink = "log",
+        consent: Consent = DEFAULT,
+        route: str | None = None,
+        event_type: str | None = None,
+        location: str = "text",
+    ) -> tuple[str, list[Finding]]:
+        """Apply the sink's policy to ``spans`` of ``text`` (found by the caller, which may
+        have left some out: a cookie's own credentials in a ``Set-Cookie``)."""
         findings: list[Finding] = []
         replace = self._span_replacer(sink, consent, route, event_type, location, findings)
         return redact(text, spans, replace), findings

@@ -45,7 +45,7 @@ from piimw.plan import Plan
 from piimw.problem import Problem, internal_error
 from piimw.routes import Route, base_media_type, is_json_media_type
 from piimw.schema.validate import safe_pointer
-from piimw.taxonomy import use_within
+from piimw.taxonomy import is_within, use_within
 
 if TYPE_CHECKING:
     from piimw.config import Config
@@ -851,16 +851,45 @@ class Exchange:
             return []
 
     def _scrubbed_trailers(self, headers: Headers) -> Headers:
-        out: Headers = []
         sink = _text_sink(self.status or 0)
-        for name, value in headers:
-            text = value.decode("latin-1")
-            new, findings = self.config.scrubber.scrub_text(
-                text, sink=sink, consent=self.consent, known=self.known,
-                route=self.route_template, location="trailers")
-            self._record(findings)
-            out.append((name, value if new is text else new.encode("latin-1", "replace")))
-        return out
+        return [(name, self._scrubbed_value(name, value, sink, "trailers"))
+                for name, value in headers]
+
+    def response_headers(self, status: int, headers: Headers) -> Headers:
+        """The response's headers with the values of those that say something (``Location``,
+        ``Content-Disposition``, ``Set-Cookie``, ``Link``, ``Refresh``, the app's own ``X-``
+        headers) scrubbed as a page is, for any status and route: a redirect built from
+        the request's email, a filename that is a name. Framing headers are never read.
+        Never raises: on an internal error those headers are left out (fail closed)."""
+        if not scans_response_headers(headers):
+            return headers
+        try:
+            sink = _text_sink(status)
+            return [(name, self._scrubbed_value(name, value, sink, "headers"))
+                    if _scanned_header(name) else (name, value) for name, value in headers]
+        except Exception as exc:
+            logger.error("piimw: response header inspection failed (%s); those headers "
+                         "withheld", type(exc).__name__)
+            return [(name, value) for name, value in headers if not _scanned_header(name)]
+
+    def _scrubbed_value(self, name: bytes, value: bytes, sink: Sink, location: str) -> bytes:
+        """One header value scrubbed by detectors and known values: read as UTF-8 where it
+        is (a raw filename), else latin-1. In ``Set-Cookie`` the request's credentials and
+        tokens are left alone: an app renews its session cookie with the same value."""
+        try:
+            text, codec = value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, codec = value.decode("latin-1"), "latin-1"
+        scrubber = self.config.scrubber
+        spans = find_all(text, scrubber.detectors, self.known)
+        if name == b"set-cookie":
+            spans = [s for s in spans if not is_within(s.category, "user.authorization")]
+        if not spans:
+            return value
+        new, findings = scrubber.scrub_spans(text, spans, sink=sink, consent=self.consent,
+                                             route=self.route_template, location=location)
+        self._record(findings)
+        return value if new == text else new.encode(codec, "replace")
 
     def _vary(self, headers: Headers, plan: Plan) -> Headers:
         """The response's headers plus ``Vary`` naming the request headers whose signals
@@ -876,6 +905,26 @@ class Exchange:
         if not names:
             return headers
         return [*headers, (b"vary", ", ".join(sorted(names)).encode("latin-1"))]
+
+
+#: Response headers whose values say something (beyond framing): scanned, with every
+#: ``X-`` header (:func:`scans_response_headers`).
+SCANNED_RESPONSE_HEADERS = frozenset({
+    b"location", b"content-location", b"content-disposition", b"link", b"refresh",
+    b"set-cookie", b"www-authenticate", b"warning"})
+
+
+def _scanned_header(name: bytes) -> bool:
+    return name in SCANNED_RESPONSE_HEADERS or name[:2] == b"x-"
+
+
+def scans_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Has the response a header :meth:`Exchange.response_headers` reads? (Most responses
+    carry only framing headers: one pass over the names, nothing else.)"""
+    for name, _ in headers:  # noqa: SIM110 - a loop: no generator per response
+        if name in SCANNED_RESPONSE_HEADERS or name[:2] == b"x-":
+            return True
+    return False
 
 
 def _signal_sensitive(plan: Plan) -> bool:

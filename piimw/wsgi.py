@@ -18,6 +18,7 @@ from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.consent import Consent
 from piimw.exchange import (
+    SCANNED_RESPONSE_HEADERS,
     Activation,
     Exchange,
     Headers,
@@ -26,6 +27,7 @@ from piimw.exchange import (
     enter_closable,
     leave,
     leave_closed,
+    scans_response_headers,
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -117,6 +119,20 @@ def _header_name(key: str) -> bytes:
     """``HTTP_X_FORWARDED_FOR`` -> ``b"x-forwarded-for"`` (a few dozen distinct names)."""
     name = key[5:] if key.startswith("HTTP_") else key
     return name.replace("_", "-").lower().encode("latin-1")
+
+
+def _scrubbed_headers(exchange: Exchange, status: int,
+                      headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A response's headers passed through, with :meth:`Exchange.response_headers` applied
+    where one of them says something (most responses: a look at the names only)."""
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered[:2] == "x-" or lowered in _SCANNED_NAMES:
+            return _to_str(exchange.response_headers(status, _to_bytes(headers)))
+    return headers
+
+
+_SCANNED_NAMES = frozenset(n.decode("latin-1") for n in SCANNED_RESPONSE_HEADERS)
 
 
 def _to_bytes(headers: list[tuple[str, str]]) -> Headers:
@@ -306,12 +322,15 @@ class _Responder:
         if not exchange.may_want_response(code):  # most requests: no plan, no error
             exchange.status = code
             self.forwarded = True
+            headers = _scrubbed_headers(exchange, code, headers)
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
         raw = _to_bytes(headers)
         if not exchange.wants_response_body(code, raw):
             self.held = None
             self.forwarded = True
+            if scans_response_headers(raw):
+                headers = _to_str(exchange.response_headers(code, raw))
             return self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
         self.held = (code, headers, exc_info)
@@ -380,7 +399,9 @@ class _Responder:
         # A held response is the server's first start_response unless the app called it
         # before (a response not held, then a failure: PEP 3333's error path); only then is
         # exc_info passed on, which lets the server replace headers it has not sent yet.
-        status, headers = _status_line(outcome.status), _to_str(outcome.headers)
+        status = _status_line(outcome.status)
+        headers = _to_str(outcome.headers if outcome.withheld else
+                          self.exchange.response_headers(outcome.status, outcome.headers))
         if self.forwarded and exc_info is not None:
             self._start_response(status, headers, exc_info)
         else:

@@ -87,6 +87,17 @@ def cookie_user(request: HttpRequest, user_id: int) -> HttpResponse:
     return response
 
 
+def redirect_user(request: HttpRequest) -> HttpResponse:
+    """A redirect, a cookie and a header built from the request's email (no plan)."""
+    email = request.GET.get("email", "")
+    response = HttpResponse(status=302)
+    response["Location"] = f"/welcome?email={email}"
+    response["X-Debug-User"] = email
+    response.set_cookie("last_user", email)
+    response.set_cookie("auth_token", request.COOKIES.get("auth_token", ""))
+    return response
+
+
 async def auser(request: HttpRequest, user_id: int) -> HttpResponse:
     _record(request)
     return JsonResponse({**PROFILE, "id": user_id})
@@ -171,6 +182,7 @@ urlpatterns = [
     path("users/<int:user_id>", user),
     path("async/users/<int:user_id>", auser),
     path("cookie/users/<int:user_id>", cookie_user),
+    path("redirect", redirect_user),
     # The OpenAPI document calls this parameter {id}: matched by path instead.
     path("accounts/<int:user_id>", user),
     re_path(r"^articles/(?P<year>[0-9]{4})/$", article),

@@ -619,3 +619,16 @@ def test_a_function_view_answering_any_method_follows_the_get_plan(call: Caller,
     assert b"jane.doe@example.com" not in r.body
     assert Seen.exchange is not None
     assert Seen.exchange.route is not None
+
+
+def test_response_headers_and_cookies_are_scrubbed(call: Caller) -> None:
+    """A redirect, an X- header and a cookie built from the request's email went out as
+    they were, on any route (found by review); the session cookie renewed with the
+    request's own value is kept."""
+    call.client.cookies["auth_token"] = "s3ss10n-0f3c9a7d5e2b41"
+    r = call("get", "/redirect?email=jane.doe%40example.com")
+    assert r.status == 302
+    assert "jane.doe@example.com" not in r.headers["Location"]
+    assert "jane.doe@example.com" not in r.headers["X-Debug-User"]
+    assert "jane.doe" not in r.cookies["last_user"]
+    assert r.cookies["auth_token"] == "s3ss10n-0f3c9a7d5e2b41"

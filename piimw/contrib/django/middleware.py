@@ -45,6 +45,7 @@ from piimw.exchange import (
     end_of_request,
     enter_closable,
     leave_closed,
+    scans_response_headers,
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -186,6 +187,34 @@ def _leave(activation: Activation, exchange: Exchange, done: list[bool]) -> None
     done.append(True)
     leave_closed(activation)
     _end(exchange)
+
+
+def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
+    """:meth:`Exchange.response_headers` on a Django response, in place: its headers, and
+    its cookies, which Django keeps apart (a ``Set-Cookie`` holding the email)."""
+    status = response.status_code
+    items = [(name, value) for name, value in response.headers.items()]
+    raw = [(name.lower().encode("latin-1"), environ_bytes(value)) for name, value in items]
+    if scans_response_headers(raw):
+        for (name, value), (_, old), (_, new) in zip(
+                items, raw, exchange.response_headers(status, raw), strict=True):
+            if new is not old:
+                response.headers[name] = _header_text(new, value)
+    for morsel in response.cookies.values():
+        old = environ_bytes(morsel.coded_value)
+        new = exchange.response_headers(status, [(b"set-cookie", old)])[0][1]
+        if new is not old:
+            text = _header_text(new, morsel.coded_value)
+            morsel.set(morsel.key, text, text)
+
+
+def _header_text(new: bytes, old: str) -> str:
+    """``new`` as text, read as the old value was written (latin-1, else UTF-8)."""
+    try:
+        old.encode("latin-1")
+    except UnicodeEncodeError:
+        return new.decode("utf-8", "replace")
+    return new.decode("latin-1")
 
 
 def _hold_until_closed(response: HttpResponseBase, token: Activation, exchange: Exchange,
@@ -337,6 +366,7 @@ class PIIMiddleware:
                 response: HttpResponseBase = _problem_response(exchange, problem)
             else:
                 response = self._inspect_response(exchange, self.get_response(request))
+                _scrub_headers(exchange, response)
         except BaseException:
             _leave(token, exchange, done)
             raise
@@ -373,6 +403,7 @@ class PIIMiddleware:
             else:
                 response = await self._ainspect_response(exchange,
                                                          await self.get_response(request))
+                _scrub_headers(exchange, response)
         except BaseException:
             _leave(token, exchange, done)
             raise

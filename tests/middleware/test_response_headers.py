@@ -1,0 +1,117 @@
+"""Response headers that say something are scrubbed like a page (found by review).
+
+A redirect built from the request's email, a download named after a person, a cookie or an
+``X-`` header holding a value the request brought in: the body was inspected and the same
+value passed in a header. Framing headers are never read; a session cookie renewed with
+the request's own value is left as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import pytest
+from asgi_driver import call
+from werkzeug.test import Client
+
+import piimw
+from piimw.asgi import PIIMiddleware
+from piimw.exchange import Exchange
+from piimw.wsgi import PIIMiddleware as WSGIMiddleware
+
+EMAIL = "jane.doe@example.com"
+NAME = "Zebulon Quackenbush"
+SESSION = "s3ss10n-0f3c9a7d5e2b41"
+
+
+def _headers() -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"text/plain"),
+        (b"location", f"/welcome?email={quote(EMAIL)}&name={quote(NAME)}".encode()),
+        (b"content-disposition", f'attachment; filename="{NAME}.pdf"'.encode()),
+        (b"set-cookie", f"last_user={EMAIL}; Path=/".encode()),
+        (b"set-cookie", f"session={SESSION}; Path=/; HttpOnly".encode()),
+        (b"x-debug-user", f"{NAME} <{EMAIL}>".encode()),
+        (b"x-request-id", b"req-12345678"),
+    ]
+
+
+def _check(headers: list[tuple[bytes, bytes]]) -> None:
+    joined = b"\n".join(k + b": " + v for k, v in headers)
+    assert EMAIL.encode() not in joined
+    assert quote(EMAIL).encode() not in joined
+    assert NAME.encode() not in joined
+    assert quote(NAME).encode() not in joined
+    assert f"session={SESSION}".encode() in joined  # the request's own cookie, renewed
+    assert b"x-request-id: req-12345678" in joined.lower()
+    assert b"content-type: text/plain" in joined.lower()
+
+
+def _request_headers() -> list[tuple[str, str]]:
+    return [("cookie", f"session={SESSION}")]
+
+
+@pytest.mark.parametrize("status", [200, 302, 404])
+async def test_asgi_route_without_a_plan(status: int) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": _headers()})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    r = await call(PIIMiddleware(app, piimw.Config()), "GET", "/signup",
+                   query=f"email={quote(EMAIL)}&name={quote(NAME)}".encode(),
+                   headers=_request_headers())
+    assert r.status == status
+    _check(r.headers)
+
+
+async def test_asgi_route_with_a_plan(tmp_path: Any) -> None:
+    schema = {"type": "object", "properties": {"email": {"type": "string", "x-pii": "email"},
+                                               "name": {"type": "string", "x-pii": "name"}}}
+    (tmp_path / "req.json").write_bytes(orjson.dumps(schema))
+    config = piimw.Config.from_dict({"routes": [{"route": "POST /signup",
+                                                 "request": str(tmp_path / "req.json")}]})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 303, "headers": _headers()})
+        await send({"type": "http.response.body", "body": b""})
+
+    r = await call(PIIMiddleware(app, config), "POST", "/signup",
+                   body=orjson.dumps({"email": EMAIL, "name": NAME}),
+                   headers=[("content-type", "application/json"), *_request_headers()])
+    assert r.status == 303
+    _check(r.headers)
+
+
+@pytest.mark.parametrize("status", ["200 OK", "302 Found", "404 Not Found"])
+def test_wsgi(status: str) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, [(k.decode(), v.decode()) for k, v in _headers()])
+        return [b"ok"]
+
+    r = Client(WSGIMiddleware(app, piimw.Config())).get(
+        "/signup", query_string=f"email={quote(EMAIL)}&name={quote(NAME)}",
+        headers={"Cookie": f"session={SESSION}"}, buffered=True)
+    _check([(k.lower().encode(), v.encode()) for k, v in r.headers.items()])
+
+
+def test_a_failure_leaves_the_headers_that_say_something_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: on an internal error those headers are withheld, framing kept."""
+    ex = Exchange(piimw.Config(), "GET", "/x", [], b"email=" + EMAIL.encode())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Exchange, "_scrubbed_value", broken)
+    out = ex.response_headers(302, _headers())
+    assert out == [(b"content-type", b"text/plain")]
+
+
+def test_framing_alone_is_not_read() -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    ex = Exchange(piimw.Config(), "GET", "/x", [])
+    assert ex.response_headers(200, headers) is headers
+    assert ex._known is None  # the request's values were never needed
