@@ -12,6 +12,7 @@ import base64
 import ipaddress
 import json
 import logging
+import re
 import secrets
 import threading
 from bisect import bisect_right
@@ -38,7 +39,7 @@ from piimw.bodies import (
 )
 from piimw.charsets import encode_page, page_text
 from piimw.consent import DEFAULT, Consent
-from piimw.detect import KnownValues, find_all
+from piimw.detect import KnownValues, Span, find_all, merge_spans
 from piimw.engine import Result
 from piimw.findings import Finding, Sink
 from piimw.plan import Plan
@@ -857,10 +858,10 @@ class Exchange:
 
     def response_headers(self, status: int, headers: Headers) -> Headers:
         """The response's headers with the values of those that say something (``Location``,
-        ``Content-Disposition``, ``Set-Cookie``, ``Link``, ``Refresh``, the app's own ``X-``
-        headers) scrubbed as a page is, for any status and route: a redirect built from
-        the request's email, a filename that is a name. Framing headers are never read.
-        Never raises: on an internal error those headers are left out (fail closed)."""
+        ``Content-Disposition``, ``Set-Cookie``, ``Link``, an app's own headers: all but
+        :data:`FRAMING_RESPONSE_HEADERS`) scrubbed as a page is, for any status and route:
+        a redirect built from the request's email, a filename that is a name. Never raises:
+        on an internal error those headers are left out (fail closed)."""
         if not scans_response_headers(headers):
             return headers
         try:
@@ -872,18 +873,61 @@ class Exchange:
                          "withheld", type(exc).__name__)
             return [(name, value) for name, value in headers if not _scanned_header(name)]
 
+    def _header_spans(self, name: bytes, text: str, location: str) -> list[Span]:
+        """What a header value holds that must not go out. In a response header (not a
+        trailer), the request's untagged values (query, ``Referer``, ``X-`` headers: category
+        ``user``) are the app's to echo (``?next=/orders``, ``?page=2`` in a redirect or a
+        ``Link``); the detectors, tagged values and credentials still count. In a
+        ``Set-Cookie``, credentials and tokens are the app's (a renewed session cookie); in
+        a URL header, the request's own host (a private address in a redirect).
+
+        On a route without a plan the request brought no tagged value: a response header
+        there gets the detectors (and the known values only if something already gathered
+        them), so that a renewed session cookie costs no harvest of the request's values."""
+        detectors = self.config.scrubber.detectors
+        spans = detectors.find(text)
+        known = self.known if (location != "headers" or self.route is not None
+                               or self._known is not None) else None
+        if known:
+            found = known.find(text)
+            if location == "headers":
+                found = [s for s in found if s.category != "user"]
+            if found:
+                spans = merge_spans(spans + found) if spans else found
+        if spans and name == b"set-cookie":
+            spans = [s for s in spans if not is_within(s.category, "user.authorization")]
+        if spans and name in _URL_HEADERS:
+            hosts = self._own_hosts()
+            spans = [s for s in spans if text[s.start:s.end].lower() not in hosts]
+        return spans
+
+    def _own_hosts(self) -> frozenset[str]:
+        """The host names the request was addressed to (``Host``, ``X-Forwarded-Host``)."""
+        hosts: set[str] = set()
+        for name, value in self.request_headers:
+            if name in (b"host", b"x-forwarded-host"):
+                for part in value.decode("latin-1").split(","):
+                    host = part.strip().lower()
+                    if host.startswith("["):
+                        host = host[1:].partition("]")[0]
+                    elif host.count(":") == 1:
+                        host = host.partition(":")[0]
+                    if host:
+                        hosts.add(host)
+        return frozenset(hosts)
+
     def _scrubbed_value(self, name: bytes, value: bytes, sink: Sink, location: str) -> bytes:
         """One header value scrubbed by detectors and known values: read as UTF-8 where it
         is (a raw filename), else latin-1. In ``Set-Cookie`` the request's credentials and
         tokens are left alone: an app renews its session cookie with the same value."""
+        if name == b"set-cookie" and _signed_token(value):
+            return value  # what a detector finds in a signed token is the app's credential
         try:
             text, codec = value.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             text, codec = value.decode("latin-1"), "latin-1"
         scrubber = self.config.scrubber
-        spans = find_all(text, scrubber.detectors, self.known)
-        if name == b"set-cookie":
-            spans = [s for s in spans if not is_within(s.category, "user.authorization")]
+        spans = self._header_spans(name, text, location)
         if not spans:
             return value
         new, findings = scrubber.scrub_spans(text, spans, sink=sink, consent=self.consent,
@@ -907,24 +951,56 @@ class Exchange:
         return [*headers, (b"vary", ", ".join(sorted(names)).encode("latin-1"))]
 
 
-#: Response headers whose values say something (beyond framing): scanned, with every
-#: ``X-`` header (:func:`scans_response_headers`).
-SCANNED_RESPONSE_HEADERS = frozenset({
-    b"location", b"content-location", b"content-disposition", b"link", b"refresh",
-    b"set-cookie", b"www-authenticate", b"warning"})
+_TOKEN_PART = re.compile(rb"[A-Za-z0-9_=+/-]+")
+_DIGITS = re.compile(rb"[0-9]")
+_LETTERS = re.compile(rb"[A-Za-z]")
+
+
+def _signed_token(set_cookie: bytes) -> bool:
+    """Is the cookie's value a signed token (Flask's and Starlette's sessions, a JWT,
+    Django's signed cookies): base64 parts joined by dots or colons, one of them 20
+    characters or more with letters and digits? Every response renewing a session would
+    otherwise run the detectors to find a token they then leave alone (credentials are the
+    app's in a ``Set-Cookie``); a name or an email never has such a part."""
+    value = set_cookie.partition(b";")[0].partition(b"=")[2].strip(b' "').lstrip(b".")
+    parts = value.replace(b":", b".").split(b".")
+    if len(parts) < 2 or not all(_TOKEN_PART.fullmatch(p) for p in parts):
+        return False
+    return any(len(p) >= 20 and _DIGITS.search(p) and _LETTERS.search(p) for p in parts)
+
+
+#: Response headers holding a URL: the request's own host may appear in them.
+_URL_HEADERS = frozenset({b"location", b"content-location", b"link", b"refresh"})
+#: Response headers that frame or secure a response and never hold what a request brought
+#: in: never read. Every other header is scanned (custom ones are named without ``X-``
+#: since RFC 6648: ``Customer-Email``), ``Server-Timing`` descriptions included.
+FRAMING_RESPONSE_HEADERS = frozenset({
+    b"content-type", b"content-length", b"content-encoding", b"content-language",
+    b"content-range", b"content-md5", b"digest", b"transfer-encoding", b"trailer",
+    b"connection", b"keep-alive", b"upgrade", b"date", b"server", b"vary", b"etag",
+    b"last-modified", b"cache-control", b"expires", b"age", b"pragma", b"accept-ranges",
+    b"allow", b"retry-after", b"alt-svc", b"priority", b"strict-transport-security",
+    b"content-security-policy", b"content-security-policy-report-only", b"referrer-policy",
+    b"permissions-policy", b"feature-policy", b"cross-origin-opener-policy",
+    b"cross-origin-embedder-policy", b"cross-origin-resource-policy", b"origin-agent-cluster",
+    b"access-control-allow-origin", b"access-control-allow-credentials",
+    b"access-control-allow-methods", b"access-control-allow-headers",
+    b"access-control-expose-headers", b"access-control-max-age", b"timing-allow-origin",
+    b"nel", b"report-to", b"reporting-endpoints", b"x-frame-options",
+    b"x-content-type-options", b"x-xss-protection", b"x-dns-prefetch-control",
+    b"x-permitted-cross-domain-policies", b"x-download-options", b"x-robots-tag",
+    b"x-ua-compatible", b"x-powered-by", b"x-request-id", b"x-runtime"})
 
 
 def _scanned_header(name: bytes) -> bool:
-    return name in SCANNED_RESPONSE_HEADERS or name[:2] == b"x-"
+    return name not in FRAMING_RESPONSE_HEADERS
 
 
 def scans_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Has the response a header :meth:`Exchange.response_headers` reads? (Most responses
-    carry only framing headers: one pass over the names, nothing else.)"""
-    # A loop, not any(): no generator per response. One-byte slices are cached objects; the
-    # set lookup hashes a name the server made for this request.
-    for name, _ in headers:
-        if (name[:1] == b"x" and name[1:2] == b"-") or name in SCANNED_RESPONSE_HEADERS:
+    carry only framing headers: one set lookup per name, nothing else.)"""
+    for name, _ in headers:  # noqa: SIM110 - a loop: no generator per response
+        if name not in FRAMING_RESPONSE_HEADERS:
             return True
     return False
 

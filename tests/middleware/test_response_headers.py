@@ -38,12 +38,14 @@ def _headers() -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _check(headers: list[tuple[bytes, bytes]]) -> None:
+def _check(headers: list[tuple[bytes, bytes]], *, name_tagged: bool = True) -> None:
+    """The email (a detector finds it) never goes out; the name (a known value) only where
+    it was tagged: an untagged query value is the app's to echo (``?next=``, ``?page=``)."""
     joined = b"\n".join(k + b": " + v for k, v in headers)
     assert EMAIL.encode() not in joined
     assert quote(EMAIL).encode() not in joined
-    assert NAME.encode() not in joined
-    assert quote(NAME).encode() not in joined
+    assert (NAME.encode() not in joined) is name_tagged
+    assert (quote(NAME).encode() not in joined) is name_tagged
     assert f"session={SESSION}".encode() in joined  # the request's own cookie, renewed
     assert b"x-request-id: req-12345678" in joined.lower()
     assert b"content-type: text/plain" in joined.lower()
@@ -63,7 +65,7 @@ async def test_asgi_route_without_a_plan(status: int) -> None:
                    query=f"email={quote(EMAIL)}&name={quote(NAME)}".encode(),
                    headers=_request_headers())
     assert r.status == status
-    _check(r.headers)
+    _check(r.headers, name_tagged=False)
 
 
 async def test_asgi_route_with_a_plan(tmp_path: Any) -> None:
@@ -94,7 +96,8 @@ def test_wsgi(status: str) -> None:
     r = Client(WSGIMiddleware(app, piimw.Config())).get(
         "/signup", query_string=f"email={quote(EMAIL)}&name={quote(NAME)}",
         headers={"Cookie": f"session={SESSION}"}, buffered=True)
-    _check([(k.lower().encode(), v.encode()) for k, v in r.headers.items()])
+    _check([(k.lower().encode(), v.encode()) for k, v in r.headers.items()],
+           name_tagged=False)
 
 
 def test_a_failure_leaves_the_headers_that_say_something_out(
@@ -107,7 +110,7 @@ def test_a_failure_leaves_the_headers_that_say_something_out(
 
     monkeypatch.setattr(Exchange, "_scrubbed_value", broken)
     out = ex.response_headers(302, _headers())
-    assert out == [(b"content-type", b"text/plain")]
+    assert out == [(b"content-type", b"text/plain"), (b"x-request-id", b"req-12345678")]
 
 
 def test_framing_alone_is_not_read() -> None:
@@ -115,3 +118,44 @@ def test_framing_alone_is_not_read() -> None:
     ex = Exchange(piimw.Config(), "GET", "/x", [])
     assert ex.response_headers(200, headers) is headers
     assert ex._known is None  # the request's values were never needed
+
+
+async def test_what_an_app_echoes_by_design_is_kept() -> None:
+    """Review of the change above: every query value is a known value, and redirects lost
+    ``?next=/orders/history`` and ``?page=``; the IP detector took the server's own private
+    address out of a redirect. A custom header without ``X-`` is read; a security header
+    is not (nor are the request's values harvested for it)."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 302, "headers": [
+            (b"location", b"http://10.0.0.5:8000/orders/history?page=1234&sort=newest"),
+            (b"link", b'</search?q=garden+chairs&page=2>; rel="next"'),
+            (b"customer-email", EMAIL.encode())]})
+        await send({"type": "http.response.body", "body": b""})
+
+    r = await call(PIIMiddleware(app, piimw.Config()), "GET", "/login",
+                   query=b"next=/orders/history&page=1234&sort=newest&q=garden+chairs",
+                   headers=[("host", "10.0.0.5:8000")])
+    assert r.header("location") == "http://10.0.0.5:8000/orders/history?page=1234&sort=newest"
+    assert r.header("link") == '</search?q=garden+chairs&page=2>; rel="next"'
+    assert EMAIL not in (r.header("customer-email") or "")
+
+    ex = Exchange(piimw.Config(), "GET", "/x", [], b"q=jane")
+    safe = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff")]
+    assert ex.response_headers(200, safe) is safe
+    assert ex._known is None
+
+
+@pytest.mark.parametrize(("cookie", "signed"), [
+    (b"session=eyJfcGVybWFuZW50Ijp0cnVlfQ.awwRDx.Xy12AbCdEfGhIjKlMnOpQrStUvW; Path=/", True),
+    (b"session=.eJyrVspMUbIyNDY2NDE3NzUyNjI2MjaoBQA5QAWd.ZXY12A.abc123XYZ", True),
+    (b'sessionid="e30:1xXdGW:d3m8kGpuFv6y4zVTc_a32uoXgqmdNsgKZ95ICr5SsBM"', True),
+    (b"last_user=jane.doe@example.com; Path=/", False),
+    (b"name=Maximilian.Schwarzenegger-Habsburg.2; Path=/", False),
+    (b"phone=14155550100", False),
+])
+def test_a_signed_session_cookie_is_not_scanned(cookie: bytes, signed: bool) -> None:
+    """Review: every response renewing a session ran the detectors over its token (the JWT
+    detector finds Flask's), then left it alone: a cost on every request, for nothing."""
+    from piimw.exchange import _signed_token
+
+    assert _signed_token(cookie) is signed
