@@ -135,6 +135,18 @@ TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "applicati
                  "application/javascript", "application/x-www-form-urlencoded")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
+#: Words naming an ``X-`` header that holds a credential (``X-XSRF-Token``, ``X-Auth-Key``).
+_CREDENTIAL_WORDS = (b"token", b"csrf", b"xsrf", b"secret", b"auth", b"key", b"password")
+#: Words naming an ``X-`` header that carries infrastructure (tracing, proxies, timing).
+_INFRASTRUCTURE_WORDS = (b"trace", b"span", b"-id", b"envoy", b"datadog", b"amz", b"forwarded",
+                         b"request-start", b"b3-", b"timeout", b"version", b"cloud", b"vercel",
+                         b"-cf-", b"cdn", b"edge")
+
+
+def _infrastructure(name: bytes) -> bool:
+    return name in _NOT_HARVESTED or any(w in name for w in _INFRASTRUCTURE_WORDS)
+
+
 #: ``X-`` headers that carry infrastructure or signals, not what a person sent: not known
 #: values (a request id redacted from every log line would help no one). Credentials and
 #: client addresses are read as such (:data:`CREDENTIAL_HEADERS`,
@@ -429,11 +441,12 @@ class Exchange:
                 continue
             if name == b"referer" and b"?" in value:
                 self._harvest_query(value.partition(b"?")[2].partition(b"#")[0])
-            elif name[:2] == b"x-" and name not in _NOT_HARVESTED and \
-                    name not in CREDENTIAL_HEADERS and name not in CLIENT_ADDRESS_HEADERS:
+            elif name[:2] == b"x-" and name not in CREDENTIAL_HEADERS and \
+                    name not in CLIENT_ADDRESS_HEADERS and not _infrastructure(name):
                 # An app's own headers (X-User-Email, X-Customer-Name): what they carry
-                # came with the request as a query value does.
-                self.known.add(value.decode("latin-1"), "user")
+                # came with the request as a query value does; a token is a credential.
+                self.known.add(value.decode("latin-1"), "user.authorization.credentials"
+                               if any(t in name for t in _CREDENTIAL_WORDS) else "user")
             if name in CREDENTIAL_HEADERS:
                 text = value.decode("latin-1")
                 if name == b"cookie":

@@ -612,6 +612,7 @@ def test_values_of_an_app_s_headers_referer_query_and_tagged_path_parameters_are
     config = Config.from_dict({"openapi": [str(tmp_path / "openapi.json")]})
     ex = Exchange(config, "GET", "/people/Zebulon%20Quackenbush/orders/A-1234567", [
         (b"x-customer-name", b"Quincy Fairweather"), (b"x-request-id", b"req-0f3c9a7d"),
+        (b"x-datadog-trace-id", b"7362819282736452817"),
         (b"referer", b"https://shop.example/search?q=Ottoline+Brandvold&page=2#top")])
     assert ex.route is not None
     record = logging.LogRecord("app", logging.INFO, __file__, 1,
@@ -626,3 +627,8 @@ def test_values_of_an_app_s_headers_referer_query_and_tagged_path_parameters_are
         assert name not in line
     assert "req-0f3c9a7d" in line
     assert "A-1234567" in line  # untagged path parameter
+    trace = logging.LogRecord("app", logging.INFO, __file__, 1, "trace %s",
+                              ("7362819282736452817",), None)
+    with activate(ex):
+        PIIFilter().filter(trace)
+    assert trace.getMessage() == "trace 7362819282736452817"  # review: tracing stays
