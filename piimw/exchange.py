@@ -757,9 +757,11 @@ class Exchange:
         if self.method == "HEAD":
             # No body goes out (some servers would send what the app wrote: none is
             # forwarded), and the validators of the GET body it stands for describe bytes
-            # the plan may change. Its length is no one's personal data.
-            return ResponseOutcome(status, [(k, v) for k, v in headers
-                                            if k not in (b"etag", b"content-md5")], b"")
+            # the plan may change. Its length is no one's personal data. It varies as the
+            # GET would.
+            kept = [(k, v) for k, v in headers if k not in (b"etag", b"content-md5")]
+            spec = self.route.response_for(status) if self.route is not None else None
+            return ResponseOutcome(status, self._vary(kept, spec.plan) if spec else kept, b"")
         encoding = content_coding(headers)
         try:
             raw = decode_content(body, encoding, self.config.max_response_bytes)

@@ -669,3 +669,6 @@ def test_vary_names_every_signal_header_where_a_signal_could_change_the_response
         assert dict(out.headers)[b"vary"] == b"DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
     ex = Exchange(config, "GET", "/e", [])
     assert b"vary" not in dict(ex.response_body(200, JSON, orjson.dumps({"id": 1})).headers)
+    # HEAD varies as the GET would (review of the HEAD change)
+    head = Exchange(config, "HEAD", "/m", []).response_body(200, JSON, b"")
+    assert dict(head.headers)[b"vary"] == b"DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"

@@ -560,6 +560,10 @@ class PIIMiddleware:
         else:
             outcome = exchange.response_body(status, headers, body)
         self._apply(response, outcome, headers, body)
+        if exchange.method == "HEAD" and not outcome.withheld and body is not None:
+            # No body is forwarded; the length stays the GET body's (CommonMiddleware would
+            # count the empty content; servers drop a HEAD body anyway).
+            response.headers["Content-Length"] = str(len(body))
         return response
 
     def _apply(self, response: HttpResponseBase, outcome: ResponseOutcome, headers: Headers,
