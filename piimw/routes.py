@@ -91,11 +91,13 @@ class Route:
         )
 
     def path_values(self, path: str) -> list[tuple[str, str]]:
-        """(value, category) of the tagged path parameters in ``path``, percent-decoded;
-        none if the path does not match the template (a mount prefix, another spelling)."""
+        """(value, category) of the tagged path parameters in ``path``, percent-decoded,
+        the template matched at its end (after a mount or ``root_path`` prefix); none if it
+        does not match (another spelling)."""
         if not self.path_tags:
             return []
         regex, names = _param_regex(self.template)
+        # A mount or root_path prefix (uvicorn --root-path) may come before the template.
         m = regex.fullmatch(path.rstrip("/") or "/") or regex.fullmatch(path)
         if m is None:
             return []
@@ -124,7 +126,7 @@ def _param_regex(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
         names.append(m.group(1))
         pos = m.end()
     out.append(re.escape(template[pos:].rstrip("/")))
-    return re.compile("".join(out) or "/"), tuple(names)
+    return re.compile("(?:/[^?#]*?)?" + ("".join(out) or "/")), tuple(names)
 
 
 def _template_regex(template: str) -> re.Pattern[str]:

@@ -632,3 +632,6 @@ def test_values_of_an_app_s_headers_referer_query_and_tagged_path_parameters_are
     with activate(ex):
         PIIFilter().filter(trace)
     assert trace.getMessage() == "trace 7362819282736452817"  # review: tracing stays
+    # behind a mount or root_path prefix (review: the path did not match the template)
+    assert ex.route.path_values("/api/people/Zebulon%20Quackenbush/orders/A-1") == [
+        ("Zebulon Quackenbush", "user.name")]
