@@ -548,7 +548,9 @@ class Exchange:
             return self._sniffed_json(body)
         return RequestOutcome(problem=Problem(
             415, "unsupported-media-type",
-            "This endpoint accepts application/json, form or multipart bodies."))
+            "Personal data is checked here in JSON, form and multipart bodies only; this "
+            "media type is not declared, or its schema marks personal data piimw cannot "
+            "read in it."))
 
     def _json_request(self, body: bytes) -> RequestOutcome:
         assert self.route is not None
