@@ -208,8 +208,8 @@ class Hasher:
                 f"action 'hash' needs a secret key: set the environment variable {env_var}",
                 source="environment",
             )
-        if not key_id and env_var + "_ID" in env:
-            kid = env[env_var + "_ID"]
+        kid = env.get(env_var + "_ID")
+        if not key_id and kid:  # empty counts as unset (as for the audit key's _ID)
             if not cls.KEY_ID_RE.fullmatch(kid):
                 raise ConfigError(f"the environment variable {env_var}_ID must hold a hash "
                                   "key id: 1 to 32 letters, digits, '_' or '-'",

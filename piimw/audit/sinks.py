@@ -152,7 +152,7 @@ class JsonlSink:
         """Read the head under the lock; second value: the trail's last line is unterminated."""
         size = os.fstat(fd).st_size
         partial = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-        saved = read_head(_pread_all(self._lock_fd), self.sealer.key)
+        saved = read_head(_first_line(_pread_all(self._lock_fd)), self.sealer.key)
         ident = self._ident
         if saved is not None:
             head, data = saved
@@ -223,6 +223,13 @@ class JsonlSink:
 def _pread_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     return os.pread(fd, size, 0) if size else b""
+
+
+def _first_line(raw: bytes) -> bytes:
+    """The head in a sidecar: its first line. The sidecar is rewritten in place (pwrite, then
+    ftruncate), so a writer killed in between leaves a shorter new head followed by the rest
+    of the old one; the first line is still the whole, signed new head."""
+    return raw.split(b"\n", 1)[0]
 
 
 def _last_record(fd: int, size: int) -> tuple[dict[str, Any], bytes] | None:
@@ -503,7 +510,7 @@ def stored_head(source: str, key: AuditKey | None) -> StoredHead:
         where = sidecar(path).name
     if not raw.strip():  # a sidecar is created empty before the first batch is written
         return StoredHead(False)
-    hit = read_head(raw, key)
+    hit = read_head(_first_line(raw), key)
     return StoredHead(True, hit[0] if hit else None, where)
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.retry import Retry
 
 from piimw.errors import ConfigError
@@ -50,6 +50,14 @@ return tostring(wait)
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _failure(e: RedisError) -> StoreError:
+    """A key of another type than a hash under the registry's prefix (a foreign or damaged
+    write) is that subject's unreadable record, not an outage of the registry."""
+    if isinstance(e, ResponseError) and str(e).startswith("WRONGTYPE"):
+        return UnreadableRecord("a registry record is unreadable")
+    return StoreError(f"redis registry unavailable ({type(e).__name__})")
 
 
 def _record(subject: str, raw: Any) -> Record:
@@ -100,7 +108,7 @@ class RedisStore(Store):
         try:
             raw = self._client.hgetall(self.key(subject))
         except RedisError as e:
-            raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
+            raise _failure(e) from None
         return _record(subject, raw)
 
     def update(self, subject: str, change: Change) -> tuple[Record, bool]:
@@ -131,7 +139,7 @@ class RedisStore(Store):
             # transaction's event-loop turn, the invalidation to every subscriber included.
             self._client.ping()
         except RedisError as e:
-            raise StoreError(f"redis registry unavailable ({type(e).__name__})") from None
+            raise _failure(e) from None
         return new, True
 
     def remove(self, subject: str) -> bool:

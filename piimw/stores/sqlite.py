@@ -7,15 +7,19 @@ Any SQLite error drops the connection, and so does a file replaced under it (che
 per operation), so that a file restored from a backup is reopened rather than read stale.
 
 A new file gets a random registry id (table ``piimw_meta``), also written to ``<path>-id``
-beside it. A process that knows an id (it opened the registry, or found the id file) opens
-only an existing file with that id: a deleted registry, or another one put in its place, is
-an outage, never a new empty registry (which would opt everyone back in). Only a process that
-finds neither the file nor the id file creates one.
+beside the real file (a symlink is followed). A process that knows an id (it opened the
+registry, or found the id file) opens only an existing file with that id: a deleted registry,
+or another one put in its place, is an outage, never a new empty registry (which would opt
+everyone back in). A registry file from before registry ids (``piimw_registry`` without
+``piimw_meta``: a backup restored in place) is stamped with the known id. Only a process that
+finds neither the file nor the id file creates one. An id file that cannot be written is a
+warning: the id in the file is enough for the process that opened it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -25,7 +29,7 @@ import time
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from piimw.stores import Cache, Change, Record, Store, StoreError, refill
+from piimw.stores import Cache, Change, Record, Store, StoreError, UnreadableRecord, refill
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS piimw_registry (
@@ -54,6 +58,8 @@ CREATE TABLE IF NOT EXISTS piimw_meta (
 """
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
+logger = logging.getLogger("piimw.registry")
+
 #: Connections inherited over fork are never touched again (closing one in the child could
 #: release POSIX locks the child's own connections hold on the same file); kept referenced.
 _inherited: list[sqlite3.Connection] = []
@@ -70,6 +76,37 @@ def _identity(path: str) -> tuple[int, int] | None:
 def _stored_id(conn: sqlite3.Connection) -> str | None:
     row = conn.execute("SELECT value FROM piimw_meta WHERE key = 'registry_id'").fetchone()
     return None if row is None else str(row[0])
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {str(name) for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'piimw_%'")}
+
+
+def _fields(rows: list[Any]) -> list[tuple[Any, Any]]:
+    """Rows fetched as bytes (see :func:`_select`), decoded: bytes that are not UTF-8 make
+    the record unreadable (its subject fails closed), never an outage."""
+    try:
+        return [(_text(field), _text(value)) for field, value in rows]
+    except UnicodeDecodeError:
+        raise UnreadableRecord("a registry record is unreadable") from None
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _select(conn: sqlite3.Connection, subject: str) -> list[tuple[Any, Any]]:
+    """The subject's fields. Text is fetched as bytes and decoded by :func:`_fields`:
+    sqlite3 raises OperationalError for text that is not UTF-8 while fetching, which would
+    otherwise count as an outage of the whole registry."""
+    conn.text_factory = bytes
+    try:
+        rows = conn.execute("SELECT field, value FROM piimw_registry WHERE subject = ?",
+                            (subject,)).fetchall()
+    finally:
+        conn.text_factory = str
+    return _fields(rows)
 
 
 def _read_id(path: str | None) -> str | None:
@@ -89,6 +126,7 @@ def _read_id(path: str | None) -> str | None:
 
 
 def _write_id(path: str, registry_id: str) -> None:
+    """Raises OSError (nothing left behind) if the id file cannot be written."""
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # unique per writer
     try:
         with open(tmp, "w", encoding="ascii") as f:
@@ -99,7 +137,7 @@ def _write_id(path: str, registry_id: str) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise sqlite3.OperationalError("cannot write the registry id file") from None
+        raise
 
 
 class SQLiteStore(Store):
@@ -120,7 +158,12 @@ class SQLiteStore(Store):
         self._rate_writes = 0
         #: The registry this process uses, once known: from the file or the id file.
         self._registry_id: str | None = None
-        self.id_path = None if self.path in ("", ":memory:") else self.path + "-id"
+        #: Beside the real file: a symlinked registry (a read-only app directory linking to a
+        #: data volume) keeps its id file where SQLite keeps the -wal and -shm files.
+        self.id_path = None if self.path in ("", ":memory:") else \
+            os.path.realpath(self.path) + "-id"
+        self._warned_id_file = False
+        self._refusal_logged: str | None = None
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -136,16 +179,34 @@ class SQLiteStore(Store):
         # one would opt everyone back in.
         target = self.path if expected is None else \
             "file://" + quote(os.path.abspath(self.path)) + "?mode=rw"
-        conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None,
-                               check_same_thread=False, uri=expected is not None)
+        try:
+            conn = sqlite3.connect(target, timeout=self._timeout, isolation_level=None,
+                                   check_same_thread=False, uri=expected is not None)
+        except sqlite3.Error:
+            if expected is not None and not os.path.exists(self.path):
+                self._refuse("missing")
+            raise
         try:
             # Setting up writes (WAL mode and the tables of a new file) and waits for other
             # connections doing the same, as a write does; then reads wait less.
             conn.execute(f"PRAGMA busy_timeout = {int(self._write_timeout * 1000)}")
             # Checked before anything is written to the file.
-            found = None if expected is None else _stored_id(conn)
-            if found != expected:
-                raise sqlite3.OperationalError("not the registry file this process knows")
+            stamp: str | None = None
+            if expected is None:
+                found = None
+            else:
+                tables = _tables(conn)
+                if "piimw_meta" in tables:
+                    found = _stored_id(conn)
+                elif "piimw_registry" in tables:
+                    # A copy from before registry ids (a backup restored in place): the same
+                    # registry as far as anything can tell; it gets the known id.
+                    found = stamp = expected
+                else:
+                    found = None  # empty, or not a piimw registry at all
+                if found != expected:
+                    self._refuse("other" if "piimw_meta" in tables else "foreign")
+                    raise sqlite3.OperationalError("not the registry file this process knows")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError("cannot switch to WAL mode")
@@ -153,15 +214,18 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(_SCHEMA)
             conn.execute(_RATE_SCHEMA)
-            if found is None:  # a new file, or one from before registry ids
+            if found is None or stamp is not None:  # a new file, or one from before ids
                 conn.execute(_META_SCHEMA)
                 conn.execute("INSERT OR IGNORE INTO piimw_meta (key, value) "
-                             "VALUES ('registry_id', ?)", (secrets.token_hex(16),))
+                             "VALUES ('registry_id', ?)", (stamp or secrets.token_hex(16),))
                 found = _stored_id(conn)
                 if found is None or not _ID_RE.match(found):
                     raise sqlite3.OperationalError("the registry id is unreadable")
+                if expected is not None and found != expected:  # stamped meanwhile
+                    self._refuse("other")
+                    raise sqlite3.OperationalError("not the registry file this process knows")
             if self.id_path is not None and on_disk != found:
-                _write_id(self.id_path, found)
+                self._save_id(found)
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
         except BaseException:
             conn.close()
@@ -170,7 +234,41 @@ class SQLiteStore(Store):
         self._registry_id = found
         self._version = None
         self._identity = _identity(self.path)
+        self._refusal_logged = None
         return conn
+
+    def _save_id(self, registry_id: str) -> None:
+        """Write the id file; if that fails, warn once: the id in the file is enough for this
+        process, only a deletion seen by a process started later goes undetected."""
+        assert self.id_path is not None
+        try:
+            _write_id(self.id_path, registry_id)
+        except OSError as e:
+            if not self._warned_id_file:
+                self._warned_id_file = True
+                logger.warning("piimw: cannot write the registry id file %s (%s); the registry "
+                               "works, but a process started after the registry file is "
+                               "deleted would create a new, empty one",
+                               os.path.basename(self.id_path), type(e).__name__)
+
+    def _refuse(self, why: str) -> None:
+        """Log, once per incident, why a registry file is refused and what to do. The id
+        file is named; a subject never is."""
+        if self._refusal_logged == why:
+            return
+        self._refusal_logged = why
+        what = {
+            "missing": "is missing",
+            "other": "holds another registry id",
+            "foreign": "is not a piimw registry",
+        }[why]
+        logger.error("piimw: the SQLite registry file %s %s, but this process knows the "
+                     "registry by its id (from %s, or the file it had open); it is refused "
+                     "so that nobody is opted back in, and signed-in requests fail closed. "
+                     "Restore the registry file (a backup of the same registry is reopened), "
+                     "or, to start another registry deliberately, delete %s and restart "
+                     "every process", os.path.basename(self.path), what, self.id_path,
+                     self.id_path)
 
     def _reset(self) -> None:
         conn, self._conn = self._conn, None
@@ -212,9 +310,7 @@ class SQLiteStore(Store):
     def load(self, subject: str) -> Record:
         with self._lock:
             try:
-                rows = self._connection().execute(
-                    "SELECT field, value FROM piimw_registry WHERE subject = ?",
-                    (subject,)).fetchall()
+                rows = _select(self._connection(), subject)
             except sqlite3.Error as e:
                 raise self._fail(e) from None
         return Record.from_fields(subject, rows)
@@ -227,10 +323,7 @@ class SQLiteStore(Store):
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
-                        rows = conn.execute(
-                            "SELECT field, value FROM piimw_registry WHERE subject = ?",
-                            (subject,)).fetchall()
-                        current = Record.from_fields(subject, rows)
+                        current = Record.from_fields(subject, _select(conn, subject))
                         new = change(current, time.time())
                         if new == current:
                             conn.execute("ROLLBACK")
