@@ -25,6 +25,7 @@ import html
 import json
 import math
 import re
+import unicodedata
 from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
@@ -184,10 +185,22 @@ def _encode(text: str) -> bytes:
 
 
 def _forms(value: str) -> set[str]:
-    """The ways ``value`` is commonly written into HTML, URLs, JSON and Python reprs."""
-    forms = {value, *_html_forms(value), *_url_forms(value), *_escaped_forms(value)}
+    """The ways ``value`` is commonly written into HTML, URLs, JSON and Python reprs, and
+    without its accents (:func:`_ascii_fold`)."""
+    forms = {value, _ascii_fold(value), *_html_forms(value), *_url_forms(value),
+             *_escaped_forms(value)}
     forms.discard("")
     return forms
+
+
+def _ascii_fold(value: str) -> str:
+    """``value`` without accents, as ASCII fallbacks write it (Werkzeug's and Django's
+    ``filename=`` beside ``filename*=``: ``Zoe Angstrom`` for ``Zoë Ångström``); "" for an
+    ASCII value or one that folds to too little to be worth finding."""
+    if value.isascii():
+        return ""
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    return folded if len(folded.strip()) >= _MIN_CHARS and folded != value else ""
 
 
 def _html_forms(value: str) -> tuple[str, str]:
@@ -424,6 +437,11 @@ class _Probe:
         long_values: list[tuple[str, str, str | None, str]] = []
         for value, category in items:
             fold = category.startswith(_EMAIL_CATEGORY) or "@" in value
+            plain = _ascii_fold(value)  # found as a form of its own, never truncated
+            if plain and fold:
+                _add_folded(_ascii_lower(plain), folded, folded_free)
+            elif plain:
+                exact.append(("", plain))
             if fold:
                 _add_folded(_ascii_lower(value), folded, folded_free)
             if len(value) > _TRUNCATED_MIN:

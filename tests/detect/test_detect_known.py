@@ -96,6 +96,16 @@ def test_url_forms_of_other_encoders(form: str) -> None:
     assert spans_of(known, f"GET /search?name={form} 200") == [(form, "user.name")]
 
 
+def test_a_name_without_its_accents() -> None:
+    """Werkzeug and Django write a download's name without accents beside ``filename*=``
+    (found by review: the ASCII fallback carried the name out)."""
+    known = KnownValues()
+    known.add("Zo\u00eb \u00c5ngstr\u00f6m", "user.name")
+    text = 'attachment; filename="Zoe Angstrom invoice.pdf"'
+    assert spans_of(known, text) == [("Zoe Angstrom", "user.name")]
+    assert known.search(text)
+
+
 def test_email_is_case_insensitive() -> None:
     known = KnownValues()
     known.add("Jane.Doe@Example.com", "user.contact.email")
