@@ -911,7 +911,7 @@ class Exchange:
                 found = [s for s in found if s.category != "user"]
             if found:
                 spans = merge_spans(spans + found) if spans else found
-        if spans and name == b"set-cookie":
+        if spans and name in (b"set-cookie", b"set-cookie-value"):
             spans = [s for s in spans if not is_within(s.category, "user.authorization")]
         if spans and name in _URL_HEADERS:
             hosts = self._own_hosts()
@@ -937,8 +937,15 @@ class Exchange:
         """One header value scrubbed by detectors and known values: read as UTF-8 where it
         is (a raw filename), else latin-1. In ``Set-Cookie`` the request's credentials and
         tokens are left alone: an app renews its session cookie with the same value."""
-        if name == b"set-cookie" and _signed_token(value):
-            return value  # what a detector finds in a signed token is the app's credential
+        if name == b"set-cookie":
+            if _signed_token(value):
+                return value  # what a detector finds in a signed token is the app's credential
+            quoted = _quoted_cookie(value)
+            if quoted is not None:
+                # "Zo\303\253 \303\205ngstr\303\266m": the escapes hide the value.
+                head, inner, tail = quoted
+                new_inner = self._scrubbed_value(b"set-cookie-value", inner, sink, location)
+                return value if new_inner is inner else head + _cookie_quote(new_inner) + tail
         try:
             text, codec = value.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
@@ -966,6 +973,42 @@ class Exchange:
         if not names:
             return headers
         return [*headers, (b"vary", ", ".join(sorted(names)).encode("latin-1"))]
+
+
+_COOKIE_ESCAPE = re.compile(rb"\\([0-3][0-7]{2}|.)", re.S)
+
+
+def _quoted_cookie(set_cookie: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(``name=``, the value unquoted, the rest) of a ``Set-Cookie`` whose value is quoted
+    with backslash escapes (``http.cookies`` and Werkzeug write non-ASCII characters, ``,``
+    and ``;`` as octal escapes), else None. The value is the escaped bytes (Werkzeug: UTF-8;
+    ``http.cookies``: one byte per Latin-1 character)."""
+    head, eq, rest = set_cookie.partition(b"=")
+    if not eq or not rest.startswith(b'"'):
+        return None
+    end = rest.find(b'"', 1)
+    while end > 0 and rest[end - 1:end] == b"\\":
+        end = rest.find(b'"', end + 1)
+    if end < 0 or b"\\" not in rest[:end]:
+        return None
+    inner = _COOKIE_ESCAPE.sub(
+        lambda m: bytes([int(m.group(1), 8)]) if len(m.group(1)) == 3 else m.group(1),
+        rest[1:end])
+    return head + b"=", inner, rest[end + 1:]
+
+
+def _cookie_quote(value: bytes) -> bytes:
+    """``value`` quoted back as Werkzeug quotes a cookie (octal escapes, UTF-8 bytes)."""
+    out = bytearray(b'"')
+    for byte in value:
+        if byte in b'"\\':
+            out += b"\\" + bytes([byte])
+        elif 0x20 <= byte < 0x7F and byte not in b",;":
+            out.append(byte)
+        else:
+            out += b"\\%03o" % byte
+    out += b'"'
+    return bytes(out)
 
 
 _TOKEN_PART = re.compile(rb"[A-Za-z0-9_=+/-]+")

@@ -93,6 +93,7 @@ def redirect_user(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(status=302)
     response["Location"] = f"/welcome?email={email}"
     response["X-Debug-User"] = email
+    response["X-Display"] = f"\u5c71\u7530 \u592a\u90ce <{email}>"  # MIME-encoded by Django
     response.set_cookie("last_user", email)
     response.set_cookie("auth_token", request.COOKIES.get("auth_token", ""))
     return response

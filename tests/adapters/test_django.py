@@ -632,5 +632,10 @@ def test_response_headers_and_cookies_are_scrubbed(call: Caller) -> None:
     assert r.status == 302
     assert "jane.doe@example.com" not in r.headers["Location"]
     assert "jane.doe@example.com" not in r.headers["X-Debug-User"]
+    from email.header import decode_header, make_header
+
+    display = str(make_header(decode_header(r.headers["X-Display"])))
+    assert display.startswith("\u5c71\u7530")
+    assert "jane.doe@example.com" not in display  # it was MIME-encoded (review)
     assert "jane.doe" not in r.cookies["last_user"]
     assert r.cookies["auth_token"] == "s3ss10n-0f3c9a7d5e2b41"

@@ -159,3 +159,15 @@ def test_a_signed_session_cookie_is_not_scanned(cookie: bytes, signed: bool) -> 
     from piimw.exchange import _signed_token
 
     assert _signed_token(cookie) is signed
+
+
+@pytest.mark.parametrize("cookie", [
+    b'display_name="Zo\\303\\253 \\303\\205ngstr\\303\\266m"; Path=/',  # Werkzeug: UTF-8
+    b'display_name="Zo\\353 \\305ngstr\\366m"; Path=/',  # http.cookies: Latin-1
+])
+def test_a_quoted_cookie_is_read_unquoted(cookie: bytes) -> None:
+    """Octal escapes hid a tagged name in a cookie (found by review)."""
+    ex = Exchange(piimw.Config(), "GET", "/x", [])
+    ex.known.add("Zo\u00eb \u00c5ngstr\u00f6m", "user.name")
+    out = ex.response_headers(200, [(b"set-cookie", cookie)])
+    assert out == [(b"set-cookie", b'display_name="[REDACTED:name]"; Path=/')]

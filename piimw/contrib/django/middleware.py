@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from email.header import decode_header, make_header
 from io import BytesIO
 from typing import Any
 
@@ -193,7 +194,8 @@ def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
     """:meth:`Exchange.response_headers` on a Django response, in place: its headers, and
     its cookies, which Django keeps apart (a ``Set-Cookie`` holding the email)."""
     status = response.status_code
-    items = [(name, value) for name, value in response.headers.items()]
+    # Django writes a value that is not Latin-1 as RFC 2047 encoded words: read them.
+    items = [(name, _mime_decoded(value)) for name, value in response.headers.items()]
     raw = [(name.lower().encode("latin-1"), environ_bytes(value)) for name, value in items]
     if scans_response_headers(raw):
         for (name, value), (_, old), (_, new) in zip(
@@ -206,6 +208,16 @@ def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
         if new is not old:
             text = _header_text(new, morsel.coded_value)
             morsel.set(morsel.key, text, text)
+
+
+def _mime_decoded(value: str) -> str:
+    """A header value with RFC 2047 encoded words (``=?utf-8?b?...?=``) decoded."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError):  # not encoded words after all, or an unknown charset
+        return value
 
 
 def _header_text(new: bytes, old: str) -> str:
