@@ -437,7 +437,8 @@ class _Probe:
         long_values: list[tuple[str, str, str | None, str]] = []
         for value, category in items:
             fold = category.startswith(_EMAIL_CATEGORY) or "@" in value
-            plain = _ascii_fold(value)  # found as a form of its own, never truncated
+            # Found as a form of its own, never truncated (most values are ASCII: no call).
+            plain = "" if value.isascii() else _ascii_fold(value)
             if plain and fold:
                 _add_folded(_ascii_lower(plain), folded, folded_free)
             elif plain:
