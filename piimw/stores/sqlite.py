@@ -195,7 +195,7 @@ class SQLiteStore(Store):
             if expected is None:
                 found = None
             else:
-                tables = _tables(conn)
+                tables = _tables(conn)  # a damaged file raises: an outage like any error
                 if "piimw_meta" in tables:
                     found = _stored_id(conn)
                 elif "piimw_registry" in tables:
@@ -252,8 +252,8 @@ class SQLiteStore(Store):
                                os.path.basename(self.id_path), type(e).__name__)
 
     def _refuse(self, why: str) -> None:
-        """Log, once per incident, why a registry file is refused and what to do. The id
-        file is named; a subject never is."""
+        """Log, once per incident, why a registry file is refused and what to do. Files are
+        named without their directory (like every registry log, no URL); never a subject."""
         if self._refusal_logged == why:
             return
         self._refusal_logged = why
@@ -262,13 +262,14 @@ class SQLiteStore(Store):
             "other": "holds another registry id",
             "foreign": "is not a piimw registry",
         }[why]
+        id_file = os.path.basename(self.id_path or "")
         logger.error("piimw: the SQLite registry file %s %s, but this process knows the "
-                     "registry by its id (from %s, or the file it had open); it is refused "
-                     "so that nobody is opted back in, and signed-in requests fail closed. "
-                     "Restore the registry file (a backup of the same registry is reopened), "
-                     "or, to start another registry deliberately, delete %s and restart "
-                     "every process", os.path.basename(self.path), what, self.id_path,
-                     self.id_path)
+                     "registry by its id (from the id file %s beside it, or the file it had "
+                     "open); it is refused so that nobody is opted back in, and signed-in "
+                     "requests fail closed. Restore the registry file (a backup of the same "
+                     "registry is reopened), or, to start another registry deliberately, "
+                     "delete %s and restart every process",
+                     os.path.basename(self.path), what, id_file, id_file)
 
     def _reset(self) -> None:
         conn, self._conn = self._conn, None

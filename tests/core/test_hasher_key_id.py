@@ -50,3 +50,17 @@ def test_valid_key_ids_make_registry_subjects(kid: str) -> None:
     assert Hasher.from_env(environ={"PIIMW_HASH_KEY": KEY}).key_id == "k1"
     assert Hasher.from_env(key_id="k9", environ={"PIIMW_HASH_KEY": KEY,
                                                  "PIIMW_HASH_KEY_ID": "bad.id"}).key_id == "k9"
+
+
+def test_an_empty_key_id_variable_counts_as_unset() -> None:
+    """``PIIMW_HASH_KEY_ID=${KID}`` with KID unset: the default id, as for the audit key."""
+    env = {"PIIMW_HASH_KEY": KEY, "PIIMW_HASH_KEY_ID": ""}
+    assert Hasher.from_env(environ=env).key_id == "k1"
+    assert Hasher.from_env(key_id="k9", environ=env).key_id == "k9"
+    config = Config.from_dict({"hash": {"key_env": "PIIMW_HASH_KEY"},
+                               "registry": {"url": "memory://kid-empty"}}, environ=env)
+    assert config.hasher is not None
+    assert config.hasher.key_id == "k1"
+    old = {"PIIMW_HASH_KEY": KEY, "OLD_KEY": KEY + "-old", "OLD_KEY_ID": ""}
+    config = Config.from_dict({"hash": {"previous_key_envs": ["OLD_KEY"]}}, environ=old)
+    assert [h.key_id for h in config.previous_hashers] == ["k1"]
