@@ -24,6 +24,7 @@ from piimw.exchange import (
     scans_response_headers,
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
+from piimw.plan import Plan
 from piimw.problem import Problem
 from piimw.routes import Route
 from piimw.sanitize import on_app_exception
@@ -241,6 +242,10 @@ class PIIMiddleware:
         return None, _replay(new_body, receive)
 
 
+#: Headers a rewritten body makes wrong: its length, and validators of the old bytes.
+_LENGTH_AND_VALIDATORS = (b"content-length", b"etag", b"content-md5")
+
+
 def _too_large() -> Problem:
     return Problem(413, "too-large", "The request body is larger than this endpoint inspects.")
 
@@ -294,7 +299,8 @@ def _error_watch(exchange: Exchange, send: Send) -> Send:
 class _Responder:
     """Per-request response state: hold the start message until the body is decided."""
 
-    __slots__ = ("buffer", "exchange", "raw_send", "size", "start", "state", "withheld")
+    __slots__ = ("buffer", "exchange", "line_plan", "raw_send", "size", "start", "state",
+                 "withheld")
 
     def __init__(self, exchange: Exchange, send: Send) -> None:
         self.exchange = exchange
@@ -302,8 +308,9 @@ class _Responder:
         self.start: Message | None = None
         self.buffer: list[bytes] = []
         self.size = 0
-        self.state = "start"  # start -> stream | buffer -> done | trailers
+        self.state = "start"  # start -> stream | lines | buffer -> done | trailers
         self.withheld = False
+        self.line_plan: Plan | None = None
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -315,6 +322,11 @@ class _Responder:
                 self.state = "buffer"
                 return
             self.state = "stream"
+            plan = self.exchange.line_plan(status, headers)
+            if plan is not None:  # tagged JSON lines: read line by line as they stream
+                self.state, self.line_plan, self.start = "lines", plan, message
+                headers = [(k, v) for k, v in headers if k not in _LENGTH_AND_VALIDATORS]
+                message = {**message, "headers": headers}
             if scans_response_headers(headers):
                 message = {**message,
                            "headers": self.exchange.response_headers(status, headers)}
@@ -322,6 +334,9 @@ class _Responder:
             return
         if self.state == "stream":
             await self.raw_send(message)
+            return
+        if self.state == "lines":
+            await self._lines(message)
             return
         if self.state == "done":
             return  # the rest of a withheld or already-answered response
@@ -339,6 +354,50 @@ class _Responder:
             await self._finish(self.exchange.too_large())
             return
         await self.raw_send(message)  # e.g. trailers after the final body
+
+    async def _lines(self, message: Message) -> None:
+        """A JSON lines stream: every complete line scrubbed and sent on at once; a line
+        longer than ``max_response_bytes`` ends the stream there (fail closed: its headers
+        are gone, so it cannot become a 500)."""
+        kind = message["type"]
+        exchange, plan = self.exchange, self.line_plan
+        assert plan is not None
+        if kind == "http.response.trailers":
+            await self.raw_send({**message, "headers": exchange.response_trailers(
+                list(message.get("headers") or ()), False)})
+            return
+        if kind == "http.response.pathsend":
+            # A file we cannot read in flight: its headers are gone, so the stream ends.
+            logger.warning("piimw: a streamed file on %s %s could not be read; left out",
+                           exchange.method, exchange.route_template)
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+            self.buffer.clear()
+        elif kind != "http.response.body":
+            await self.raw_send(message)
+            return
+        more = bool(message.get("more_body", False))
+        pending = b"".join(self.buffer) + message.get("body", b"")
+        self.buffer.clear()
+        head, newline, rest = pending.rpartition(b"\n")
+        # Split on "\n" alone, as NDJSON readers do (not on a lone "\r").
+        lines = [part + b"\n" for part in head.split(b"\n")] if newline else []
+        if not more and rest:
+            lines.append(rest)
+            rest = b""
+        if len(rest) > exchange.config.max_response_bytes:
+            exchange.too_large()  # logged and counted; the stream ends here
+            self.state = "done"
+            await self.raw_send({"type": "http.response.body", "body": b"",
+                                 "more_body": False})
+            return
+        if rest:
+            self.buffer.append(rest)
+        out = b"".join(exchange.response_line(plan, line) for line in lines)
+        if out or not more:
+            await self.raw_send({"type": "http.response.body", "body": out,
+                                 "more_body": more})
+        if not more and not (self.start or {}).get("trailers"):
+            self.state = "done"  # else the trailers follow, scrubbed above
 
     async def _buffer(self, message: Message) -> None:
         chunk = message.get("body", b"")

@@ -229,6 +229,7 @@ class Exchange:
         "_request_id",
         "_results",
         "_signals_used",
+        "_stream_lines",
         "awaiting_close",
         "config",
         "method",
@@ -300,6 +301,7 @@ class Exchange:
         self._signals_used: set[str] | None = None
         self._reasons: set[str] | None = None
         self._request_id: str | None = None
+        self._stream_lines = 0
         self.status: int | None = None
         #: The framework's raw user id; never stored or logged as is (the registry
         #: pseudonymises it into ``consent.subject``).
@@ -735,6 +737,9 @@ class Exchange:
         mt = media_type(headers)
         route = self.route
         spec = route.response_for(status) if route is not None else None
+        if spec is not None and mt in spec.streams:
+            # Read line by line as it streams (line_plan); a compressed one, whole.
+            return content_coding(headers) is not None
         if spec is not None and (is_json_media_type(mt) or not mt or (
                 _textual(mt) and mt not in spec.media_types)):
             # JSON is walked by its plan; text the operation does not declare for this status
@@ -742,6 +747,53 @@ class Exchange:
             return True
         return bool(status >= 400 and self.config.scrub_error_pages
                     and (not mt or is_json_media_type(mt) or _textual(mt)))
+
+    def line_plan(self, status: int, headers: Headers) -> Plan | None:
+        """The plan of each line of a response streaming tagged JSON lines (NDJSON), or None.
+        Asked once :meth:`wants_response_body` said no; a compressed stream is buffered."""
+        route = self.route
+        spec = route.response_for(status) if route is not None else None
+        if spec is None or not spec.streams or content_coding(headers) is not None:
+            return None
+        return spec.streams.get(media_type(headers))
+
+    def response_line(self, plan: Plan, line: bytes) -> bytes:
+        """One line of a JSON lines stream, scrubbed by the items' plan (``\n`` kept).
+
+        A line that is not JSON is scanned as text by the detectors and known values. Never
+        raises: a line that cannot be inspected is left out (fail closed), logged without
+        its value."""
+        try:
+            return self._response_line(plan, line)
+        except Exception as exc:
+            logger.error("piimw: a streamed line on %s %s could not be inspected (%s); "
+                         "left out", self.method, self.route_template, type(exc).__name__)
+            return b""
+
+    def _response_line(self, plan: Plan, line: bytes) -> bytes:
+        end = b"\n" if line.endswith(b"\n") else b""
+        raw = line[:-1] if end else line
+        if not raw.strip():
+            return line
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            text = raw.decode("utf-8", "replace")
+            new, findings = self.config.scrubber.scrub_text(
+                text, sink="client", consent=self.consent, known=self.known,
+                route=self.route_template, location="response")
+            self._record(findings)
+            return line if not findings else new.encode("utf-8") + end
+        res = self._scrub(doc, plan, "client")
+        value, res.value = res.value, None
+        self._stream_lines += 1
+        if self._stream_lines > _STREAM_RESULTS_MAX and self._results:
+            # An endless stream must not grow the request without bound: past this many
+            # lines their findings are not kept for the audit record (what they did is).
+            self._results.pop()
+        if value is doc and forwards_what_was_read(raw, doc):
+            return line
+        return self._rewritten(raw, value, plan, "client") + end
 
     def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
         """Inspect a buffered response; on any doubt, withhold it (fail closed).
@@ -1029,6 +1081,9 @@ def _signed_token(set_cookie: bytes) -> bool:
     return any(len(p) >= 20 and _DIGITS.search(p) and _LETTERS.search(p) for p in parts)
 
 
+#: Lines of a streamed response whose findings are kept for the audit record (see
+#: :meth:`Exchange.response_line`).
+_STREAM_RESULTS_MAX = 1000
 #: Response headers holding a URL: the request's own host may appear in them.
 _URL_HEADERS = frozenset({b"location", b"content-location", b"link", b"refresh"})
 #: Response headers that frame or secure a response and never hold what a request brought

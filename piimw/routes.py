@@ -32,9 +32,11 @@ _LIKE_GET = frozenset({"HEAD", "OPTIONS", "TRACE"})
 _PARAM = re.compile(r"\{([^{}/]+)\}")
 
 
+#: Streams of JSON lines: a response in one whose items are tagged is read line by line.
+LINE_STREAM_TYPES = frozenset({"application/x-ndjson", "application/jsonl",
+                               "application/jsonlines", "application/x-jsonlines"})
 #: Media types of streams: never buffered whole for a tagged schema piimw cannot walk.
-STREAM_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/jsonlines",
-                          "application/json-seq", "text/event-stream"})
+STREAM_TYPES = LINE_STREAM_TYPES | {"application/json-seq", "text/event-stream"}
 
 
 def base_media_type(media_type: str) -> str:
@@ -66,6 +68,9 @@ class Body:
     validator: Validator | None
     required: bool = True
     media_types: frozenset[str] = frozenset()
+    #: Stream types (NDJSON, JSON Lines) of a response whose items are tagged: media type
+    #: to the items' plan. Such a response is read line by line as it streams.
+    streams: dict[str, Plan] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +93,7 @@ class Route:
             or any(not b.plan.empty for b in self.responses.values())
             or (self.request is not None and self.request.validator is not None)
             or bool(self.path_tags)
+            or any(b.streams for b in self.responses.values())
         )
 
     def path_values(self, path: str) -> list[tuple[str, str]]:
@@ -292,16 +298,17 @@ class OpenAPIRoutes:
         return None if fallback is None else (
             uri, f"{ptr}/content/{escape_token(fallback)}/schema")
 
-    def _tagged_unread(self, uri: str, ptr: str, holder: Any) -> tuple[str, str] | None:
+    def _tagged_unread(self, uri: str, ptr: str, holder: Any,
+                       response: bool = False) -> tuple[str, str] | None:
         """Where a body declared only in types piimw does not walk (XML) has a tagged
         schema, if it has one: such a body gets a plan all the same, so that it is refused
         on a request and scanned as text on a response, as beside a JSON type, instead of
         passing unread (its tags usually live on components the JSON operations share).
 
         Not a stream (NDJSON, JSON Lines, JSON text sequences, server-sent events, or any
-        OpenAPI 3.2 ``itemSchema``): buffering one whole would stall it (found by review),
-        and piimw does not yet read one line by line. Such a stream passes unread, with a
-        start-up warning naming its schema."""
+        OpenAPI 3.2 ``itemSchema``): buffering one whole would stall it (found by review).
+        A response's JSON lines are read line by line (:meth:`_stream_plans`); other streams
+        pass unread, with a start-up warning naming their schema."""
         content = holder.get("content") if isinstance(holder, Mapping) else None
         name = self.store.names.get(uri, uri)
         for media, obj in (content.items() if isinstance(content, Mapping) else ()):
@@ -312,7 +319,10 @@ class OpenAPIRoutes:
                     continue
                 at = f"{ptr}/content/{escape_token(str(media))}/{key}"
                 if stream:
-                    if self._tagged(uri, at):
+                    # A response's JSON lines are read line by line (_stream_plans); other
+                    # streams, and a request's, pass unread.
+                    lines = response and base_media_type(str(media)) in LINE_STREAM_TYPES
+                    if not lines and self._tagged(uri, at):
                         logger.warning("piimw: %s#%s is tagged with x-pii in %s, a stream "
                                        "piimw does not read: it passes unread", name, at, media)
                     continue
@@ -329,6 +339,30 @@ class OpenAPIRoutes:
                         "scanned as text", name, at, media)
                     return uri, at
         return None
+
+    def _stream_plans(self, uri: str, ptr: str, holder: Any, name: str) -> dict[str, Plan]:
+        """Line streams (NDJSON, JSON Lines) whose items are tagged: media type to the items'
+        plan (OpenAPI 3.2's ``itemSchema``, else the ``schema`` such types carry in 3.1
+        documents). A stream whose schema piimw cannot compile gets none (a warning)."""
+        content = holder.get("content") if isinstance(holder, Mapping) else None
+        out: dict[str, Plan] = {}
+        for media, obj in (content.items() if isinstance(content, Mapping) else ()):
+            base = base_media_type(str(media))
+            if base not in LINE_STREAM_TYPES or not isinstance(obj, Mapping):
+                continue
+            key = "itemSchema" if "itemSchema" in obj else "schema" if "schema" in obj else None
+            if key is None:
+                continue
+            at = f"{ptr}/content/{escape_token(str(media))}/{key}"
+            try:
+                plan = self.compiler.compile(uri, at, f"{name} {base} item")
+            except Exception as exc:
+                logger.warning("piimw: the schema at %s#%s could not be compiled (%s); the "
+                               "stream passes unread", self.store.names.get(uri, uri), at, exc)
+                continue
+            if not plan.empty:
+                out[base] = plan
+        return out
 
     def _body(self, loc: tuple[str, str], name: str, holder: Any, at: tuple[str, str]) -> Body:
         plan = self.compiler.compile(loc[0], loc[1], name)
@@ -378,10 +412,20 @@ class OpenAPIRoutes:
         for status, resp in responses.items():
             r_uri, r_ptr, r = self._deref(uri, f"{op_ptr}/responses/{escape_token(str(status))}",
                                           resp)
-            loc = self._json_schema(r_uri, r_ptr, r) or self._tagged_unread(r_uri, r_ptr, r)
+            loc = self._json_schema(r_uri, r_ptr, r) or self._tagged_unread(r_uri, r_ptr, r,
+                                                                            response=True)
+            name = f"{method} {template} response {status}"
+            streams = self._stream_plans(r_uri, r_ptr, r, name)
             if loc is not None:
-                route.responses[str(status).upper()] = self._body(
-                    loc, f"{method} {template} response {status}", r, (r_uri, r_ptr))
+                body = self._body(loc, name, r, (r_uri, r_ptr))
+                body.streams = streams
+                route.responses[str(status).upper()] = body
+            elif streams:  # a streaming operation: no JSON body, tagged lines
+                route.responses[str(status).upper()] = Body(
+                    Plan(None, (), self.store.names.get(r_uri, r_uri), name=name), None,
+                    media_types=self._untagged_media(r, (r_uri, r_ptr), ("", ""),
+                                                     Plan(None)),
+                    streams=streams)
         route.query, route.path_tags = self._parameters(uri, op_ptr, op, shared_params,
                                                         item_ptr)
         return route

@@ -1,0 +1,97 @@
+"""Responses streaming JSON lines (NDJSON) whose items are tagged: read line by line.
+
+Buffering such a stream whole stalled it (and past ``max_response_bytes`` made it a 500);
+passing it unread let its tagged fields out. Each complete line is scrubbed by the items'
+plan and sent on at once; a line that is not JSON is scanned as text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from asgi_driver import call
+
+import piimw
+from piimw.asgi import PIIMiddleware
+
+EMAIL = "jane.doe@example.com"
+ITEM = {"type": "object", "properties": {
+    "email": {"type": "string", "x-pii": {"category": "email", "action": "mask"}},
+    "event": {"type": "string"}}}
+
+
+def _config(tmp_path: Any, content: dict[str, Any]) -> piimw.Config:
+    doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/feed": {
+        "get": {"responses": {"200": {"description": "ok", "content": content}}}}}}
+    (tmp_path / "openapi.json").write_bytes(orjson.dumps(doc))
+    return piimw.Config.from_dict({"openapi": [str(tmp_path / "openapi.json")]})
+
+
+@pytest.mark.parametrize("content", [
+    {"application/x-ndjson": {"itemSchema": ITEM}},  # OpenAPI 3.2, a streaming operation
+    {"application/x-ndjson": {"schema": ITEM}},  # how 3.1 documents write it
+    {"application/json": {"schema": {"type": "array", "items": ITEM}},
+     "application/x-ndjson": {"itemSchema": ITEM}},
+])
+async def test_lines_are_scrubbed_as_they_stream(tmp_path: Any, content: Any) -> None:
+    config = _config(tmp_path, content)
+    sent_before_next: list[int] = []
+    forwarded: list[bytes] = []
+    lines = [orjson.dumps({"event": f"tick {i}", "email": EMAIL}) + b"\n" for i in range(3)]
+    chunks = [lines[0] + lines[1][:10], lines[1][10:], b"not json: mail " + EMAIL.encode()
+              + b"\n", lines[2][:-1]]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/x-ndjson"), (b"content-length", b"999")]})
+        for i, chunk in enumerate(chunks):
+            sent_before_next.append(len(forwarded))
+            await send({"type": "http.response.body", "body": chunk,
+                        "more_body": i < len(chunks) - 1})
+
+    async def record(message: Any) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            forwarded.append(message["body"])
+
+    mw = PIIMiddleware(app, config)
+    r = await call(mw, "GET", "/feed")
+    assert r.status == 200
+    assert r.header("content-length") is None  # the length changes
+    assert EMAIL.encode() not in r.body
+    out = r.body.split(b"\n")
+    assert [orjson.loads(line)["event"] for line in (out[0], out[1], out[3])] == [
+        "tick 0", "tick 1", "tick 2"]
+    assert orjson.loads(out[0])["email"] == "j***@example.com"
+    assert out[2] == b"not json: mail [REDACTED:email]"
+
+    # streamed: the first line went out before the app sent its second chunk
+    from piimw.asgi import _Responder
+    from piimw.exchange import Exchange
+
+    ex = Exchange(config, "GET", "/feed", [])
+    responder = _Responder(ex, record)
+    await responder.send({"type": "http.response.start", "status": 200,
+                          "headers": [(b"content-type", b"application/x-ndjson")]})
+    await responder.send({"type": "http.response.body", "body": lines[0], "more_body": True})
+    assert len(forwarded) == 1
+    assert EMAIL.encode() not in forwarded[0]
+
+
+async def test_a_line_longer_than_the_limit_ends_the_stream(tmp_path: Any) -> None:
+    config = _config(tmp_path, {"application/x-ndjson": {"itemSchema": ITEM}})
+    config.max_response_bytes = 64
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/x-ndjson")]})
+        await send({"type": "http.response.body", "body": b'{"event": "ok"}\n',
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": b'{"email": "' + EMAIL.encode()
+                    + b'", "event": "' + b"x" * 100, "more_body": True})
+        await send({"type": "http.response.body", "body": b'"}\n', "more_body": False})
+
+    r = await call(PIIMiddleware(app, config), "GET", "/feed")
+    assert r.status == 200
+    assert r.body == b'{"event": "ok"}\n'
