@@ -14,8 +14,10 @@ from typing import Any
 from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.exchange import (
+    LENGTH_AND_VALIDATORS,
     Exchange,
     Headers,
+    LineStream,
     ResponseOutcome,
     end_of_request,
     enter,
@@ -24,7 +26,6 @@ from piimw.exchange import (
     scans_response_headers,
 )
 from piimw.optout_api import GPC_JSON_PATH, MAX_BODY, OptOutAPI, gpc_json_response
-from piimw.plan import Plan
 from piimw.problem import Problem
 from piimw.routes import Route
 from piimw.sanitize import on_app_exception
@@ -242,10 +243,6 @@ class PIIMiddleware:
         return None, _replay(new_body, receive)
 
 
-#: Headers a rewritten body makes wrong: its length, and validators of the old bytes.
-_LENGTH_AND_VALIDATORS = (b"content-length", b"etag", b"content-md5")
-
-
 def _too_large() -> Problem:
     return Problem(413, "too-large", "The request body is larger than this endpoint inspects.")
 
@@ -299,7 +296,7 @@ def _error_watch(exchange: Exchange, send: Send) -> Send:
 class _Responder:
     """Per-request response state: hold the start message until the body is decided."""
 
-    __slots__ = ("buffer", "exchange", "line_plan", "raw_send", "size", "start", "state",
+    __slots__ = ("buffer", "exchange", "lines", "raw_send", "size", "start", "state",
                  "withheld")
 
     def __init__(self, exchange: Exchange, send: Send) -> None:
@@ -310,7 +307,7 @@ class _Responder:
         self.size = 0
         self.state = "start"  # start -> stream | lines | buffer -> done | trailers
         self.withheld = False
-        self.line_plan: Plan | None = None
+        self.lines: LineStream | None = None
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -324,8 +321,9 @@ class _Responder:
             self.state = "stream"
             plan = self.exchange.line_plan(status, headers)
             if plan is not None:  # tagged JSON lines: read line by line as they stream
-                self.state, self.line_plan, self.start = "lines", plan, message
-                headers = [(k, v) for k, v in headers if k not in _LENGTH_AND_VALIDATORS]
+                self.state, self.start = "lines", message
+                self.lines = LineStream(self.exchange, plan)
+                headers = [(k, v) for k, v in headers if k not in LENGTH_AND_VALIDATORS]
                 message = {**message, "headers": headers}
             if scans_response_headers(headers):
                 message = {**message,
@@ -335,8 +333,9 @@ class _Responder:
         if self.state == "stream":
             await self.raw_send(message)
             return
-        if self.state == "lines":
-            await self._lines(message)
+        if self.state == "lines" or self.state == "lines_trailers":
+            if self.state == "lines" or kind == "http.response.trailers":
+                await self._lines(message)
             return
         if self.state == "done":
             return  # the rest of a withheld or already-answered response
@@ -356,48 +355,34 @@ class _Responder:
         await self.raw_send(message)  # e.g. trailers after the final body
 
     async def _lines(self, message: Message) -> None:
-        """A JSON lines stream: every complete line scrubbed and sent on at once; a line
-        longer than ``max_response_bytes`` ends the stream there (fail closed: its headers
-        are gone, so it cannot become a 500)."""
+        """A JSON lines stream: every complete line scrubbed and sent on at once."""
         kind = message["type"]
-        exchange, plan = self.exchange, self.line_plan
-        assert plan is not None
+        lines = self.lines
+        assert lines is not None
         if kind == "http.response.trailers":
-            await self.raw_send({**message, "headers": exchange.response_trailers(
+            await self.raw_send({**message, "headers": self.exchange.response_trailers(
                 list(message.get("headers") or ()), False)})
             return
         if kind == "http.response.pathsend":
             # A file we cannot read in flight: its headers are gone, so the stream ends.
             logger.warning("piimw: a streamed file on %s %s could not be read; left out",
-                           exchange.method, exchange.route_template)
+                           self.exchange.method, self.exchange.route_template)
             message = {"type": "http.response.body", "body": b"", "more_body": False}
-            self.buffer.clear()
         elif kind != "http.response.body":
             await self.raw_send(message)
             return
-        more = bool(message.get("more_body", False))
-        pending = b"".join(self.buffer) + message.get("body", b"")
-        self.buffer.clear()
-        head, newline, rest = pending.rpartition(b"\n")
-        # Split on "\n" alone, as NDJSON readers do (not on a lone "\r").
-        lines = [part + b"\n" for part in head.split(b"\n")] if newline else []
-        if not more and rest:
-            lines.append(rest)
-            rest = b""
-        if len(rest) > exchange.config.max_response_bytes:
-            exchange.too_large()  # logged and counted; the stream ends here
-            self.state = "done"
-            await self.raw_send({"type": "http.response.body", "body": b"",
-                                 "more_body": False})
-            return
-        if rest:
-            self.buffer.append(rest)
-        out = b"".join(exchange.response_line(plan, line) for line in lines)
+        out = lines.feed(message.get("body", b""))
+        more = bool(message.get("more_body", False)) and not lines.over
+        if not more:
+            out += lines.close()
         if out or not more:
             await self.raw_send({"type": "http.response.body", "body": out,
                                  "more_body": more})
-        if not more and not (self.start or {}).get("trailers"):
-            self.state = "done"  # else the trailers follow, scrubbed above
+        if not more:
+            # Done, unless trailers follow (scrubbed above); after a line over the limit,
+            # whatever the app still sends is dropped.
+            trailers = bool((self.start or {}).get("trailers")) and not lines.over
+            self.state = "lines_trailers" if trailers else "done"
 
     async def _buffer(self, message: Message) -> None:
         chunk = message.get("body", b"")

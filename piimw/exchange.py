@@ -16,7 +16,14 @@ import re
 import secrets
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+)
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -1164,6 +1171,69 @@ def rejected_problem(path: Iterable[str | int] | None,
                    [{"pointer": pointer, "keyword": "x-pii"}])
 
 
+class LineStream:
+    """A response streaming JSON lines, scrubbed line by line (see
+    :meth:`Exchange.line_plan`): :meth:`feed` each chunk, send on what it returns, then
+    :meth:`close`. A line longer than ``max_response_bytes`` ends the stream there
+    (:attr:`over`; its headers are gone, so it cannot become a 500). Sans-IO: the ASGI,
+    WSGI and Django adapters drive it."""
+
+    __slots__ = ("_exchange", "_pending", "_plan", "over")
+
+    def __init__(self, exchange: Exchange, plan: Plan) -> None:
+        self._exchange = exchange
+        self._plan = plan
+        self._pending = b""
+        self.over = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete lines ``chunk`` finishes, scrubbed; b"" once :attr:`over`."""
+        if self.over:
+            return b""
+        head, newline, rest = (self._pending + chunk).rpartition(b"\n")
+        if len(rest) > self._exchange.config.max_response_bytes:
+            self._exchange.too_large()  # logged and counted
+            self.over, rest = True, b""
+        self._pending = rest
+        if not newline:
+            return b""
+        # Split on "\n" alone, as NDJSON readers do (not on a lone "\r").
+        exchange, plan = self._exchange, self._plan
+        return b"".join(exchange.response_line(plan, part + b"\n")
+                        for part in head.split(b"\n"))
+
+    def close(self) -> bytes:
+        """The last line, if it had no newline, scrubbed."""
+        rest, self._pending = self._pending, b""
+        if self.over or not rest:
+            return b""
+        return self._exchange.response_line(self._plan, rest)
+
+    def scrub(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """A streamed body's chunks, as scrubbed lines (WSGI, Django)."""
+        for chunk in chunks:
+            out = self.feed(chunk)
+            if out:
+                yield out
+            if self.over:
+                return
+        out = self.close()
+        if out:
+            yield out
+
+    async def ascrub(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """:meth:`scrub` for an async body (Django's async streaming responses)."""
+        async for chunk in chunks:
+            out = self.feed(chunk)
+            if out:
+                yield out
+            if self.over:
+                return
+        out = self.close()
+        if out:
+            yield out
+
+
 def _text_sink(status: int) -> Sink:
     """Whose rules a scanned response text follows: an error page's, else the client's."""
     return "error" if status >= 400 else "client"
@@ -1186,9 +1256,13 @@ def _charset(headers: Headers) -> str | None:
     return None
 
 
+#: Headers a rewritten body makes wrong: its length, and validators of the old bytes.
+LENGTH_AND_VALIDATORS = (b"content-length", b"etag", b"content-md5")
+
+
 def _rewrite(headers: Headers, body: bytes) -> Headers:
     """Headers for a rewritten body: new length, and no validators of the old bytes."""
-    out = [(k, v) for k, v in headers if k not in (b"content-length", b"etag", b"content-md5")]
+    out = [(k, v) for k, v in headers if k not in LENGTH_AND_VALIDATORS]
     out.append((b"content-length", str(len(body)).encode()))
     return out
 

@@ -19,9 +19,11 @@ from piimw.config import Config
 from piimw.consent import Consent
 from piimw.exchange import (
     FRAMING_RESPONSE_HEADERS,
+    LENGTH_AND_VALIDATORS,
     Activation,
     Exchange,
     Headers,
+    LineStream,
     ResponseOutcome,
     end_of_request,
     enter_closable,
@@ -290,8 +292,8 @@ class PIIMiddleware:
 class _Responder:
     """Per-request response state for WSGI."""
 
-    __slots__ = ("_start_response", "buffer", "exchange", "forwarded", "held", "raw_headers",
-                 "size", "too_large")
+    __slots__ = ("_start_response", "buffer", "exchange", "forwarded", "held", "lines",
+                 "raw_headers", "size", "too_large")
 
     def __init__(self, exchange: Exchange, start_response: StartResponse) -> None:
         self.exchange = exchange
@@ -304,6 +306,8 @@ class _Responder:
         #: The server's ``start_response`` was called (a response not held): a later call
         #: must pass ``exc_info`` on, as PEP 3333 requires of every call after the first.
         self.forwarded = False
+        #: A response streaming tagged JSON lines, read line by line.
+        self.lines: LineStream | None = None
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -328,10 +332,19 @@ class _Responder:
         if not exchange.wants_response_body(code, raw):
             self.held = None
             self.forwarded = True
+            plan = exchange.line_plan(code, raw)
+            if plan is not None:  # tagged JSON lines: read line by line as they stream
+                self.lines = LineStream(exchange, plan)
+                raw = [(k, v) for k, v in raw if k not in LENGTH_AND_VALIDATORS]
+                headers = _to_str(raw)
             if scans_response_headers(raw):
                 headers = _to_str(exchange.response_headers(code, raw))
-            return self._start_response(status, headers, exc_info) if exc_info else \
+            write = self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)
+            lines = self.lines
+            if lines is None:
+                return write
+            return lambda data: write(lines.feed(data))
         self.held = (code, headers, exc_info)
         self.raw_headers = raw
         return self._write
@@ -375,7 +388,7 @@ class _Responder:
         if self.held is None and not self.forwarded:
             result = self._started(result)
         if self.held is None:
-            return _ClosingIterator(result, token, self.exchange)
+            return _ClosingIterator(result, token, self.exchange, self.lines)
         try:
             for chunk in result:
                 self._collect(chunk)
@@ -432,10 +445,12 @@ class _ClosingIterator:
 
     __slots__ = ("_closed", "_exchange", "_iter", "_result", "_token")
 
-    def __init__(self, result: Iterable[bytes], token: Activation, exchange: Exchange) -> None:
+    def __init__(self, result: Iterable[bytes], token: Activation, exchange: Exchange,
+                 lines: LineStream | None = None) -> None:
         self._exchange = exchange
         self._result = result
-        self._iter: Iterator[bytes] = iter(result)
+        self._iter: Iterator[bytes] = iter(result) if lines is None else \
+            lines.scrub(result)
         self._token = token
         self._closed = False
         # Handed back to the server: the app runs again only inside __next__ and close().

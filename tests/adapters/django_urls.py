@@ -160,6 +160,23 @@ async def astream_user(request: HttpRequest, user_id: int) -> HttpResponse:
     return StreamingHttpResponse(_achunks(PROFILE), content_type="application/json")
 
 
+def feed(request: HttpRequest) -> HttpResponse:
+    """Profiles as NDJSON lines, streamed (a generator, or an async one under ASGI)."""
+    _record(request)
+    lines = [json.dumps(PROFILE).encode() + b"\n" for _ in range(3)]
+    return StreamingHttpResponse(iter(lines), content_type="application/x-ndjson")
+
+
+async def afeed(request: HttpRequest) -> HttpResponse:
+    _record(request)
+
+    async def lines() -> Any:
+        for _ in range(3):
+            yield json.dumps(PROFILE).encode() + b"\n"
+
+    return StreamingHttpResponse(lines(), content_type="application/x-ndjson")
+
+
 def stream_about(request: HttpRequest) -> HttpResponse:
     _record(request)
     return StreamingHttpResponse(_chunks(PROFILE), content_type="application/json")
@@ -184,6 +201,8 @@ urlpatterns = [
     path("async/users/<int:user_id>", auser),
     path("cookie/users/<int:user_id>", cookie_user),
     path("redirect", redirect_user),
+    path("feed", feed),
+    path("async/feed", afeed),
     # The OpenAPI document calls this parameter {id}: matched by path instead.
     path("accounts/<int:user_id>", user),
     re_path(r"^articles/(?P<year>[0-9]{4})/$", article),

@@ -3,6 +3,7 @@ with both), over sync and async views; and the system checks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -61,6 +62,11 @@ def _get_user() -> dict[str, Any]:
     return {"get": {"responses": {"200": {"description": "ok", **_body("User")}}}}
 
 
+def _get_feed() -> dict[str, Any]:
+    return {"get": {"responses": {"200": {"description": "ok", "content": {
+        "application/x-ndjson": {"itemSchema": {"$ref": "#/components/schemas/User"}}}}}}}
+
+
 def _post_signup() -> dict[str, Any]:
     return {"post": {"requestBody": _body("Signup"),
                      "responses": {"201": {"description": "ok", **_body("User")}}}}
@@ -82,6 +88,8 @@ OPENAPI = {
         "/async/stream/users/{user_id}": _get_user(),
         "/files/users/{user_id}": _get_user(),
         "/cookie/users/{user_id}": _get_user(),
+        "/feed": _get_feed(),
+        "/async/feed": _get_feed(),
         "/orders": {"get": {
             "parameters": [{"name": "email", "in": "query", "schema": {"type": "string"},
                             "x-pii": {"category": "email", "uses": ["marketing"]}}],
@@ -639,3 +647,15 @@ def test_response_headers_and_cookies_are_scrubbed(call: Caller) -> None:
     assert "jane.doe@example.com" not in display  # it was MIME-encoded (review)
     assert "jane.doe" not in r.cookies["last_user"]
     assert r.cookies["auth_token"] == "s3ss10n-0f3c9a7d5e2b41"
+
+
+@pytest.mark.parametrize("path", ["/feed", "/async/feed"])
+def test_a_stream_of_tagged_json_lines_is_scrubbed_line_by_line(call: Caller,
+                                                                 path: str) -> None:
+    """NDJSON whose items are tagged went out unread (a streaming-only operation)."""
+    r = call("get", path)
+    assert r.status == 200
+    assert r.streaming
+    assert b"4242424242424242" not in r.body
+    assert [json.loads(line)["card"] for line in r.body.splitlines()] == [
+        "************4242"] * 3

@@ -95,3 +95,28 @@ async def test_a_line_longer_than_the_limit_ends_the_stream(tmp_path: Any) -> No
     r = await call(PIIMiddleware(app, config), "GET", "/feed")
     assert r.status == 200
     assert r.body == b'{"event": "ok"}\n'
+
+
+def test_wsgi_lines_are_scrubbed_as_they_stream(tmp_path: Any) -> None:
+    from werkzeug.test import Client
+
+    from piimw.wsgi import PIIMiddleware as WSGIMiddleware
+
+    config = _config(tmp_path, {"application/x-ndjson": {"itemSchema": ITEM}})
+    pulled: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "application/x-ndjson"),
+                                  ("Content-Length", "999")])
+        for i in range(3):
+            pulled.append(i)
+            yield orjson.dumps({"event": f"tick {i}", "email": EMAIL}) + b"\n"
+
+    r = Client(WSGIMiddleware(app, config)).get("/feed", buffered=False)
+    assert "Content-Length" not in r.headers
+    first = next(r.response)
+    assert pulled == [0]  # streamed: one line read, one line sent
+    body = first + b"".join(r.response)
+    r.close()
+    assert EMAIL.encode() not in body
+    assert [orjson.loads(line)["email"] for line in body.splitlines()] == ["j***@example.com"] * 3

@@ -42,6 +42,7 @@ from piimw.exchange import (
     Activation,
     Exchange,
     Headers,
+    LineStream,
     ResponseOutcome,
     end_of_request,
     enter_closable,
@@ -188,6 +189,20 @@ def _leave(activation: Activation, exchange: Exchange, done: list[bool]) -> None
     done.append(True)
     leave_closed(activation)
     _end(exchange)
+
+
+def _stream_lines(response: HttpResponseBase, lines: LineStream) -> None:
+    """A response of tagged JSON lines, scrubbed line by line as Django streams it (or at
+    once, if it is not streaming); its length and validators go."""
+    for name in ("Content-Length", "ETag", "Content-MD5"):
+        if response.has_header(name):
+            del response.headers[name]
+    if not response.streaming:
+        response.content = lines.feed(response.content) + lines.close()
+    elif response.is_async:
+        response.streaming_content = lines.ascrub(response.streaming_content)
+    else:
+        response.streaming_content = lines.scrub(response.streaming_content)
 
 
 def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
@@ -534,7 +549,12 @@ class PIIMiddleware:
             exchange.status = status
             return None
         headers = _response_headers(response)
-        return headers if exchange.wants_response_body(status, headers) else None
+        if exchange.wants_response_body(status, headers):
+            return headers
+        plan = exchange.line_plan(status, headers)
+        if plan is not None:  # tagged JSON lines: read line by line as they stream
+            _stream_lines(response, LineStream(exchange, plan))
+        return None
 
     def _inspect_response(self, exchange: Exchange,
                           response: HttpResponseBase) -> HttpResponseBase:
