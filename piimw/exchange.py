@@ -1178,33 +1178,48 @@ class LineStream:
     (:attr:`over`; its headers are gone, so it cannot become a 500). Sans-IO: the ASGI,
     WSGI and Django adapters drive it."""
 
-    __slots__ = ("_exchange", "_pending", "_plan", "over")
+    __slots__ = ("_exchange", "_pending", "_plan", "_size", "over")
 
     def __init__(self, exchange: Exchange, plan: Plan) -> None:
         self._exchange = exchange
         self._plan = plan
-        self._pending = b""
+        #: The chunks of the line not yet complete (joined once, when it is: a long line
+        #: in many chunks costs no copy per chunk).
+        self._pending: list[bytes] = []
+        self._size = 0
         self.over = False
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete lines ``chunk`` finishes, scrubbed; b"" once :attr:`over`."""
         if self.over:
             return b""
-        head, newline, rest = (self._pending + chunk).rpartition(b"\n")
-        if len(rest) > self._exchange.config.max_response_bytes:
-            self._exchange.too_large()  # logged and counted
-            self.over, rest = True, b""
-        self._pending = rest
-        if not newline:
+        limit = self._exchange.config.max_response_bytes
+        cut = chunk.rfind(b"\n")
+        if cut < 0:  # the line goes on
+            self._pending.append(chunk)
+            self._size += len(chunk)
+            if self._size > limit:
+                self._stop()
             return b""
+        head = b"".join([*self._pending, chunk[:cut]])
+        rest = chunk[cut + 1:]
+        self._pending, self._size = ([rest], len(rest)) if rest else ([], 0)
+        if self._size > limit:
+            self._stop()  # the lines before it still go out
         # Split on "\n" alone, as NDJSON readers do (not on a lone "\r").
         exchange, plan = self._exchange, self._plan
         return b"".join(exchange.response_line(plan, part + b"\n")
                         for part in head.split(b"\n"))
 
+    def _stop(self) -> None:
+        self._exchange.too_large()  # logged and counted
+        self.over = True
+        self._pending, self._size = [], 0
+
     def close(self) -> bytes:
         """The last line, if it had no newline, scrubbed."""
-        rest, self._pending = self._pending, b""
+        rest = b"".join(self._pending)
+        self._pending, self._size = [], 0
         if self.over or not rest:
             return b""
         return self._exchange.response_line(self._plan, rest)
