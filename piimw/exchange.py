@@ -1114,6 +1114,10 @@ FRAMING_RESPONSE_HEADERS = frozenset({
     b"x-ua-compatible", b"x-powered-by", b"x-request-id", b"x-runtime"})
 
 
+#: :data:`FRAMING_RESPONSE_HEADERS` as text (WSGI and Django name headers in ``str``).
+FRAMING_HEADER_NAMES = frozenset(n.decode("latin-1") for n in FRAMING_RESPONSE_HEADERS)
+
+
 def _scanned_header(name: bytes) -> bool:
     return name not in FRAMING_RESPONSE_HEADERS
 

@@ -18,7 +18,7 @@ from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.consent import Consent
 from piimw.exchange import (
-    FRAMING_RESPONSE_HEADERS,
+    FRAMING_HEADER_NAMES,
     LENGTH_AND_VALIDATORS,
     Activation,
     Exchange,
@@ -128,12 +128,9 @@ def _scrubbed_headers(exchange: Exchange, status: int,
     """A response's headers passed through, with :meth:`Exchange.response_headers` applied
     where one of them says something (most responses: a look at the names only)."""
     for name, _ in headers:
-        if name.lower() not in _FRAMING_NAMES:
+        if name.lower() not in FRAMING_HEADER_NAMES:
             return _to_str(exchange.response_headers(status, _to_bytes(headers)))
     return headers
-
-
-_FRAMING_NAMES = frozenset(n.decode("latin-1") for n in FRAMING_RESPONSE_HEADERS)
 
 
 def _to_bytes(headers: list[tuple[str, str]]) -> Headers:

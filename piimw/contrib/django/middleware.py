@@ -39,6 +39,7 @@ from piimw.config import Config
 from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
 from piimw.exchange import (
+    FRAMING_HEADER_NAMES,
     Activation,
     Exchange,
     Headers,
@@ -47,7 +48,6 @@ from piimw.exchange import (
     end_of_request,
     enter_closable,
     leave_closed,
-    scans_response_headers,
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
@@ -209,10 +209,11 @@ def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
     """:meth:`Exchange.response_headers` on a Django response, in place: its headers, and
     its cookies, which Django keeps apart (a ``Set-Cookie`` holding the email)."""
     status = response.status_code
-    # Django writes a value that is not Latin-1 as RFC 2047 encoded words: read them.
-    items = [(name, _mime_decoded(value)) for name, value in response.headers.items()]
-    raw = [(name.lower().encode("latin-1"), environ_bytes(value)) for name, value in items]
-    if scans_response_headers(raw):
+    # Most responses carry framing and security headers only: their names are all read.
+    if any(name.lower() not in FRAMING_HEADER_NAMES for name in response.headers):
+        # Django writes a value that is not Latin-1 as RFC 2047 encoded words: read them.
+        items = [(name, _mime_decoded(value)) for name, value in response.headers.items()]
+        raw = [(name.lower().encode("latin-1"), environ_bytes(value)) for name, value in items]
         for (name, value), (_, old), (_, new) in zip(
                 items, raw, exchange.response_headers(status, raw), strict=True):
             if new is not old:
