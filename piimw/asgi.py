@@ -14,7 +14,6 @@ from typing import Any
 from piimw.bodies import declared_length
 from piimw.config import Config
 from piimw.exchange import (
-    LENGTH_AND_VALIDATORS,
     Exchange,
     Headers,
     LineStream,
@@ -243,6 +242,11 @@ class PIIMiddleware:
         return None, _replay(new_body, receive)
 
 
+#: ASGI messages that send a file the server reads itself: never forwarded on a response
+#: piimw must read.
+_FILE_SENDS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
+
+
 def _too_large() -> Problem:
     return Problem(413, "too-large", "The request body is larger than this endpoint inspects.")
 
@@ -296,8 +300,8 @@ def _error_watch(exchange: Exchange, send: Send) -> Send:
 class _Responder:
     """Per-request response state: hold the start message until the body is decided."""
 
-    __slots__ = ("buffer", "exchange", "lines", "raw_send", "size", "start", "state",
-                 "withheld")
+    __slots__ = ("_announced", "buffer", "exchange", "lines", "raw_send", "size", "start",
+                 "state", "withheld")
 
     def __init__(self, exchange: Exchange, send: Send) -> None:
         self.exchange = exchange
@@ -308,6 +312,7 @@ class _Responder:
         self.state = "start"  # start -> stream | lines | buffer -> done | trailers
         self.withheld = False
         self.lines: LineStream | None = None
+        self._announced = False  # a line stream's start message announced trailers
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -321,10 +326,13 @@ class _Responder:
             self.state = "stream"
             plan = self.exchange.line_plan(status, headers)
             if plan is not None:  # tagged JSON lines: read line by line as they stream
-                self.state, self.start = "lines", message
+                # Held until the first body message: a file sent instead (pathsend) can
+                # still be withheld with a 500.
+                self.state = "lines"
+                self.start = {**message, "headers": self.exchange.stream_headers(
+                    status, headers, plan)}
                 self.lines = LineStream(self.exchange, plan)
-                headers = [(k, v) for k, v in headers if k not in LENGTH_AND_VALIDATORS]
-                message = {**message, "headers": headers}
+                return
             if scans_response_headers(headers):
                 message = {**message,
                            "headers": self.exchange.response_headers(status, headers)}
@@ -348,41 +356,54 @@ class _Responder:
         if kind == "http.response.body":
             await self._buffer(message)
             return
-        if kind == "http.response.pathsend":
+        if kind in _FILE_SENDS:
             # A file we cannot read in flight: on a protected response, withhold it.
             await self._finish(self.exchange.too_large())
             return
         await self.raw_send(message)  # e.g. trailers after the final body
 
     async def _lines(self, message: Message) -> None:
-        """A JSON lines stream: every complete line scrubbed and sent on at once."""
+        """A JSON lines stream: every complete line scrubbed and sent on at once. The start
+        message goes out with the first body message; a file sent instead (pathsend,
+        zerocopysend) cannot be read in flight: withheld with a 500 before the start, the
+        stream ended after it. After a line longer than the limit the stream ends; trailers
+        it announced are sent empty."""
         kind = message["type"]
         lines = self.lines
         assert lines is not None
         if kind == "http.response.trailers":
             await self.raw_send({**message, "headers": self.exchange.response_trailers(
                 list(message.get("headers") or ()), False)})
+            self.state = "done"
             return
-        if kind == "http.response.pathsend":
-            # A file we cannot read in flight: its headers are gone, so the stream ends.
+        if kind in _FILE_SENDS:
+            if self.start is not None:
+                await self._finish(self.exchange.too_large())
+                return
             logger.warning("piimw: a streamed file on %s %s could not be read; left out",
                            self.exchange.method, self.exchange.route_template)
             message = {"type": "http.response.body", "body": b"", "more_body": False}
+            lines.over = True
         elif kind != "http.response.body":
-            await self.raw_send(message)
-            return
+            return  # nothing else belongs in a response body
         out = lines.feed(message.get("body", b""))
         more = bool(message.get("more_body", False)) and not lines.over
         if not more:
             out += lines.close()
+        start, self.start = self.start, None
+        if start is not None:
+            self._announced = bool(start.get("trailers"))
+            await self.raw_send(start)
         if out or not more:
             await self.raw_send({"type": "http.response.body", "body": out,
                                  "more_body": more})
         if not more:
-            # Done, unless trailers follow (scrubbed above); after a line over the limit,
-            # whatever the app still sends is dropped.
-            trailers = bool((self.start or {}).get("trailers")) and not lines.over
-            self.state = "lines_trailers" if trailers else "done"
+            if self._announced and lines.over:  # what was announced, empty
+                await self.raw_send({"type": "http.response.trailers", "headers": [],
+                                     "more_trailers": False})
+                self.state = "done"
+            else:  # done, unless trailers follow (scrubbed above)
+                self.state = "lines_trailers" if self._announced else "done"
 
     async def _buffer(self, message: Message) -> None:
         chunk = message.get("body", b"")

@@ -24,7 +24,7 @@ from piimw.errors import ConfigError, SchemaError
 from piimw.findings import ACTIONS, SINKS, Action, Sink
 from piimw.policy import REASONS, Policy, Rule
 from piimw.registry import REGISTRY_SCHEMA
-from piimw.routes import Body, OpenAPIRoutes, Route, RouteTable
+from piimw.routes import Body, OpenAPIRoutes, Route, RouteTable, status_key
 from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
 from piimw.schema.validate import Validator, fast_registry
@@ -361,7 +361,7 @@ def _explicit_route(entry: Mapping[str, Any], store: SchemaStore, compiler: Comp
                                           f"{entry['route']} response")
     elif isinstance(resp, Mapping):
         for status, ref in resp.items():
-            route.responses[str(status).upper()] = body(
+            route.responses[status_key(status)] = body(
                 ref, f"{pointer}/response/{status}", f"{entry['route']} response {status}")
     if "query" in entry:
         uri, frag = _schema_ref(entry["query"], store, base, source, f"{pointer}/query")

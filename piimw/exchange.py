@@ -145,12 +145,17 @@ CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 #: Words naming an ``X-`` header that holds a credential (``X-XSRF-Token``, ``X-Auth-Key``).
 _CREDENTIAL_WORDS = (b"token", b"csrf", b"xsrf", b"secret", b"auth", b"key", b"password")
 #: Words naming an ``X-`` header that carries infrastructure (tracing, proxies, timing).
-_INFRASTRUCTURE_WORDS = (b"trace", b"span", b"-id", b"envoy", b"datadog", b"amz", b"forwarded",
+_INFRASTRUCTURE_WORDS = (b"trace", b"span", b"-id", b"envoy", b"datadog", b"amz",
                          b"request-start", b"b3-", b"timeout", b"version", b"cloud", b"vercel",
                          b"-cf-", b"cdn", b"edge")
+#: Words naming a header about a person, whatever else the name says (``X-Forwarded-User``,
+#: ``X-Forwarded-Email`` from an authenticating proxy, ``X-User-Id``).
+_PERSON_WORDS = (b"user", b"email", b"mail", b"name", b"login", b"account", b"customer")
 
 
 def _infrastructure(name: bytes) -> bool:
+    if any(w in name for w in _PERSON_WORDS):
+        return False
     return name in _NOT_HARVESTED or any(w in name for w in _INFRASTRUCTURE_WORDS)
 
 
@@ -760,9 +765,16 @@ class Exchange:
         Asked once :meth:`wants_response_body` said no; a compressed stream is buffered."""
         route = self.route
         spec = route.response_for(status) if route is not None else None
-        if spec is None or not spec.streams or content_coding(headers) is not None:
+        if spec is None or not spec.streams or content_coding(headers) is not None \
+                or self.method == "HEAD":  # no body: its headers pass as a GET's would
             return None
         return spec.streams.get(media_type(headers))
+
+    def stream_headers(self, status: int, headers: Headers, plan: Plan) -> Headers:
+        """The headers of a JSON lines stream read line by line: no length or validators
+        (lines change), ``Vary`` as for any planned response, the rest scrubbed."""
+        kept = [(k, v) for k, v in headers if k not in LENGTH_AND_VALIDATORS]
+        return self.response_headers(status, self._vary(kept, plan))
 
     def response_line(self, plan: Plan, line: bytes) -> bytes:
         """One line of a JSON lines stream, scrubbed by the items' plan (``\n`` kept).
@@ -785,12 +797,18 @@ class Exchange:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            text = raw.decode("utf-8", "replace")
-            new, findings = self.config.scrubber.scrub_text(
-                text, sink="client", consent=self.consent, known=self.known,
-                route=self.route_template, location="response")
-            self._record(findings)
-            return line if not findings else new.encode("utf-8") + end
+            try:  # what the standard library reads (NaN, a BOM, lone surrogates), clients do
+                doc = json.loads(raw)
+            except (ValueError, RecursionError):
+                text = raw.decode("utf-8", "replace")
+                new, findings = self.config.scrubber.scrub_text(
+                    text, sink="client", consent=self.consent, known=self.known,
+                    route=self.route_template, location="response")
+                self._record(findings)
+                return line if not findings else new.encode("utf-8") + end
+            res = self._scrub(doc, plan, "client")
+            value, res.value = res.value, None
+            return json.dumps(value, separators=(",", ":")).encode("ascii") + end
         res = self._scrub(doc, plan, "client")
         value, res.value = res.value, None
         self._stream_lines += 1
@@ -833,6 +851,16 @@ class Exchange:
         route = self.route
         spec = route.response_for(status) if route is not None else None
         mt = media_type(headers)
+        plan = spec.streams.get(mt) if spec is not None else None
+        if plan is not None:  # a compressed stream of tagged JSON lines, read whole
+            lines = LineStream(self, plan)
+            out = lines.feed(raw) + lines.close()
+            if lines.over:
+                return self._withheld()
+            if out == raw:
+                return ResponseOutcome(status, self._vary(headers, plan), body)
+            new = encode_content(out, encoding)
+            return ResponseOutcome(status, self._vary(_rewrite(headers, new), plan), new)
         if spec is not None and (is_json_media_type(mt) or not mt):
             try:
                 doc = orjson.loads(raw)
@@ -997,14 +1025,7 @@ class Exchange:
         is (a raw filename), else latin-1. In ``Set-Cookie`` the request's credentials and
         tokens are left alone: an app renews its session cookie with the same value."""
         if name == b"set-cookie":
-            if _signed_token(value):
-                return value  # what a detector finds in a signed token is the app's credential
-            quoted = _quoted_cookie(value)
-            if quoted is not None:
-                # "Zo\303\253 \303\205ngstr\303\266m": the escapes hide the value.
-                head, inner, tail = quoted
-                new_inner = self._scrubbed_value(b"set-cookie-value", inner, sink, location)
-                return value if new_inner is inner else head + _cookie_quote(new_inner) + tail
+            return self._scrubbed_cookie(value, sink, location)
         try:
             text, codec = value.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
@@ -1018,6 +1039,29 @@ class Exchange:
         self._record(findings)
         return value if new == text else new.encode(codec, "replace")
 
+    def _scrubbed_cookie(self, header: bytes, sink: Sink, location: str) -> bytes:
+        """A ``Set-Cookie``: its name and attributes scanned as any header value, its value
+        too unless it is a signed token (the app's session); a quoted value is read with its
+        escapes undone (``"Zo\\303\\253"`` hid a name) and quoted back."""
+        name, eq, rest = header.partition(b"=")
+        if not eq:
+            return self._scrubbed_value(b"set-cookie-value", header, sink, location)
+        value, semi, attrs = rest.partition(b";")
+        new_name = self._scrubbed_value(b"set-cookie-value", name, sink, location)
+        new_attrs = self._scrubbed_value(b"set-cookie-value", attrs, sink, location) \
+            if attrs else attrs
+        quoted = _quoted_cookie(value)
+        if quoted is not None:
+            inner = self._scrubbed_value(b"set-cookie-value", quoted, sink, location)
+            new_value = value if inner is quoted else _cookie_quote(inner)
+        elif _signed_token(value):
+            new_value = value  # what a detector finds in a signed token is the app's own
+        else:
+            new_value = self._scrubbed_value(b"set-cookie-value", value, sink, location)
+        if new_name is name and new_value is value and new_attrs is attrs:
+            return header
+        return new_name + eq + new_value + semi + new_attrs
+
     def _vary(self, headers: Headers, plan: Plan) -> Headers:
         """The response's headers plus ``Vary`` naming the request headers whose signals
         changed it, and, where the plan has values a signal may change (a use other than
@@ -1025,35 +1069,31 @@ class Exchange:
         response of a request without a signal to one with it, nor the other way round.
         (``Cookie`` only when a cookie's signal changed it: varying on it always would make
         every planned response per user.)"""
+        value = self.vary_for(plan)
+        return headers if value is None else [*headers, (b"vary", value.encode("latin-1"))]
+
+    def vary_for(self, plan: Plan) -> str | None:
+        """The ``Vary`` value :meth:`_vary` adds for ``plan``, or None."""
         settings = self.config.consent_settings
         names = set(settings.header_vary) if _signal_sensitive(plan) else set()
         if self._signals_used:
             names.update(name for s in self._signals_used for name in settings.vary.get(s, ()))
-        if not names:
-            return headers
-        return [*headers, (b"vary", ", ".join(sorted(names)).encode("latin-1"))]
+        return ", ".join(sorted(names)) if names else None
 
 
 _COOKIE_ESCAPE = re.compile(rb"\\([0-3][0-7]{2}|.)", re.S)
 
 
-def _quoted_cookie(set_cookie: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """(``name=``, the value unquoted, the rest) of a ``Set-Cookie`` whose value is quoted
-    with backslash escapes (``http.cookies`` and Werkzeug write non-ASCII characters, ``,``
-    and ``;`` as octal escapes), else None. The value is the escaped bytes (Werkzeug: UTF-8;
-    ``http.cookies``: one byte per Latin-1 character)."""
-    head, eq, rest = set_cookie.partition(b"=")
-    if not eq or not rest.startswith(b'"'):
+def _quoted_cookie(value: bytes) -> bytes | None:
+    """A cookie value quoted with backslash escapes (``http.cookies`` and Werkzeug write
+    non-ASCII characters, ``,`` and ``;`` as octal escapes), unquoted; else None. The result
+    is the escaped bytes (Werkzeug: UTF-8; ``http.cookies``: one byte per Latin-1 character)."""
+    value = value.strip()
+    if len(value) < 2 or value[:1] != b'"' or value[-1:] != b'"' or b"\\" not in value:
         return None
-    end = rest.find(b'"', 1)
-    while end > 0 and rest[end - 1:end] == b"\\":
-        end = rest.find(b'"', end + 1)
-    if end < 0 or b"\\" not in rest[:end]:
-        return None
-    inner = _COOKIE_ESCAPE.sub(
+    return _COOKIE_ESCAPE.sub(
         lambda m: bytes([int(m.group(1), 8)]) if len(m.group(1)) == 3 else m.group(1),
-        rest[1:end])
-    return head + b"=", inner, rest[end + 1:]
+        value[1:-1])
 
 
 def _cookie_quote(value: bytes) -> bytes:
@@ -1075,15 +1115,18 @@ _DIGITS = re.compile(rb"[0-9]")
 _LETTERS = re.compile(rb"[A-Za-z]")
 
 
-def _signed_token(set_cookie: bytes) -> bool:
+def _signed_token(value: bytes) -> bool:
     """Is the cookie's value a signed token (Flask's and Starlette's sessions, a JWT,
     Django's signed cookies): base64 parts joined by dots or colons, one of them 20
     characters or more with letters and digits? Every response renewing a session would
     otherwise run the detectors to find a token they then leave alone (credentials are the
     app's in a ``Set-Cookie``); a name or an email never has such a part."""
-    value = set_cookie.partition(b";")[0].partition(b"=")[2].strip(b' "').lstrip(b".")
-    parts = value.replace(b":", b".").split(b".")
+    token = value.strip(b' "').lstrip(b".")
+    parts = token.replace(b":", b".").split(b".")
     if len(parts) < 2 or not all(_TOKEN_PART.fullmatch(p) for p in parts):
+        return False
+    # Signatures and timestamps are parts too: a word and one long run (iban:GB82...) is not.
+    if sum(len(p) >= 6 for p in parts) < 2:
         return False
     return any(len(p) >= 20 and _DIGITS.search(p) and _LETTERS.search(p) for p in parts)
 

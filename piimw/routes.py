@@ -39,6 +39,13 @@ LINE_STREAM_TYPES = frozenset({"application/x-ndjson", "application/jsonl",
 STREAM_TYPES = LINE_STREAM_TYPES | {"application/json-seq", "text/event-stream"}
 
 
+def status_key(status: object) -> str:
+    """A response's key in :attr:`Route.responses`: ``200``, ``2XX``, or ``default`` (an
+    OpenAPI ``default`` upper-cased never matched, and its body was never read)."""
+    key = str(status).strip()
+    return "default" if key.lower() == "default" else key.upper()
+
+
 def base_media_type(media_type: str) -> str:
     """``Application/JSON; charset=utf-8`` -> ``application/json``."""
     return media_type.split(";", 1)[0].strip().lower()
@@ -111,7 +118,7 @@ class Route:
                 for name, value in zip(names, m.groups(), strict=True)
                 if name in self.path_tags]
 
-    def response_for(self, status: int) -> Body | None:
+    def response_for(self, status: int) -> Body | None:  # keys: see status_key
         """The response body spec for ``status``: exact, then ``2XX``, then ``default``."""
         r = self.responses
         return r.get(str(status)) or r.get(f"{status // 100}XX") or r.get("default")
@@ -361,7 +368,8 @@ class OpenAPIRoutes:
                                "stream passes unread", self.store.names.get(uri, uri), at, exc)
                 continue
             if not plan.empty:
-                out[base] = plan
+                # Clients and servers name the same format differently: every name of it.
+                out.update(dict.fromkeys(LINE_STREAM_TYPES, plan))
         return out
 
     def _body(self, loc: tuple[str, str], name: str, holder: Any, at: tuple[str, str]) -> Body:
@@ -419,9 +427,9 @@ class OpenAPIRoutes:
             if loc is not None:
                 body = self._body(loc, name, r, (r_uri, r_ptr))
                 body.streams = streams
-                route.responses[str(status).upper()] = body
+                route.responses[status_key(status)] = body
             elif streams:  # a streaming operation: no JSON body, tagged lines
-                route.responses[str(status).upper()] = Body(
+                route.responses[status_key(status)] = Body(
                     Plan(None, (), self.store.names.get(r_uri, r_uri), name=name), None,
                     media_types=self._untagged_media(r, (r_uri, r_ptr), ("", ""),
                                                      Plan(None)),

@@ -19,7 +19,6 @@ from piimw.config import Config
 from piimw.consent import Consent
 from piimw.exchange import (
     FRAMING_HEADER_NAMES,
-    LENGTH_AND_VALIDATORS,
     Activation,
     Exchange,
     Headers,
@@ -332,9 +331,8 @@ class _Responder:
             plan = exchange.line_plan(code, raw)
             if plan is not None:  # tagged JSON lines: read line by line as they stream
                 self.lines = LineStream(exchange, plan)
-                raw = [(k, v) for k, v in raw if k not in LENGTH_AND_VALIDATORS]
-                headers = _to_str(raw)
-            if scans_response_headers(raw):
+                headers = _to_str(exchange.stream_headers(code, raw, plan))
+            elif scans_response_headers(raw):
                 headers = _to_str(exchange.response_headers(code, raw))
             write = self._start_response(status, headers, exc_info) if exc_info else \
                 self._start_response(status, headers)

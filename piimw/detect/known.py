@@ -199,7 +199,10 @@ def _ascii_fold(value: str) -> str:
     ASCII value or one that folds to too little to be worth finding."""
     if value.isascii():
         return ""
-    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    decomposed = unicodedata.normalize("NFKD", value)
+    if any(not ch.isascii() and not unicodedata.combining(ch) for ch in decomposed):
+        return ""  # not Latin letters with accents: what folding leaves is not the value
+    folded = decomposed.encode("ascii", "ignore").decode("ascii")
     return folded if len(folded.strip()) >= _MIN_CHARS and folded != value else ""
 
 
@@ -706,7 +709,16 @@ class KnownValues:
         else:
             raise TypeError(f"known values are str, int or float, not {type(value).__name__}")
         values = self._values
-        if len(text) < _MIN_CHARS or text in values:
+        if len(text) < _MIN_CHARS:
+            return
+        held = values.get(text)
+        if held is not None:
+            # A value first seen untagged (a query or Referer value) and then tagged takes
+            # the tag's category: an untagged one is the app's to echo, a tagged one is not.
+            if held == "user" and category != "user":
+                values[text] = ALIASES.get(category, category)
+                self._matcher = self._probe = None
+                self._clean = None
             return
         # Digits and separators only, with too few digits, would match everywhere.
         if text.isascii():  # rest: the text without separators, "+" and "/"

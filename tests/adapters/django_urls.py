@@ -91,7 +91,7 @@ def redirect_user(request: HttpRequest) -> HttpResponse:
     """A redirect, a cookie and a header built from the request's email (no plan)."""
     email = request.GET.get("email", "")
     response = HttpResponse(status=302)
-    response["Location"] = f"/welcome?email={email}"
+    response["Location"] = f"/welcome?email={email}&next={request.GET.get('next', '')}"
     response["X-Debug-User"] = email
     response["X-Display"] = f"\u5c71\u7530 \u592a\u90ce <{email}>"  # MIME-encoded by Django
     response.set_cookie("last_user", email)

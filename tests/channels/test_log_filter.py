@@ -613,6 +613,7 @@ def test_values_of_an_app_s_headers_referer_query_and_tagged_path_parameters_are
     ex = Exchange(config, "GET", "/people/Zebulon%20Quackenbush/orders/A-1234567", [
         (b"x-customer-name", b"Quincy Fairweather"), (b"x-request-id", b"req-0f3c9a7d"),
         (b"x-datadog-trace-id", b"7362819282736452817"),
+        (b"x-forwarded-user", b"zoe.example.login"),  # an authenticating proxy's (review)
         (b"referer", b"https://shop.example/search?q=Ottoline+Brandvold&page=2#top")])
     assert ex.route is not None
     record = logging.LogRecord("app", logging.INFO, __file__, 1,
@@ -632,6 +633,7 @@ def test_values_of_an_app_s_headers_referer_query_and_tagged_path_parameters_are
     with activate(ex):
         PIIFilter().filter(trace)
     assert trace.getMessage() == "trace 7362819282736452817"  # review: tracing stays
+    assert ex.known.search("orders of zoe.example.login")
     # behind a mount or root_path prefix (review: the path did not match the template)
     assert ex.route.path_values("/api/people/Zebulon%20Quackenbush/orders/A-1") == [
         ("Zebulon Quackenbush", "user.name")]

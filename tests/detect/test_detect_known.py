@@ -106,6 +106,15 @@ def test_a_name_without_its_accents() -> None:
     assert known.search(text)
 
 
+def test_a_value_of_other_scripts_is_not_folded_to_its_ascii_leftovers() -> None:
+    """Folding dropped every non-Latin letter: what was left (``@example.com``, ``1-2-3``)
+    became a known value and matched other people's text (review)."""
+    known = KnownValues()
+    known.add("\u0438\u0432\u0430\u043d@example.com", "user.contact.email")
+    known.add("\u6771\u4eac\u90fd\u6e2f\u533a 1-2-3", "user.contact.address")
+    assert known.find("write to support@example.com, room 1-2-3") == []
+
+
 def test_email_is_case_insensitive() -> None:
     known = KnownValues()
     known.add("Jane.Doe@Example.com", "user.contact.email")

@@ -120,3 +120,92 @@ def test_wsgi_lines_are_scrubbed_as_they_stream(tmp_path: Any) -> None:
     r.close()
     assert EMAIL.encode() not in body
     assert [orjson.loads(line)["email"] for line in body.splitlines()] == ["j***@example.com"] * 3
+
+
+# -- found by review of the line streams -------------------------------------------------------
+async def _run(config: piimw.Config, messages: list[dict[str, Any]], method: str = "GET",
+               headers: list[tuple[bytes, bytes]] | None = None) -> list[dict[str, Any]]:
+    """The messages the server gets when the app sends ``messages`` after its start."""
+    from piimw.asgi import _Responder
+    from piimw.exchange import Exchange
+
+    sent: list[dict[str, Any]] = []
+
+    async def server(message: Any) -> None:
+        sent.append(message)
+
+    responder = _Responder(Exchange(config, method, "/feed", []), server)
+    await responder.send({"type": "http.response.start", "status": 200, "headers": headers
+                          or [(b"content-type", b"application/x-ndjson")],
+                          **({"trailers": True} if any(
+                              m["type"] == "http.response.trailers" for m in messages) else {})})
+    for message in messages:
+        await responder.send(message)
+    return sent
+
+
+def _body(sent: list[dict[str, Any]]) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+async def test_lines_only_the_standard_library_reads(tmp_path: Any) -> None:
+    """NaN (json.dumps writes it), a BOM, a lone surrogate: scanned as text only, the
+    tagged name went out."""
+    config = _config(tmp_path, {"application/x-ndjson": {"itemSchema": {
+        "type": "object", "properties": {"name": {"type": "string", "x-pii": {
+            "category": "name", "action": "redact"}}}}}})
+    body = (b'{"name": "Zoe Example", "score": NaN}\n\xef\xbb\xbf{"name": "Zoe Example"}\n'
+            b'{"name": "Zoe Example", "s": "\\ud800"}\n')
+    sent = await _run(config, [{"type": "http.response.body", "body": body}])
+    assert b"Zoe" not in _body(sent)
+    assert _body(sent).count(b"[REDACTED:name]") == 3
+
+
+async def test_a_compressed_stream_gets_the_items_plan(tmp_path: Any) -> None:
+    import gzip
+
+    config = _config(tmp_path, {"application/x-ndjson": {"itemSchema": ITEM}})
+    raw = orjson.dumps({"email": EMAIL, "event": "e"}) + b"\n"
+    sent = await _run(config, [{"type": "http.response.body", "body": gzip.compress(raw)}],
+                      headers=[(b"content-type", b"application/x-ndjson"),
+                               (b"content-encoding", b"gzip")])
+    assert orjson.loads(gzip.decompress(_body(sent)))["email"] == "j***@example.com"
+
+
+async def test_trailers_files_head_and_vary(tmp_path: Any) -> None:
+    marketing = {"type": "object", "properties": {"phone": {"type": "string", "x-pii": {
+        "category": "phone", "uses": ["marketing"]}}}}
+    config = _config(tmp_path, {"application/jsonl": {"itemSchema": marketing}})
+    config.max_response_bytes = 32
+    # announced trailers are sent (empty) after a line over the limit ended the stream
+    sent = await _run(config, [
+        {"type": "http.response.body", "body": b"x" * 40, "more_body": True},
+        {"type": "http.response.body", "body": b"\n", "more_body": False},
+        {"type": "http.response.trailers", "headers": [(b"x-n", b"1")]}],
+        headers=[(b"content-type", b"application/x-ndjson")])  # another name of the type
+    assert [m["type"] for m in sent][-1] == "http.response.trailers"
+    assert dict(sent[0]["headers"])[b"vary"] == b"DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
+    # a file the server would read itself: withheld, never forwarded unread
+    for kind in ("http.response.pathsend", "http.response.zerocopysend"):
+        sent = await _run(config, [{"type": kind, "path": "/etc/hostname"}])
+        assert sent[0]["status"] == 500
+        assert kind not in [m["type"] for m in sent]
+    # HEAD: no body, the GET's headers
+    sent = await _run(config, [{"type": "http.response.body", "body": b""}], method="HEAD",
+                      headers=[(b"content-type", b"application/x-ndjson"),
+                               (b"content-length", b"42")])
+    assert dict(sent[0]["headers"])[b"content-length"] == b"42"
+
+
+async def test_a_default_response_is_matched(tmp_path: Any) -> None:
+    """``default`` was stored upper-cased and never matched: its body went out unread."""
+    config = _config(tmp_path, {"application/json": {"schema": ITEM}})
+    doc = orjson.loads((tmp_path / "openapi.json").read_bytes())
+    responses = doc["paths"]["/feed"]["get"]["responses"]
+    responses["default"] = responses.pop("200")
+    (tmp_path / "openapi.json").write_bytes(orjson.dumps(doc))
+    config = piimw.Config.from_dict({"openapi": [str(tmp_path / "openapi.json")]})
+    sent = await _run(config, [{"type": "http.response.body",
+                                "body": orjson.dumps({"email": EMAIL})}],
+                      headers=[(b"content-type", b"application/json")])
+    assert orjson.loads(_body(sent))["email"] == "j***@example.com"

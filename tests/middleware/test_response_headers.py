@@ -158,7 +158,7 @@ def test_a_signed_session_cookie_is_not_scanned(cookie: bytes, signed: bool) -> 
     detector finds Flask's), then left it alone: a cost on every request, for nothing."""
     from piimw.exchange import _signed_token
 
-    assert _signed_token(cookie) is signed
+    assert _signed_token(cookie.partition(b";")[0].partition(b"=")[2]) is signed
 
 
 @pytest.mark.parametrize("cookie", [
@@ -171,3 +171,34 @@ def test_a_quoted_cookie_is_read_unquoted(cookie: bytes) -> None:
     ex.known.add("Zo\u00eb \u00c5ngstr\u00f6m", "user.name")
     out = ex.response_headers(200, [(b"set-cookie", cookie)])
     assert out == [(b"set-cookie", b'display_name="[REDACTED:name]"; Path=/')]
+
+
+def test_a_cookie_s_name_and_attributes_are_read_too() -> None:
+    """Review of the cookie exemptions: only the value is the app's own (a signed token);
+    the name and the attributes were left unread, and an IBAN passed for a token."""
+    ex = Exchange(piimw.Config(), "GET", "/x", [])
+    ex.known.add("Zo\u00eb Example", "user.name")
+    token = b"eyJfcGVybWFuZW50Ijp0cnVlfQ.awwRDx.Xy12AbCdEfGhIjKlMnOpQrStUvW"
+    cookies = [
+        b"session=" + token + b"; Path=/u/" + EMAIL.encode(),
+        EMAIL.encode() + b"=" + token + b"; Path=/",
+        b'greeting="Hi\\054 Zo\\303\\253 Example"; Path=/u/' + EMAIL.encode(),
+        b"last_iban=iban:GB82WEST12345698765432; Path=/",
+    ]
+    out = ex.response_headers(200, [(b"set-cookie", c) for c in cookies])
+    joined = b"\n".join(v for _, v in out)
+    assert EMAIL.encode() not in joined
+    assert b"GB82WEST12345698765432" not in joined
+    assert b"Zo\\303\\253" not in joined
+    assert joined.count(token) == 2  # the session tokens themselves are kept
+
+
+def test_a_value_seen_untagged_then_tagged_is_not_the_app_s_to_echo() -> None:
+    """A Referer query brought the name in first, as an untagged value: the tagged path
+    parameter with the same value then stayed untagged, and a header echoed it (review)."""
+    from piimw.detect import KnownValues
+
+    known = KnownValues()
+    known.add(NAME, "user")
+    known.add(NAME, "name")
+    assert [s.category for s in known.find(f"for {NAME}")] == ["user.name"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from io import BytesIO
 from typing import Any
@@ -31,6 +32,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, get_resolver
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import get_language
 
 from piimw import consent as consent_mod
@@ -218,12 +220,30 @@ def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
                 items, raw, exchange.response_headers(status, raw), strict=True):
             if new is not old:
                 response.headers[name] = _header_text(new, value)
-    for morsel in response.cookies.values():
-        old = environ_bytes(morsel.coded_value)
+    for key, morsel in list(response.cookies.items()):
+        old = environ_bytes(f"{key}={morsel.coded_value}")
         new = exchange.response_headers(status, [(b"set-cookie", old)])[0][1]
-        if new is not old:
-            text = _header_text(new, morsel.coded_value)
-            morsel.set(morsel.key, text, text)
+        if new is old:
+            continue
+        name, _, value = _header_text(new, morsel.coded_value).partition("=")
+        if name != key:  # the name itself holds personal data: the cookie goes
+            del response.cookies[key]
+        else:
+            morsel.set(key, value, value)
+
+
+def _scrub_headers_or_drop(exchange: Exchange, response: HttpResponseBase) -> None:
+    """:func:`_scrub_headers`, failing closed: on an error the headers that say something
+    and the cookies go, never the response (logged without values)."""
+    try:
+        _scrub_headers(exchange, response)
+    except Exception as exc:
+        logger.error("piimw: response header inspection failed (%s); those headers "
+                     "withheld", type(exc).__name__)
+        for name in list(response.headers):
+            if name.lower() not in FRAMING_HEADER_NAMES:
+                del response.headers[name]
+        response.cookies.clear()
 
 
 def _mime_decoded(value: str) -> str:
@@ -232,7 +252,7 @@ def _mime_decoded(value: str) -> str:
         return value
     try:
         return str(make_header(decode_header(value)))
-    except (ValueError, LookupError):  # not encoded words after all, or an unknown charset
+    except (ValueError, LookupError, HeaderParseError):  # bad encoded words, a charset
         return value
 
 
@@ -394,7 +414,7 @@ class PIIMiddleware:
                 response: HttpResponseBase = _problem_response(exchange, problem)
             else:
                 response = self._inspect_response(exchange, self.get_response(request))
-                _scrub_headers(exchange, response)
+                _scrub_headers_or_drop(exchange, response)
         except BaseException:
             _leave(token, exchange, done)
             raise
@@ -431,7 +451,7 @@ class PIIMiddleware:
             else:
                 response = await self._ainspect_response(exchange,
                                                          await self.get_response(request))
-                _scrub_headers(exchange, response)
+                _scrub_headers_or_drop(exchange, response)
         except BaseException:
             _leave(token, exchange, done)
             raise
@@ -555,6 +575,9 @@ class PIIMiddleware:
         plan = exchange.line_plan(status, headers)
         if plan is not None:  # tagged JSON lines: read line by line as they stream
             _stream_lines(response, LineStream(exchange, plan))
+            vary = exchange.vary_for(plan)
+            if vary is not None:
+                patch_vary_headers(response, vary.split(", "))
         return None
 
     def _inspect_response(self, exchange: Exchange,
