@@ -806,9 +806,14 @@ class Exchange:
                     route=self.route_template, location="response")
                 self._record(findings)
                 return line if not findings else new.encode("utf-8") + end
-            res = self._scrub(doc, plan, "client")
-            value, res.value = res.value, None
+            value = self._scrubbed_line(doc, plan)
             return json.dumps(value, separators=(",", ":")).encode("ascii") + end
+        value = self._scrubbed_line(doc, plan)
+        if value is doc and forwards_what_was_read(raw, doc):
+            return line
+        return self._rewritten(raw, value, plan, "client") + end
+
+    def _scrubbed_line(self, doc: Any, plan: Plan) -> Any:
         res = self._scrub(doc, plan, "client")
         value, res.value = res.value, None
         self._stream_lines += 1
@@ -816,9 +821,7 @@ class Exchange:
             # An endless stream must not grow the request without bound: past this many
             # lines their findings are not kept for the audit record (what they did is).
             self._results.pop()
-        if value is doc and forwards_what_was_read(raw, doc):
-            return line
-        return self._rewritten(raw, value, plan, "client") + end
+        return value
 
     def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
         """Inspect a buffered response; on any doubt, withhold it (fail closed).
