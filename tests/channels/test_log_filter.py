@@ -357,6 +357,26 @@ def test_uvicorn_access_log_query_values_known_from_the_exchange(canary: Canary)
     canary.assert_clean(record.getMessage())
 
 
+@pytest.mark.parametrize(("query", "value"), [
+    ("card=4242+4242+4242+4242&page=2", "4242+4242+4242+4242"),
+    ("phone=%2B1%20415%20555%200100", "%2B1%20415%20555%200100"),
+])
+def test_an_access_line_outside_a_request_reads_query_values_decoded(query: str,
+                                                                    value: str) -> None:
+    """Separators written as ``+`` or ``%20`` hid a card's or phone number's shape from the
+    detectors, which alone scrub an access line written after the request (review)."""
+    from uvicorn.logging import AccessFormatter
+
+    record = _access_record("uvicorn.access", '%s - "%s %s HTTP/%s" %d',
+                            ("203.0.113.9:5000", "GET", f"/search?{query}", "1.1", 200))
+    PIIFilter().filter(record)
+    line = AccessFormatter('"%(request_line)s" %(status_code)s', use_colors=False).format(
+        record)
+    assert value not in line
+    assert "[REDACTED:" in line
+    assert line.startswith('"GET /search?')
+
+
 def test_gunicorn_access_log_keeps_safe_atoms(canary: Canary) -> None:
     from gunicorn.glogging import SafeAtoms
 
