@@ -326,12 +326,13 @@ class _Responder:
             self.state = "stream"
             plan = self.exchange.line_plan(status, headers)
             if plan is not None:  # tagged JSON lines: read line by line as they stream
-                # Held until the first body message: a file sent instead (pathsend) can
-                # still be withheld with a 500.
+                # Sent at once: a long poll's client must see its headers before the first
+                # event (holding them stalled it; found by review).
                 self.state = "lines"
-                self.start = {**message, "headers": self.exchange.stream_headers(
-                    status, headers, plan)}
                 self.lines = LineStream(self.exchange, plan)
+                self._announced = bool(message.get("trailers"))
+                await self.raw_send({**message, "headers": self.exchange.stream_headers(
+                    status, headers, plan)})
                 return
             if scans_response_headers(headers):
                 message = {**message,
@@ -363,11 +364,10 @@ class _Responder:
         await self.raw_send(message)  # e.g. trailers after the final body
 
     async def _lines(self, message: Message) -> None:
-        """A JSON lines stream: every complete line scrubbed and sent on at once. The start
-        message goes out with the first body message; a file sent instead (pathsend,
-        zerocopysend) cannot be read in flight: withheld with a 500 before the start, the
-        stream ended after it. After a line longer than the limit the stream ends; trailers
-        it announced are sent empty."""
+        """A JSON lines stream: every complete line scrubbed and sent on at once. A file
+        sent instead (pathsend, zerocopysend) cannot be read in flight: the stream ends
+        there, empty. After a line longer than the limit the stream ends; trailers it
+        announced are sent empty."""
         kind = message["type"]
         lines = self.lines
         assert lines is not None
@@ -377,9 +377,6 @@ class _Responder:
             self.state = "done"
             return
         if kind in _FILE_SENDS:
-            if self.start is not None:
-                await self._finish(self.exchange.too_large())
-                return
             logger.warning("piimw: a streamed file on %s %s could not be read; left out",
                            self.exchange.method, self.exchange.route_template)
             message = {"type": "http.response.body", "body": b"", "more_body": False}
@@ -390,10 +387,6 @@ class _Responder:
         more = bool(message.get("more_body", False)) and not lines.over
         if not more:
             out += lines.close()
-        start, self.start = self.start, None
-        if start is not None:
-            self._announced = bool(start.get("trailers"))
-            await self.raw_send(start)
         if out or not more:
             await self.raw_send({"type": "http.response.body", "body": out,
                                  "more_body": more})

@@ -750,8 +750,9 @@ class Exchange:
         route = self.route
         spec = route.response_for(status) if route is not None else None
         if spec is not None and mt in spec.streams:
-            # Read line by line as it streams (line_plan); a compressed one, whole.
-            return content_coding(headers) is not None
+            # Read line by line as it streams (line_plan); a compressed one, whole; a HEAD
+            # (no body) through _response_body, for the headers its GET would get.
+            return self.method == "HEAD" or content_coding(headers) is not None
         if spec is not None and (is_json_media_type(mt) or not mt or (
                 _textual(mt) and mt not in spec.media_types)):
             # JSON is walked by its plan; text the operation does not declare for this status
@@ -843,7 +844,10 @@ class Exchange:
             # GET would.
             kept = [(k, v) for k, v in headers if k not in (b"etag", b"content-md5")]
             spec = self.route.response_for(status) if self.route is not None else None
-            return ResponseOutcome(status, self._vary(kept, spec.plan) if spec else kept, b"")
+            if spec is None:
+                return ResponseOutcome(status, kept, b"")
+            varies_as = spec.streams.get(media_type(headers)) or spec.plan
+            return ResponseOutcome(status, self._vary(kept, varies_as), b"")
         encoding = content_coding(headers)
         try:
             raw = decode_content(body, encoding, self.config.max_response_bytes)
@@ -1057,8 +1061,9 @@ class Exchange:
         if quoted is not None:
             inner = self._scrubbed_value(b"set-cookie-value", quoted, sink, location)
             new_value = value if inner is quoted else _cookie_quote(inner)
-        elif _signed_token(value):
-            new_value = value  # what a detector finds in a signed token is the app's own
+        elif (payload := _token_payload(value)) is not None and not self._header_spans(
+                b"set-cookie-value", payload.decode("latin-1"), location):
+            new_value = value  # the rest of a signed token (signature, timestamp) is the app's
         else:
             new_value = self._scrubbed_value(b"set-cookie-value", value, sink, location)
         if new_name is name and new_value is value and new_attrs is attrs:
@@ -1118,20 +1123,29 @@ _DIGITS = re.compile(rb"[0-9]")
 _LETTERS = re.compile(rb"[A-Za-z]")
 
 
+def _token_payload(value: bytes) -> bytes | None:
+    """The payload of a cookie value that is a signed token (Flask's and Starlette's
+    sessions, a JWT: an encoded payload, then timestamp and signature, joined by dots or
+    colons), else None. Only the payload is scanned: the detectors would find the token as
+    a whole (a JWT) and then leave it alone, a cost on every response renewing a session."""
+    return value.strip(b' "').lstrip(b".").replace(b":", b".").split(b".")[0] \
+        if _signed_token(value) else None
+
+
 def _signed_token(value: bytes) -> bool:
-    """Is the cookie's value a signed token (Flask's and Starlette's sessions, a JWT,
-    Django's signed cookies): base64 parts joined by dots or colons, one of them 20
-    characters or more with letters and digits? Every response renewing a session would
-    otherwise run the detectors to find a token they then leave alone (credentials are the
-    app's in a ``Set-Cookie``); a name or an email never has such a part."""
+    """Is the cookie's value shaped as a signed token (see :func:`_token_payload`)? A name
+    or an email never is."""
     token = value.strip(b' "').lstrip(b".")
     parts = token.replace(b":", b".").split(b".")
     if len(parts) < 2 or not all(_TOKEN_PART.fullmatch(p) for p in parts):
         return False
-    # Signatures and timestamps are parts too: a word and one long run (iban:GB82...) is not.
-    if sum(len(p) >= 6 for p in parts) < 2:
+    # The payload comes first and must itself be encoded: Django's set_signed_cookie and
+    # itsdangerous' Signer write it in clear ("123-45-6789:1xXeNh:sig"), and such a value
+    # is scanned. Signatures and timestamps follow (a word and one long run is no token).
+    first = parts[0]
+    if len(first) < 20 or not _DIGITS.search(first) or not _LETTERS.search(first):
         return False
-    return any(len(p) >= 20 and _DIGITS.search(p) and _LETTERS.search(p) for p in parts)
+    return sum(len(p) >= 6 for p in parts) >= 2
 
 
 #: Lines of a streamed response whose findings are kept for the audit record (see

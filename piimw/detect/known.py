@@ -200,8 +200,11 @@ def _ascii_fold(value: str) -> str:
     if value.isascii():
         return ""
     decomposed = unicodedata.normalize("NFKD", value)
-    if any(not ch.isascii() and not unicodedata.combining(ch) for ch in decomposed):
-        return ""  # not Latin letters with accents: what folding leaves is not the value
+    if any(not ch.isascii() and not unicodedata.combining(ch)
+           and not unicodedata.name(ch, "").startswith("LATIN") for ch in decomposed):
+        # Another script: what folding leaves is not the value. (Latin letters that do not
+        # decompose, ø or ß, are dropped as Werkzeug's fallback drops them: "Sren".)
+        return ""
     folded = decomposed.encode("ascii", "ignore").decode("ascii")
     return folded if len(folded.strip()) >= _MIN_CHARS and folded != value else ""
 

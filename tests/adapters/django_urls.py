@@ -96,6 +96,7 @@ def redirect_user(request: HttpRequest) -> HttpResponse:
     response["X-Display"] = f"\u5c71\u7530 \u592a\u90ce <{email}>"  # MIME-encoded by Django
     response.set_cookie("last_user", email)
     response.set_cookie("auth_token", request.COOKIES.get("auth_token", ""))
+    response.set_cookie("prefs", "1", path=f"/u/{email}/")  # an attribute with the email
     return response
 
 

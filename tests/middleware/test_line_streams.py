@@ -185,16 +185,22 @@ async def test_trailers_files_head_and_vary(tmp_path: Any) -> None:
         headers=[(b"content-type", b"application/x-ndjson")])  # another name of the type
     assert [m["type"] for m in sent][-1] == "http.response.trailers"
     assert dict(sent[0]["headers"])[b"vary"] == b"DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
-    # a file the server would read itself: withheld, never forwarded unread
+    # a file the server would read itself: never forwarded unread; the stream ends empty
+    # (its start goes out at once: a long poll's client must see it; review)
     for kind in ("http.response.pathsend", "http.response.zerocopysend"):
         sent = await _run(config, [{"type": kind, "path": "/etc/hostname"}])
-        assert sent[0]["status"] == 500
         assert kind not in [m["type"] for m in sent]
-    # HEAD: no body, the GET's headers
+        assert _body(sent) == b""
+    sent = await _run(config, [])
+    assert [m["type"] for m in sent] == ["http.response.start"]
+    # HEAD: no body, the GET's headers (its length kept, no ETag, the same Vary; review)
     sent = await _run(config, [{"type": "http.response.body", "body": b""}], method="HEAD",
                       headers=[(b"content-type", b"application/x-ndjson"),
-                               (b"content-length", b"42")])
-    assert dict(sent[0]["headers"])[b"content-length"] == b"42"
+                               (b"content-length", b"42"), (b"etag", b'"v1"')])
+    head = dict(sent[0]["headers"])
+    assert head[b"content-length"] == b"42"
+    assert b"etag" not in head
+    assert head[b"vary"] == b"DNT, Sec-GPC, X-Do-Not-Track, X-PII-Opt-Out"
 
 
 async def test_a_default_response_is_matched(tmp_path: Any) -> None:

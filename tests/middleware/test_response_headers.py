@@ -148,7 +148,9 @@ async def test_what_an_app_echoes_by_design_is_kept() -> None:
 @pytest.mark.parametrize(("cookie", "signed"), [
     (b"session=eyJfcGVybWFuZW50Ijp0cnVlfQ.awwRDx.Xy12AbCdEfGhIjKlMnOpQrStUvW; Path=/", True),
     (b"session=.eJyrVspMUbIyNDY2NDE3NzUyNjI2MjaoBQA5QAWd.ZXY12A.abc123XYZ", True),
-    (b'sessionid="e30:1xXdGW:d3m8kGpuFv6y4zVTc_a32uoXgqmdNsgKZ95ICr5SsBM"', True),
+    # Django's signed cookies keep their payload in clear: scanned (review)
+    (b'sessionid="e30:1xXdGW:d3m8kGpuFv6y4zVTc_a32uoXgqmdNsgKZ95ICr5SsBM"', False),
+    (b"ssn=123-45-6789:1xXeNh:xNd6aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5z", False),
     (b"last_user=jane.doe@example.com; Path=/", False),
     (b"name=Maximilian.Schwarzenegger-Habsburg.2; Path=/", False),
     (b"phone=14155550100", False),
@@ -202,3 +204,15 @@ def test_a_value_seen_untagged_then_tagged_is_not_the_app_s_to_echo() -> None:
     known.add(NAME, "user")
     known.add(NAME, "name")
     assert [s.category for s in known.find(f"for {NAME}")] == ["user.name"]
+
+
+def test_a_signed_cookie_s_clear_payload_is_scanned() -> None:
+    """Django's set_signed_cookie writes ``<value>:<timestamp>:<signature>``: taken for an
+    opaque token, an SSN or an IBAN in it went out (review)."""
+    ex = Exchange(piimw.Config(), "GET", "/x", [])
+    cookies = [b"ssn=123-45-6789:1xXeNh:xNd6aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5z; Path=/",
+               b"iban=GB82WEST12345698765432:1xXeP1:dvCEmO8Or7rigVMueY3zfuLn6_BVPxpzJO7oORn"]
+    out = b"\n".join(v for _, v in ex.response_headers(200, [(b"set-cookie", c)
+                                                            for c in cookies]))
+    assert b"123-45-6789" not in out
+    assert b"GB82WEST12345698765432" not in out

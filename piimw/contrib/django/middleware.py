@@ -221,12 +221,16 @@ def _scrub_headers(exchange: Exchange, response: HttpResponseBase) -> None:
             if new is not old:
                 response.headers[name] = _header_text(new, value)
     for key, morsel in list(response.cookies.items()):
-        old = environ_bytes(f"{key}={morsel.coded_value}")
+        written = morsel.OutputString()  # name, value and attributes (Path, Comment, ...)
+        old = environ_bytes(written)
         new = exchange.response_headers(status, [(b"set-cookie", old)])[0][1]
         if new is old:
             continue
-        name, _, value = _header_text(new, morsel.coded_value).partition("=")
-        if name != key:  # the name itself holds personal data: the cookie goes
+        name, _, rest = _header_text(new, written).partition("=")
+        value, _, attributes = rest.partition(";")
+        if name != key or attributes != written.partition(";")[2]:
+            # The name or an attribute holds personal data: Django cannot write them
+            # changed, so the cookie goes (fail closed).
             del response.cookies[key]
         else:
             morsel.set(key, value, value)
