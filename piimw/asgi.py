@@ -342,7 +342,7 @@ class _Responder:
         if self.state == "stream":
             await self.raw_send(message)
             return
-        if self.state == "lines" or self.state == "lines_trailers":
+        if self.state in ("lines", "lines_trailers"):
             if self.state == "lines" or kind == "http.response.trailers":
                 await self._lines(message)
             return

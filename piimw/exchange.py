@@ -241,7 +241,6 @@ class Exchange:
         "_request_id",
         "_results",
         "_signals_used",
-        "_stream_lines",
         "awaiting_close",
         "config",
         "method",
@@ -313,7 +312,6 @@ class Exchange:
         self._signals_used: set[str] | None = None
         self._reasons: set[str] | None = None
         self._request_id: str | None = None
-        self._stream_lines = 0
         self.status: int | None = None
         #: The framework's raw user id; never stored or logged as is (the registry
         #: pseudonymises it into ``consent.subject``).
@@ -777,20 +775,21 @@ class Exchange:
         kept = [(k, v) for k, v in headers if k not in LENGTH_AND_VALIDATORS]
         return self.response_headers(status, self._vary(kept, plan))
 
-    def response_line(self, plan: Plan, line: bytes) -> bytes:
+    def response_line(self, plan: Plan, line: bytes, keep: bool = True) -> bytes:
         """One line of a JSON lines stream, scrubbed by the items' plan (``\n`` kept).
 
-        A line that is not JSON is scanned as text by the detectors and known values. Never
-        raises: a line that cannot be inspected is left out (fail closed), logged without
-        its value."""
+        A line that is not JSON is scanned as text by the detectors and known values.
+        ``keep``: its findings are kept for the audit record (:class:`LineStream` stops
+        keeping them past :data:`_STREAM_RESULTS_MAX` lines). Never raises: a line that
+        cannot be inspected is left out (fail closed), logged without its value."""
         try:
-            return self._response_line(plan, line)
+            return self._response_line(plan, line, keep)
         except Exception as exc:
             logger.error("piimw: a streamed line on %s %s could not be inspected (%s); "
                          "left out", self.method, self.route_template, type(exc).__name__)
             return b""
 
-    def _response_line(self, plan: Plan, line: bytes) -> bytes:
+    def _response_line(self, plan: Plan, line: bytes, keep: bool) -> bytes:
         end = b"\n" if line.endswith(b"\n") else b""
         raw = line[:-1] if end else line
         if not raw.strip():
@@ -807,21 +806,18 @@ class Exchange:
                     route=self.route_template, location="response")
                 self._record(findings)
                 return line if not findings else new.encode("utf-8") + end
-            value = self._scrubbed_line(doc, plan)
+            value = self._scrubbed_line(doc, plan, keep)
             return json.dumps(value, separators=(",", ":")).encode("ascii") + end
-        value = self._scrubbed_line(doc, plan)
+        value = self._scrubbed_line(doc, plan, keep)
         if value is doc and forwards_what_was_read(raw, doc):
             return line
         return self._rewritten(raw, value, plan, "client") + end
 
-    def _scrubbed_line(self, doc: Any, plan: Plan) -> Any:
+    def _scrubbed_line(self, doc: Any, plan: Plan, keep: bool) -> Any:
         res = self._scrub(doc, plan, "client")
         value, res.value = res.value, None
-        self._stream_lines += 1
-        if self._stream_lines > _STREAM_RESULTS_MAX and self._results:
-            # An endless stream must not grow the request without bound: past this many
-            # lines their findings are not kept for the audit record (what they did is).
-            self._results.pop()
+        if not keep and self._results:
+            self._results.pop()  # its findings are not kept (what the line did is)
         return value
 
     def response_body(self, status: int, headers: Headers, body: bytes) -> ResponseOutcome:
@@ -1029,8 +1025,8 @@ class Exchange:
 
     def _scrubbed_value(self, name: bytes, value: bytes, sink: Sink, location: str) -> bytes:
         """One header value scrubbed by detectors and known values: read as UTF-8 where it
-        is (a raw filename), else latin-1. In ``Set-Cookie`` the request's credentials and
-        tokens are left alone: an app renews its session cookie with the same value."""
+        is (a raw filename), else latin-1. A ``Set-Cookie`` is read part by part
+        (:meth:`_scrubbed_cookie`)."""
         if name == b"set-cookie":
             return self._scrubbed_cookie(value, sink, location)
         try:
@@ -1126,26 +1122,19 @@ _LETTERS = re.compile(rb"[A-Za-z]")
 def _token_payload(value: bytes) -> bytes | None:
     """The payload of a cookie value that is a signed token (Flask's and Starlette's
     sessions, a JWT: an encoded payload, then timestamp and signature, joined by dots or
-    colons), else None. Only the payload is scanned: the detectors would find the token as
-    a whole (a JWT) and then leave it alone, a cost on every response renewing a session."""
-    return value.strip(b' "').lstrip(b".").replace(b":", b".").split(b".")[0] \
-        if _signed_token(value) else None
-
-
-def _signed_token(value: bytes) -> bool:
-    """Is the cookie's value shaped as a signed token (see :func:`_token_payload`)? A name
-    or an email never is."""
-    token = value.strip(b' "').lstrip(b".")
-    parts = token.replace(b":", b".").split(b".")
+    colons), else None; a name or an email never is one. Only the payload is scanned: the
+    detectors would find the token as a whole (a JWT) and then leave it alone, a cost on
+    every response renewing a session."""
+    parts = value.strip(b' "').lstrip(b".").replace(b":", b".").split(b".")
     if len(parts) < 2 or not all(_TOKEN_PART.fullmatch(p) for p in parts):
-        return False
+        return None
     # The payload comes first and must itself be encoded: Django's set_signed_cookie and
     # itsdangerous' Signer write it in clear ("123-45-6789:1xXeNh:sig"), and such a value
     # is scanned. Signatures and timestamps follow (a word and one long run is no token).
     first = parts[0]
     if len(first) < 20 or not _DIGITS.search(first) or not _LETTERS.search(first):
-        return False
-    return sum(len(p) >= 6 for p in parts) >= 2
+        return None
+    return first if sum(len(p) >= 6 for p in parts) >= 2 else None
 
 
 #: Lines of a streamed response whose findings are kept for the audit record (see
@@ -1242,7 +1231,7 @@ class LineStream:
     (:attr:`over`; its headers are gone, so it cannot become a 500). Sans-IO: the ASGI,
     WSGI and Django adapters drive it."""
 
-    __slots__ = ("_exchange", "_pending", "_plan", "_size", "over")
+    __slots__ = ("_exchange", "_lines", "_pending", "_plan", "_size", "over")
 
     def __init__(self, exchange: Exchange, plan: Plan) -> None:
         self._exchange = exchange
@@ -1251,6 +1240,7 @@ class LineStream:
         #: in many chunks costs no copy per chunk).
         self._pending: list[bytes] = []
         self._size = 0
+        self._lines = 0
         self.over = False
 
     def feed(self, chunk: bytes) -> bytes:
@@ -1271,9 +1261,7 @@ class LineStream:
         if self._size > limit:
             self._stop()  # the lines before it still go out
         # Split on "\n" alone, as NDJSON readers do (not on a lone "\r").
-        exchange, plan = self._exchange, self._plan
-        return b"".join(exchange.response_line(plan, part + b"\n")
-                        for part in head.split(b"\n"))
+        return b"".join(self._line(part + b"\n") for part in head.split(b"\n"))
 
     def _stop(self) -> None:
         self._exchange.too_large()  # logged and counted
@@ -1286,7 +1274,14 @@ class LineStream:
         self._pending, self._size = [], 0
         if self.over or not rest:
             return b""
-        return self._exchange.response_line(self._plan, rest)
+        return self._line(rest)
+
+    def _line(self, line: bytes) -> bytes:
+        # An endless stream must not grow its request without bound: past this many lines
+        # their findings are not kept for the audit record.
+        self._lines += 1
+        return self._exchange.response_line(self._plan, line,
+                                            keep=self._lines <= _STREAM_RESULTS_MAX)
 
     def scrub(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """A streamed body's chunks, as scrubbed lines (WSGI, Django)."""

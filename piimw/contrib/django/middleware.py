@@ -42,6 +42,7 @@ from piimw.contrib.django.conf import conf
 from piimw.errors import ConfigError
 from piimw.exchange import (
     FRAMING_HEADER_NAMES,
+    LENGTH_AND_VALIDATORS,
     Activation,
     Exchange,
     Headers,
@@ -196,9 +197,9 @@ def _leave(activation: Activation, exchange: Exchange, done: list[bool]) -> None
 def _stream_lines(response: HttpResponseBase, lines: LineStream) -> None:
     """A response of tagged JSON lines, scrubbed line by line as Django streams it (or at
     once, if it is not streaming); its length and validators go."""
-    for name in ("Content-Length", "ETag", "Content-MD5"):
-        if response.has_header(name):
-            del response.headers[name]
+    for name in LENGTH_AND_VALIDATORS:
+        if response.has_header(name.decode("latin-1")):
+            del response.headers[name.decode("latin-1")]
     if not response.streaming:
         response.content = lines.feed(response.content) + lines.close()
     elif response.is_async:
