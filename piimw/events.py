@@ -8,10 +8,11 @@ request bodies sent to configured third-party hosts.
 
 from __future__ import annotations
 
+from codecs import lookup
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import orjson
 
@@ -100,11 +101,24 @@ def scrub_event(
 # -- outbound HTTP (sans-IO core of the client adapters) ----------------------------------
 @dataclass(frozen=True)
 class OutboundBody:
-    """What to send instead: the query string and body (unchanged objects when clean)."""
+    """What to send instead: the path, query string and body (unchanged objects when clean)."""
 
+    path: str
     query: str
     body: bytes
     changed: bool
+
+
+def _host_key(host: str) -> str:
+    """A host as compared: lowercase, no final dot, IDNA-encoded (requests sends
+    ``xn--bcher-kva.example`` where httpx names ``bücher.example``)."""
+    h = host.lower().rstrip(".")
+    if h.isascii():
+        return h
+    try:
+        return h.encode("idna").decode("ascii")
+    except UnicodeError:  # not a valid IDNA name: compared as written
+        return h
 
 
 def _is_json(media_type: str) -> bool:
@@ -122,21 +136,21 @@ class Outbound:
         exact: dict[str, str] = {}
         suffixes: list[tuple[str, str]] = []
         for host, use in hosts.items():
-            h = host.strip().lower().rstrip(".")
+            h = host.strip()
             u = resolve_use(use)
             if h.startswith("*."):
-                suffixes.append((h[1:], u))
-            elif h.startswith("."):
-                suffixes.append((h, u))
+                h = h[1:]
+            if h.startswith("."):
+                suffixes.append(("." + _host_key(h[1:]), u))
             else:
-                exact[h] = u
+                exact[_host_key(h)] = u
         self._exact = exact
         self._suffixes = tuple(sorted(suffixes, key=lambda p: -len(p[0])))
 
     def use_for(self, host: str | None) -> str | None:
         if not host:
             return None
-        h = host.lower().rstrip(".")
+        h = _host_key(host)
         use = self._exact.get(h)
         if use is not None:
             return use
@@ -150,16 +164,18 @@ class Outbound:
         if not allows(use):
             raise BlockedEvent(use, "consent", host=host)
 
-    def scrub(self, host: str, use: str, *, query: str, content_type: str | None,
+    def scrub(self, host: str, use: str, *, path: str, query: str, content_type: str | None,
               content_encoding: str | None, body: bytes) -> OutboundBody:
-        """Consent check, then the query values and the body scrubbed for sink ``event``."""
+        """Consent check, then the path segments, the query values and the body scrubbed for
+        sink ``event`` (``path`` and ``query`` percent-encoded, as sent)."""
         self.check(host, use)
         ctx = _context(use, None, None, None)
+        new_path = _scrub_path(path, ctx)
         new_query = _scrub_query(query, ctx)
         new_body = self._body(host, use, ctx, content_type, content_encoding, body)
         ctx.flush()
-        changed = new_query is not query or new_body is not body
-        return OutboundBody(new_query, new_body, changed)
+        changed = new_path is not path or new_query is not query or new_body is not body
+        return OutboundBody(new_path, new_query, new_body, changed)
 
     def _body(self, host: str, use: str, ctx: ScrubContext, content_type: str | None,
               content_encoding: str | None, body: bytes) -> bytes:
@@ -178,14 +194,60 @@ class Outbound:
             raise BlockedEvent(use, "too large", host=host) from e
         except ValueError as e:  # several gzip members, or cut short: refused, never sent
             raise BlockedEvent(use, "bad gzip data", host=host) from e
-        media = base_media_type(content_type or "")
-        new = _scrub_payload(raw, media, ctx, use, host)
+        new = _scrub_payload(raw, content_type or "", ctx, use, host)
         if new is raw:
             return body
         return encode_content(new, coding)
 
 
-def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) -> bytes:
+def _charset(content_type: str) -> str | None:
+    """The charset ``Content-Type`` names, None for none or UTF-8 (ASCII is a subset)."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            label = value.strip().strip("\"'")
+            try:
+                codec = lookup(label).name
+            except LookupError:
+                return label  # decoding it fails: refused
+            return None if codec in ("utf-8", "ascii") else codec
+    return None
+
+
+def _scrub_payload(raw: bytes, content_type: str, ctx: ScrubContext, use: str,
+                   host: str) -> bytes:
+    """The body read in the charset it declares (UTF-16 text is valid UTF-8 in which no
+    detector sees a value), scrubbed, and written back in it."""
+    media = base_media_type(content_type)
+    charset = _charset(content_type)
+    if charset is None:
+        return _scrub_utf8(raw, media, ctx, use, host)
+    try:
+        text = raw.decode(charset)
+    except (LookupError, UnicodeError) as e:
+        raise BlockedEvent(use, "undecodable charset", host=host) from e
+    utf8 = text.encode("utf-8", "surrogatepass")
+    new = _scrub_utf8(utf8, media, ctx, use, host)
+    try:
+        out = raw if new is utf8 else new.decode("utf-8", "surrogatepass").encode(charset)
+    except UnicodeError as e:
+        raise BlockedEvent(use, "charset cannot hold the scrubbed body", host=host) from e
+    _refuse_utf8_reading(out, ctx, use, host)
+    return out
+
+
+def _refuse_utf8_reading(out: bytes, ctx: ScrubContext, use: str, host: str) -> None:
+    """A receiver that ignores the declared charset reads UTF-8: a value visible only so
+    (a UTF-8 name labelled latin-1) could not be rewritten in the declared charset."""
+    try:
+        text = out.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    if ctx.changes(text):
+        raise BlockedEvent(use, "body reads differently as UTF-8", host=host)
+
+
+def _scrub_utf8(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) -> bytes:
     stripped = raw.lstrip()
     if _is_json(media) or (not media and stripped[:1] in (b"{", b"[")):
         try:
@@ -217,6 +279,17 @@ def _scrub_payload(raw: bytes, media: str, ctx: ScrubContext, use: str, host: st
         new_text = ctx.text(text)
         return raw if new_text is text else new_text.encode("utf-8")
     raise BlockedEvent(use, f"media type {media or 'unknown'}", host=host)
+
+
+def _scrub_path(path: str, ctx: ScrubContext) -> str:
+    """Each segment read percent-decoded, as the receiver reads it; changed ones re-encoded."""
+    segments = path.split("/")
+    out: list[str] = []
+    for segment in segments:
+        text = unquote(segment)
+        new = ctx.text(text)
+        out.append(segment if new is text else quote(new, safe=""))
+    return path if all(a is b for a, b in zip(out, segments, strict=True)) else "/".join(out)
 
 
 def _scrub_query(query: str, ctx: ScrubContext) -> str:

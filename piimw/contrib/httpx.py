@@ -7,8 +7,10 @@ the web app's request/response cycle sees them. Wrap the client's transport::
     client = httpx.Client(transport=PIITransport(httpx.HTTPTransport(), hosts=hosts))
 
 Requests to listed hosts raise :class:`~piimw.events.BlockedEvent` when the current subject
-opted out of the host's use; otherwise their query values and JSON, form or text bodies are
-scrubbed for sink ``event`` (bodies piimw cannot parse are blocked). Other hosts pass untouched.
+opted out of the host's use; otherwise their path segments, query values and JSON, form or
+text bodies are scrubbed for sink ``event`` (bodies piimw cannot parse are blocked). Other
+hosts pass untouched. The request is rewritten in place, so a redirect built from it carries
+what was scrubbed.
 One class serves ``Client`` and ``AsyncClient``.
 """
 
@@ -36,27 +38,31 @@ class PIITransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._wrapped = wrapped
         self._outbound = Outbound(hosts)
 
-    def _rewrite(self, request: httpx.Request, body: bytes) -> httpx.Request:
+    def _scrub(self, request: httpx.Request, body: bytes) -> None:
+        """Rewrite ``request`` in place: the client builds a redirect (307, 308) from it, body
+        and all, and a new request would leave it holding what was scrubbed."""
         host = request.url.host
         use = self._outbound.use_for(host)
         if use is None:
-            return request
-        query = request.url.query.decode("ascii", "replace")
+            return
+        path, _, query = request.url.raw_path.decode("ascii", "replace").partition("?")
         out = self._outbound.scrub(
-            host, use, query=query, content_type=request.headers.get("content-type"),
+            host, use, path=path, query=query,
+            content_type=request.headers.get("content-type"),
             content_encoding=request.headers.get("content-encoding"), body=body)
-        if not out.changed:
-            return request
-        headers = [(k, v) for k, v in request.headers.multi_items()
-                   if k.lower() not in _DROP_HEADERS]
-        url = request.url.copy_with(query=out.query.encode("ascii")) \
-            if out.query is not query else request.url
-        return httpx.Request(request.method, url, headers=headers, content=out.body,
-                             extensions=request.extensions)
+        if out.path is not path or out.query is not query:
+            target = out.path + ("?" + out.query if out.query else "")
+            request.url = request.url.copy_with(raw_path=target.encode("ascii"))
+        if out.body is not body:
+            for name in _DROP_HEADERS:
+                request.headers.pop(name, None)
+            request.headers["Content-Length"] = str(len(out.body))
+            request.stream = httpx.ByteStream(out.body)
+            request._content = out.body  # what ``request.content`` (and event hooks) show
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self._outbound.use_for(request.url.host) is not None:
-            request = self._rewrite(request, request.read())
+            self._scrub(request, request.read())
         wrapped = self._wrapped
         if wrapped is None:
             wrapped = self._wrapped = httpx.HTTPTransport()
@@ -66,7 +72,7 @@ class PIITransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._outbound.use_for(request.url.host) is not None:
-            request = self._rewrite(request, await request.aread())
+            self._scrub(request, await request.aread())
         wrapped = self._wrapped
         if wrapped is None:
             wrapped = self._wrapped = httpx.AsyncHTTPTransport()

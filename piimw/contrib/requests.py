@@ -6,9 +6,9 @@ Mount it for the vendors' URLs (or for every ``https://`` URL; unlisted hosts pa
     session.mount("https://", PIIAdapter(hosts={"api.segment.io": "analytics"}))
 
 Requests to listed hosts raise :class:`~piimw.events.BlockedEvent` when the current subject
-opted out of the host's use; otherwise their query values and JSON, form or text bodies are
-scrubbed for sink ``event``. Streamed bodies (generators, files) to listed hosts cannot be
-inspected and are blocked.
+opted out of the host's use; otherwise their path segments, query values and JSON, form or
+text bodies are scrubbed for sink ``event``. Streamed bodies (generators, files) to listed
+hosts cannot be inspected and are blocked.
 """
 
 from __future__ import annotations
@@ -57,15 +57,16 @@ class PIIAdapter(HTTPAdapter):
             self._outbound.check(host, use)  # consent first: a refusal names the real reason
             raise BlockedEvent(use, "streamed body", host=host)
         out = self._outbound.scrub(
-            host, use, query=parts.query, content_type=_text(request.headers.get("Content-Type")),
+            host, use, path=parts.path, query=parts.query,
+            content_type=_text(request.headers.get("Content-Type")),
             content_encoding=_text(request.headers.get("Content-Encoding")), body=raw)
-        if out.changed:
-            request = request.copy()
-            if out.query is not parts.query:
-                request.url = urlunsplit(parts._replace(query=out.query))
-            if out.body is not raw:
-                request.body = out.body
-                request.headers["Content-Length"] = str(len(out.body))
+        # In place, not on a copy: the session builds a redirect (307, 308) from this request,
+        # body and all, and sends it through whichever adapter its new URL is mounted on.
+        if out.path is not parts.path or out.query is not parts.query:
+            request.url = urlunsplit(parts._replace(path=out.path, query=out.query))
+        if out.body is not raw:
+            request.body = out.body
+            request.headers["Content-Length"] = str(len(out.body))
         return super().send(request, *args, **kwargs)
 
 
