@@ -28,6 +28,8 @@ from piimw.consent import DEFAULT
 from piimw.findings import Sink
 from piimw.plan import PlanEntry
 from piimw.policy import STRICTNESS
+from piimw.routes import Route
+from piimw.schema.tags import Tag
 from piimw.taxonomy import categories, label, tier
 
 REQUEST_SINKS: tuple[Sink, ...] = ("app", "log", "error", "event")
@@ -52,7 +54,7 @@ class Cell:
 @dataclass(frozen=True)
 class Declared:
     route: str
-    direction: str  # request | response | query
+    direction: str  # request | response | query | path
     status: str | None
     pattern: str
     category: str
@@ -125,12 +127,26 @@ def build(config: Config, audit_sources: Sequence[str] = (), *, since: str | Non
         if route.query is not None:
             dm.declared += _declared(config, name, route.template, "query", None,
                                      route.query.entries, REQUEST_SINKS)
+        if route.path_tags:
+            dm.declared += _declared(config, name, route.template, "path", None,
+                                     _path_entries(config, route), REQUEST_SINKS)
         for status, body in sorted(route.responses.items()):
             dm.declared += _declared(config, name, route.template, "response", status,
                                      body.plan.entries, RESPONSE_SINKS)
     if audit_sources:
         dm.observed = observed(audit_sources, since=since, until=until)
     return dm
+
+
+def _path_entries(config: Config, route: Route) -> list[PlanEntry]:
+    """Tagged path parameters (``/users/{email}``): declared data that every access log
+    prints, as entries of the document that declares the route's other plans."""
+    plans = [route.request.plan] if route.request is not None else []
+    plans += [route.query] if route.query is not None else []
+    plans += [b.plan for b in route.responses.values()]
+    source = next((p.source for p in plans if p.source), config.source)
+    return [PlanEntry(f"/{name}", Tag((category,)), source)
+            for name, category in route.path_tags.items()]
 
 
 def _declared(config: Config, name: str, template: str, direction: str, status: str | None,
@@ -471,7 +487,7 @@ def flow_svg(dm: DataMap, width: int = 1180) -> str:
         parts.append(f'<path class="edge" d="{curve(na_, nb_, w, ia, na, ib, nb)}" '
                      f'stroke="{ACTION_COLORS.get(worst, "#888")}" stroke-width="{w:.1f}" '
                      f'fill="none" opacity="0.75"><title>{_E(c)} → {_E(sk)}: at worst '
-                     f'{ACTION_MEANING.get(worst, worst)} ({_E(detail)})</title></path>')
+                     f'{_E(ACTION_MEANING.get(worst, worst))} ({_E(detail)})</title></path>')
     for nd in nodes.values():
         x, wn = xs[nd.col], node_w[nd.col]
         title = nd.title if len(nd.title) <= 34 else nd.title[:33] + "…"
