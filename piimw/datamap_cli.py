@@ -93,10 +93,13 @@ def run_map(args: argparse.Namespace) -> int:
     text = render(dm, fmt)
     if args.output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
+        return 0
+    try:
         args.output.write_text(text, "utf-8")
-        print(f"piimw: wrote {args.output} ({fmt}, {len(dm.declared)} declared, "
-              f"{len(dm.observed)} observed)", file=sys.stderr)
+    except OSError as e:
+        return _fail(f"cannot write {args.output}: {_why(e)}")
+    print(f"piimw: wrote {args.output} ({fmt}, {len(dm.declared)} declared, "
+          f"{len(dm.observed)} observed)", file=sys.stderr)
     return 0
 
 
@@ -121,12 +124,19 @@ def run_suggest(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(result.patches, option=orjson.OPT_INDENT_2).decode()
                          + "\n")
         return 0
-    args.output.mkdir(parents=True, exist_ok=True)
-    for name, ops in result.patches.items():
-        target = args.output / (Path(name).name + ".patch.json")
+    try:
+        _write_patches(args.output, result.patches)
+    except OSError as e:
+        return _fail(f"cannot write to {args.output}: {_why(e)}")
+    return 0
+
+
+def _write_patches(directory: Path, patches: dict[str, list[dict[str, Any]]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, ops in patches.items():
+        target = directory / (Path(name).name + ".patch.json")
         target.write_bytes(orjson.dumps(ops, option=orjson.OPT_INDENT_2) + b"\n")
         print(f"piimw suggest: wrote {target} ({len(ops)} operation(s))", file=sys.stderr)
-    return 0
 
 
 MAP = Command("map", MAP_HELP, map_arguments, run_map)
