@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from codecs import lookup
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -248,22 +249,15 @@ def _refuse_utf8_reading(out: bytes, ctx: ScrubContext, use: str, host: str) -> 
 
 
 def _scrub_utf8(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) -> bytes:
-    stripped = raw.lstrip()
-    if _is_json(media) or (not media and stripped[:1] in (b"{", b"[")):
+    if "," in media:  # several Content-Type fields: which one the receiver reads is unknown
+        raise BlockedEvent(use, "several content types", host=host)
+    looks_json = raw.lstrip()[:1] in (b"{", b"[")
+    if _is_json(media) or (not media and looks_json):
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise BlockedEvent(use, "malformed JSON", host=host) from e
-        exact = may_lose_numbers(raw)  # integers beyond 64 bits: read (and written) exactly
-        if exact:
-            try:
-                doc = loads_exact(raw)
-            except ValueError:  # nested too deep for the standard library: orjson's reading
-                exact = False
-        new = ctx.data(doc)
-        if new is doc and forwards_what_was_read(raw, doc):
-            return raw
-        return dumps_exact(new) if exact else orjson.dumps(new)
+        return _scrub_json(raw, doc, ctx)
     if media == "application/x-www-form-urlencoded":
         try:
             text = raw.decode("utf-8")
@@ -272,6 +266,9 @@ def _scrub_utf8(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) 
         new_text = _scrub_query(text, ctx)
         return raw if new_text is text else new_text.encode("utf-8")
     if media.startswith("text/"):
+        if looks_json:  # a beacon's JSON sent as text/plain: its receiver undoes the escapes
+            with suppress(orjson.JSONDecodeError):
+                return _scrub_json(raw, orjson.loads(raw), ctx)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -279,6 +276,20 @@ def _scrub_utf8(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) 
         new_text = ctx.text(text)
         return raw if new_text is text else new_text.encode("utf-8")
     raise BlockedEvent(use, f"media type {media or 'unknown'}", host=host)
+
+
+def _scrub_json(raw: bytes, doc: Any, ctx: ScrubContext) -> bytes:
+    """``raw`` (read by orjson into ``doc``) scrubbed as data: escapes undone, keys checked."""
+    exact = may_lose_numbers(raw)  # integers beyond 64 bits: read (and written) exactly
+    if exact:
+        try:
+            doc = loads_exact(raw)
+        except ValueError:  # nested too deep for the standard library: orjson's reading
+            exact = False
+    new = ctx.data(doc)
+    if new is doc and forwards_what_was_read(raw, doc):
+        return raw
+    return dumps_exact(new) if exact else orjson.dumps(new)
 
 
 def _scrub_path(path: str, ctx: ScrubContext) -> str:

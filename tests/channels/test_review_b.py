@@ -214,3 +214,33 @@ def test_a_mislabelled_utf8_body_is_still_scrubbed_where_both_readings_agree(
         client.post("https://api.segment.io/v1/t", content=f"Zoë {canary.email}".encode(),
                     headers={"content-type": "text/plain; charset=latin-1"})
     assert rec.requests[0].content == "Zoë [REDACTED:email]".encode()
+
+
+def test_json_sent_as_text_is_read_as_json(canary: Canary) -> None:
+    """A beacon's JSON goes as text/plain; its receiver undoes the escapes that hid the
+    values from a scan of the text (``\\u0040`` for ``@``, ``\\u0034`` for a digit)."""
+    client, rec = _httpx_client()
+    card = "".join(f"\\u{ord(c):04x}" for c in canary.card[:4]) + canary.card[4:]
+    email = canary.email.replace("@", "\\u0040")
+    hidden = f'{{"e": "{email}", "c": "{card}"}}'
+    with activate(canary.exchange()):
+        client.post("https://api.segment.io/v1/t", content=hidden.encode(),
+                    headers={"content-type": "text/plain"})
+        client.post("https://api.segment.io/v1/t", content=b"[INFO] plain text",
+                    headers={"content-type": "text/plain"})
+    scrubbed, plain = (r.content for r in rec.requests)
+    assert json.loads(scrubbed) == {"e": "[REDACTED:email]", "c": "[REDACTED:card]"}
+    assert plain == b"[INFO] plain text"
+
+
+def test_a_body_under_several_content_types_is_refused(canary: Canary) -> None:
+    """httpx joins them (``text/plain, application/x-www-form-urlencoded``): read as text,
+    a percent-encoded value passed to a receiver that reads the form."""
+    client, rec = _httpx_client()
+    request = httpx.Request("POST", "https://api.segment.io/v1/t",
+                            content=f"e={canary.email.replace('@', '%40')}".encode(),
+                            headers=[("content-type", "text/plain"),
+                                     ("content-type", "application/x-www-form-urlencoded")])
+    with activate(canary.exchange()), pytest.raises(BlockedEvent, match="several"):
+        client.send(request)
+    assert rec.requests == []
