@@ -30,7 +30,7 @@ from piimw.plan import PlanEntry
 from piimw.policy import STRICTNESS
 from piimw.routes import Route
 from piimw.schema.tags import Tag
-from piimw.taxonomy import categories, label, tier
+from piimw.taxonomy import USES, categories, label, tier
 
 REQUEST_SINKS: tuple[Sink, ...] = ("app", "log", "error", "event")
 RESPONSE_SINKS: tuple[Sink, ...] = ("client", "log", "error", "event")
@@ -149,16 +149,25 @@ def _path_entries(config: Config, route: Route) -> list[PlanEntry]:
             for name, category in route.path_tags.items()]
 
 
+def _cell(config: Config, category: str, tag: Tag, sink: Sink, template: str) -> Cell:
+    """What the policy does to ``category`` in ``sink``. An event is decided for its own use
+    (``scrub_event``'s, the host's of an HTTP adapter), the request's values in it as
+    undeclared: the weakest of those decisions, so a rule that lets a use through shows."""
+    decisions = [config.policy.decide(category, tag.uses, sink, DEFAULT, route=template,
+                                      schema_action=tag.action)]
+    if sink == "event":
+        decisions += [config.policy.decide(category, (use,), sink, DEFAULT, route=template,
+                                           declared=False) for use in USES]
+    d = min(decisions, key=lambda d: STRICTNESS.get(d.action, 0))
+    return Cell(d.action, d.rule, d.reason)
+
+
 def _declared(config: Config, name: str, template: str, direction: str, status: str | None,
               entries: Iterable[PlanEntry], sinks: Sequence[Sink]) -> list[Declared]:
     out = []
     for e in entries:
         for cat in e.tag.categories:
-            cells: dict[str, Cell] = {}
-            for sink in sinks:
-                d = config.policy.decide(cat, e.tag.uses, sink, DEFAULT, route=template,
-                                         schema_action=e.tag.action)
-                cells[sink] = Cell(d.action, d.rule, d.reason)
+            cells: dict[str, Cell] = {s: _cell(config, cat, e.tag, s, template) for s in sinks}
             out.append(Declared(name, direction, status, e.pattern, cat, tuple(e.tag.uses),
                                 e.tag.action, e.source, cells))
     return out

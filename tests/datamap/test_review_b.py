@@ -69,3 +69,15 @@ def test_suggest_output_it_cannot_write_is_a_clear_error(
     assert main(["suggest", "--config", str(config_file), "--audit", str(trail),
                  "-o", str(config_file)]) == 2
     assert "cannot write to" in capsys.readouterr().err
+
+
+def test_the_event_cell_shows_a_rule_that_lets_one_use_through(
+        config_file: Path) -> None:
+    """Events are decided for their own use: a rule allowing e-mail addresses in marketing
+    events sent them raw while the map said ``redact`` for the field's ``essential`` use."""
+    config_file.write_text(config_file.read_text() + (
+        '[[rules]]\nid = "crm-email"\naction = "allow"\ncategories = ["email"]\n'
+        'sinks = ["event"]\nuse = "marketing"\n'))
+    (d,) = build(Config.from_file(config_file)).declared
+    assert (d.policy["event"].action, d.policy["event"].rule) == ("allow", "crm-email")
+    assert d.policy["log"].action == "redact"
