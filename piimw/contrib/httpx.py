@@ -40,7 +40,7 @@ class PIITransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _scrub(self, request: httpx.Request, body: bytes) -> None:
         """Rewrite ``request`` in place: the client builds a redirect (307, 308) from it, body
-        and all, and a new request would leave it holding what was scrubbed."""
+        and all; a new request left it holding the raw body, sent on to the redirect's host."""
         host = request.url.host
         use = self._outbound.use_for(host)
         if use is None:
