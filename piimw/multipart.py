@@ -6,6 +6,7 @@ so the app's own multipart parser sees a well-formed body.
 
 from __future__ import annotations
 
+import codecs
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,11 @@ if TYPE_CHECKING:
 MAX_PARTS = 1000
 
 
-def _params(value: bytes, unique: str) -> dict[str, str] | None:
+def _params(value: bytes, *unique: str) -> dict[str, str] | None:
     """A header value's parameters as the email package reads them (quoted strings, RFC 2231
-    ``name*=`` and continuations), or None when ``unique`` is given twice: parsers disagree on
-    which copy wins (Starlette and Django take the last ``boundary``), so piimw would inspect
-    one field while the app reads another. Other parameters may repeat: clients send
+    ``name*=`` and continuations), or None when one of ``unique`` is given twice: parsers
+    disagree on which copy wins (Starlette and Django take the last ``boundary``), so piimw
+    would inspect one field while the app reads another. Other parameters may repeat: clients send
     ``filename`` and ``filename*`` together (.NET), and which wins changes nothing here."""
     msg = Message()
     msg["x"] = value.decode("utf-8", "surrogateescape")
@@ -33,7 +34,7 @@ def _params(value: bytes, unique: str) -> dict[str, str] | None:
         text = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if key in out:
-            if key == unique:
+            if key in unique:
                 return None
             if not text:
                 out[key] = text  # an empty copy wins: Django reads filename="" as a field
@@ -43,9 +44,28 @@ def _params(value: bytes, unique: str) -> dict[str, str] | None:
 
 
 def _boundary(content_type: bytes) -> bytes | None:
-    params = _params(content_type, "boundary")
+    """The body's boundary; None if missing, given twice, or beside a charset that is not
+    UTF-8 (Starlette and Django read field names and values in it: UTF-16 turns bytes that
+    name no tagged field for piimw into one)."""
+    params = _params(content_type, "boundary", "charset")
     boundary = params.get("boundary") if params is not None else None
-    return boundary.encode("utf-8") if boundary else None
+    if params is None or not boundary or not _utf8(params.get("charset")):
+        return None
+    return boundary.encode("utf-8")
+
+
+def _utf8(charset: str | None) -> bool:
+    """Is ``charset`` (a ``charset`` parameter, or None for none) UTF-8?"""
+    if charset is None:
+        return True
+    try:
+        return codecs.lookup(charset.strip()).name == "utf-8"
+    except LookupError:
+        return False
+
+
+#: Content-Transfer-Encodings that leave a part's bytes as they are.
+_IDENTITY_CODINGS = frozenset({"7bit", "8bit", "binary"})
 
 
 class _Malformed(ValueError):
@@ -53,20 +73,44 @@ class _Malformed(ValueError):
 
 
 def _disposition(head: bytes) -> tuple[str | None, bool]:
-    """(field name, is_file) from a part's headers."""
+    """(field name, is_file) from a part's headers.
+
+    Refused (:class:`_Malformed`) where a framework reads the part another way: a header
+    folded onto the next line or lines split by a bare CR or LF (Werkzeug unfolds and splits
+    them, finding a name piimw did not), a name with whitespace around it (Django strips
+    it), and, on a field, a ``Content-Transfer-Encoding`` (Django decodes base64) or a
+    charset other than UTF-8 (Werkzeug reads latin-1).
+    """
+    lines = head.split(b"\r\n")
     found: tuple[str | None, bool] | None = None
-    for line in head.split(b"\r\n"):
+    coded = False
+    for line in lines:
+        if b"\r" in line or b"\n" in line or line[:1] in (b" ", b"\t"):
+            raise _Malformed
         name, _, value = line.partition(b":")
-        if name.strip().lower() != b"content-disposition":
+        name = name.strip().lower()
+        if name == b"content-transfer-encoding":
+            coded = value.strip().lower().decode("latin-1") not in _IDENTITY_CODINGS
+        elif name == b"content-type":
+            media = _params(value, "charset")
+            coded = coded or media is None or not _utf8(media.get("charset"))
+        if name != b"content-disposition":
             continue
         params = _params(value, "name")
         if found is not None or params is None:
             raise _Malformed  # two dispositions, or a parameter given twice
+        field = params.get("name")
+        if field is not None and field != field.strip():
+            raise _Malformed
         # A file only with a filename that is not empty: Django reads filename="" (what a
         # browser sends for an empty file input) as a field, Werkzeug as a file; inspecting
         # it as a field covers both.
-        found = params.get("name"), bool(params.get("filename"))
-    return found if found is not None else (None, False)
+        found = field, bool(params.get("filename"))
+    if found is None:
+        return None, False
+    if coded and found[0] is not None and not found[1]:
+        raise _Malformed
+    return found
 
 
 def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> RequestOutcome:

@@ -8,6 +8,7 @@ that parsers could read in more than one way is now refused with a 400 problem.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,17 @@ AMBIGUOUS = {
         _part(f'{DISPOSITION}; name="note"\r\n{DISPOSITION}; name="card"', CARD)),
     "name given twice": _body(_part(f'{DISPOSITION}; name="note"; name="card"', CARD)),
     "name and name*": _body(_part(f"{DISPOSITION}; name=\"note\"; name*=UTF-8''card", CARD)),
+    # Found by a black-box run under gunicorn: Werkzeug unfolds a folded header and splits
+    # header lines on a bare CR or LF; Django strips a name and decodes base64 fields.
+    "a folded Content-Disposition": _body(_part(f'{DISPOSITION};\r\n name="card"', CARD)),
+    "header lines split by a bare LF": _body(_part(f'X-A: b\n{DISPOSITION}; name="card"', CARD)),
+    "header lines split by a bare CR": _body(_part(f'X-A: b\r{DISPOSITION}; name="card"', CARD)),
+    "a name with whitespace around it": _body(_part(f'{DISPOSITION}; name=" card"', CARD)),
+    "a base64 field": _body(_part(
+        f'{DISPOSITION}; name="card"\r\nContent-Transfer-Encoding: base64',
+        base64.b64encode(CARD.encode()).decode())),
+    "a field in latin-1": _body(_part(
+        f'{DISPOSITION}; name="card"\r\nContent-Type: text/plain; charset=iso-8859-1', CARD)),
 }
 
 
@@ -155,6 +167,20 @@ def test_a_boundary_given_twice_is_refused(framework: str, config: piimw.Config,
     body = inspected + hidden + b"--C--\r\n--B--\r\n"
     status, seen = _send(framework, config, body, tmp_path,
                          "multipart/form-data; boundary=B; boundary=C")
+    assert status == 400
+    assert seen == []
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("charset", ["utf-16", "utf-8; charset=utf-16", "latin-1"])
+def test_a_body_in_another_charset_is_refused(framework: str, charset: str,
+                                              config: piimw.Config, tmp_path: Path) -> None:
+    """Django (and Starlette) read field names and values in the body's charset: in UTF-16,
+    bytes that name no field for piimw named the tagged one, and the app got the card."""
+    head = f'{DISPOSITION}; name="'.encode() + "card".encode("utf-16-le") + b'"'
+    body = b"--B\r\n" + head + b"\r\n\r\n" + CARD.encode("utf-16-le") + b"\r\n--B--\r\n"
+    status, seen = _send(framework, config, body, tmp_path,
+                         f"multipart/form-data; boundary=B; charset={charset}")
     assert status == 400
     assert seen == []
 
