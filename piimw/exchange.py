@@ -139,7 +139,9 @@ FORM = "application/x-www-form-urlencoded"
 #: Media types scanned as text where piimw reads a body it has no JSON plan for (JSON types,
 #: ``+json`` ones and a missing type are read as text too).
 TEXTUAL_TYPES = ("text/", "application/xml", "application/xhtml+xml", "application/x-ndjson",
-                 "application/javascript", "application/x-www-form-urlencoded")
+                 "application/javascript", "application/x-www-form-urlencoded",
+                 "application/ecmascript", "application/x-javascript", "application/yaml",
+                 "application/x-yaml", "multipart/mixed", "multipart/form-data")
 CREDENTIAL_HEADERS = (b"authorization", b"proxy-authorization", b"x-api-key", b"cookie")
 CLIENT_ADDRESS_HEADERS = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 #: Words naming an ``X-`` header that holds a credential (``X-XSRF-Token``, ``X-Auth-Key``).
@@ -756,8 +758,12 @@ class Exchange:
             # JSON is walked by its plan; text the operation does not declare for this status
             # is scanned (see _response_body); declared text (a CSV export) is its own.
             return True
-        return bool(status >= 400 and self.config.scrub_error_pages
-                    and (not mt or is_json_media_type(mt) or _textual(mt)))
+        # An error page; or, on a planned route, a status its operation does not describe
+        # (a 201 where 200 is declared, a 202 declared without content): scanned as text, not
+        # passed on unread with the request's tagged values in it.
+        scanned = self.config.scrub_error_pages if status >= 400 else \
+            route is not None and spec is None
+        return bool(scanned and (not mt or is_json_media_type(mt) or _textual(mt)))
 
     def line_plan(self, status: int, headers: Headers) -> Plan | None:
         """The plan of each line of a response streaming tagged JSON lines (NDJSON), or None.
@@ -1315,8 +1321,10 @@ def _text_sink(status: int) -> Sink:
 
 def _textual(media: str) -> bool:
     """Text piimw buffers and scans; never an event stream, which would never end (NDJSON
-    streams too, but only where the operation does not declare it, see the caller)."""
-    return media.startswith(TEXTUAL_TYPES) and media != "text/event-stream"
+    streams too, but only where the operation does not declare it, see the caller). Any
+    ``+xml`` type is text: an SVG image showing a name is read by browsers as XML."""
+    return (media.startswith(TEXTUAL_TYPES) or media.endswith("+xml")) and \
+        media != "text/event-stream"
 
 
 def _charset(headers: Headers) -> str | None:
