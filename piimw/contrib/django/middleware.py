@@ -54,6 +54,7 @@ from piimw.exchange import (
 )
 from piimw.optout_api import GPC_JSON_PATH, OptOutAPI, gpc_json_response
 from piimw.problem import Problem
+from piimw.sanitize import on_app_exception
 from piimw.wsgi import deferred_headers, environ_bytes
 
 __all__ = ["PIIMiddleware", "route_template", "session_consent"]
@@ -192,6 +193,18 @@ def _leave(activation: Activation, exchange: Exchange, done: list[bool]) -> None
     done.append(True)
     leave_closed(activation)
     _end(exchange)
+
+
+def _escaping(exc: Exception, activation: Activation, exchange: Exchange,
+              done: list[bool]) -> BaseException:
+    """An exception leaving the middleware, sanitized while the request's known values are
+    current, then the request left. Django's handler logs it (and a debug page shows it)
+    only after we return: a streaming body that raised while piimw read it quoted the
+    tagged name raw in the server's error log. Re-raise what comes back."""
+    try:
+        return on_app_exception(exc)
+    finally:
+        _leave(activation, exchange, done)
 
 
 def _stream_lines(response: HttpResponseBase, lines: LineStream) -> None:
@@ -413,6 +426,7 @@ class PIIMiddleware:
             exchange.resolve_consent(_user_pk(user))
         token = enter_closable(exchange)
         done: list[bool] = []
+        replacement: BaseException | None = None
         try:
             problem = self._inspect_request(exchange, request)
             if problem is not None:
@@ -420,9 +434,15 @@ class PIIMiddleware:
             else:
                 response = self._inspect_response(exchange, self.get_response(request))
                 _scrub_headers_or_drop(exchange, response)
+        except Exception as exc:
+            replacement = _escaping(exc, token, exchange, done)
+            if replacement is exc:
+                raise
         except BaseException:
             _leave(token, exchange, done)
             raise
+        if replacement is not None:
+            raise replacement  # outside the except block: no __context__ back to the raw one
         _hold_until_closed(response, token, exchange, done)
         return response
 
@@ -449,6 +469,7 @@ class PIIMiddleware:
             await sync_to_async(exchange.resolve_consent)(_user_pk(user))
         token = enter_closable(exchange)
         done: list[bool] = []
+        replacement: BaseException | None = None
         try:
             problem = self._inspect_request(exchange, request)
             if problem is not None:
@@ -457,9 +478,15 @@ class PIIMiddleware:
                 response = await self._ainspect_response(exchange,
                                                          await self.get_response(request))
                 _scrub_headers_or_drop(exchange, response)
+        except Exception as exc:
+            replacement = _escaping(exc, token, exchange, done)
+            if replacement is exc:
+                raise
         except BaseException:
             _leave(token, exchange, done)
             raise
+        if replacement is not None:
+            raise replacement  # outside the except block: no __context__ back to the raw one
         _hold_until_closed(response, token, exchange, done)
         return response
 
