@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from io import BytesIO
@@ -306,21 +306,50 @@ def _hold_until_closed(response: HttpResponseBase, token: Activation, exchange: 
     elif not response.is_async:
         response.streaming_content = _running(response.streaming_content, exchange)
         exchange.awaiting_close = True
+    else:
+        response.streaming_content = _arunning(response.streaming_content)
 
 
 def _running(content: Iterable[bytes], exchange: Exchange) -> Iterator[bytes]:
     """A streaming body, passed on. The app's code runs while the server asks for the next
     chunk: a request it makes then is nested in this one, which must not count as only
-    awaiting its close (:func:`piimw.exchange.enter_closable`)."""
+    awaiting its close (:func:`piimw.exchange.enter_closable`). An exception it raises is
+    sanitized here, inside the request: the server logs it after closing the response."""
     iterator = iter(content)
     while True:
         exchange.awaiting_close = False
+        replacement: BaseException | None = None
         try:
             chunk = next(iterator)
         except StopIteration:
             return
+        except Exception as exc:
+            replacement = on_app_exception(exc)
+            if replacement is exc:
+                raise
         finally:
             exchange.awaiting_close = True
+        if replacement is not None:
+            raise replacement  # outside the except block: no __context__ back to the raw one
+        yield chunk
+
+
+async def _arunning(content: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """An async streaming body, passed on; an exception it raises sanitized (see
+    :func:`_running`)."""
+    iterator = aiter(content)
+    while True:
+        replacement: BaseException | None = None
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except Exception as exc:
+            replacement = on_app_exception(exc)
+            if replacement is exc:
+                raise
+        if replacement is not None:
+            raise replacement
         yield chunk
 
 
