@@ -78,8 +78,10 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
     Refused (:class:`_Malformed`) where a framework reads the part another way: a header
     folded onto the next line or lines split by a bare CR or LF (Werkzeug unfolds and splits
     them, finding a name piimw did not), a name with whitespace around it (Django strips
-    it), and, on a field, a ``Content-Transfer-Encoding`` (Django decodes base64) or a
-    charset other than UTF-8 (Werkzeug reads latin-1).
+    it) or a backslash in it (Werkzeug drops one before any character, the others only
+    before a quote or a backslash: ``"na\\me"``), and, on a field, a
+    ``Content-Transfer-Encoding`` (Django decodes base64) or a charset other than UTF-8
+    (Werkzeug reads latin-1).
     """
     lines = head.split(b"\r\n")
     found: tuple[str | None, bool] | None = None
@@ -100,7 +102,7 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
         if found is not None or params is None:
             raise _Malformed  # two dispositions, or a parameter given twice
         field = params.get("name")
-        if field is not None and field != field.strip():
+        if field is not None and (field != field.strip() or "\\" in field):
             raise _Malformed
         # A file only with a filename that is not empty: Django reads filename="" (what a
         # browser sends for an empty file input) as a field, Werkzeug as a file; inspecting

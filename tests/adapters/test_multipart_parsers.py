@@ -76,6 +76,8 @@ AMBIGUOUS = {
     "header lines split by a bare LF": _body(_part(f'X-A: b\n{DISPOSITION}; name="card"', CARD)),
     "header lines split by a bare CR": _body(_part(f'X-A: b\r{DISPOSITION}; name="card"', CARD)),
     "a name with whitespace around it": _body(_part(f'{DISPOSITION}; name=" card"', CARD)),
+    # Werkzeug reads "c\\ard" as "card", the others as written
+    "a backslash in the name": _body(_part(f'{DISPOSITION}; name="c\\ard"', CARD)),
     "a base64 field": _body(_part(
         f'{DISPOSITION}; name="card"\r\nContent-Transfer-Encoding: base64',
         base64.b64encode(CARD.encode()).decode())),
