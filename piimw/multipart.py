@@ -7,6 +7,7 @@ so the app's own multipart parser sees a well-formed body.
 from __future__ import annotations
 
 import codecs
+import re
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import TYPE_CHECKING, Any
@@ -18,15 +19,61 @@ if TYPE_CHECKING:
 
 MAX_PARTS = 1000
 
+#: A parameter as Werkzeug reads one (RFC 9110): ``;``, then ``key=token`` or
+#: ``key="quoted"`` followed by nothing but blanks. Werkzeug skips anything else up to the next
+#: ``;`` (``name=card(x`` is ``card``), where the email package reads it all (``card(x``).
+_TOKEN = r"[\w!#$%&'*+\-.^`|~]+"
+_PARAMETER = re.compile(rf'(?:;[ \t]*(?:({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*)?)',
+                        re.ASCII | re.DOTALL)
+#: An RFC 2231 key: ``name*``, ``name*0``, ``name*0*``.
+_EXTENDED = re.compile(r"(.*?)\*(?:(\d+)\*?)?$", re.ASCII)
+#: RFC 2231 charsets Werkzeug decodes; it leaves a value in any other as written, where the
+#: email package and Django decode it (``name*=utf-16''name`` is ``name`` to Werkzeug only).
+_RFC2231_CHARSETS = frozenset({"", "ascii", "us-ascii", "utf-8", "iso-8859-1"})
+
+
+def _unambiguous(text: str) -> bool:
+    """Do the parsers agree on the parameters of this header value? Only if every one is
+    well formed (see :data:`_PARAMETER`), every RFC 2231 charset is one Werkzeug decodes, and
+    continuations come in order (Werkzeug joins them in the order given, the email package
+    by number)."""
+    pos = text.find(";")
+    if pos < 0:
+        return True
+    numbered: dict[str, int] = {}
+    end = len(text.rstrip(" \t"))
+    while pos < end:
+        m = _PARAMETER.match(text, pos)
+        if m is None or m.end() == pos:
+            return False
+        pos = m.end()
+        key, value = m.group(1), m.group(2)
+        extended = _EXTENDED.match(key) if key is not None and "*" in key else None
+        if extended is None:
+            continue
+        charset, marked, _ = value.strip('"').partition("'")
+        if key.endswith("*") and marked and charset.lower() not in _RFC2231_CHARSETS:
+            return False
+        if extended.group(2) is not None:
+            base, number = extended.group(1).lower(), int(extended.group(2))
+            if numbered.get(base, -1) + 1 != number:
+                return False
+            numbered[base] = number
+    return True
+
 
 def _params(value: bytes, *unique: str) -> dict[str, str] | None:
     """A header value's parameters as the email package reads them (quoted strings, RFC 2231
-    ``name*=`` and continuations), or None when one of ``unique`` is given twice: parsers
-    disagree on which copy wins (Starlette and Django take the last ``boundary``), so piimw
-    would inspect one field while the app reads another. Other parameters may repeat: clients send
-    ``filename`` and ``filename*`` together (.NET), and which wins changes nothing here."""
+    ``name*=`` and continuations), or None when they are ill-formed (:func:`_unambiguous`)
+    or one of ``unique`` is given twice: parsers disagree on which copy wins (Starlette and
+    Django take the last ``boundary``), so piimw would inspect one field while the app
+    reads another. Other parameters may repeat: clients send ``filename`` and ``filename*``
+    together (.NET), and which wins changes nothing here."""
+    text = value.decode("utf-8", "surrogateescape")
+    if not _unambiguous(text):
+        return None
     msg = Message()
-    msg["x"] = value.decode("utf-8", "surrogateescape")
+    msg["x"] = text
     out: dict[str, str] = {}
     # Typed as str pairs, but an RFC 2231 value comes as (charset, language, text).
     params: list[tuple[str, Any]] = msg.get_params(header="x") or []

@@ -78,6 +78,13 @@ AMBIGUOUS = {
     "a name with whitespace around it": _body(_part(f'{DISPOSITION}; name=" card"', CARD)),
     # Werkzeug reads "c\\ard" as "card", the others as written
     "a backslash in the name": _body(_part(f'{DISPOSITION}; name="c\\ard"', CARD)),
+    # Werkzeug skips what follows a value up to the next ';', joins continuations in the
+    # order given and leaves an RFC 2231 value in a charset it does not know as written
+    "text after a quoted name": _body(_part(f'{DISPOSITION}; name="card" x', CARD)),
+    "text after a token name": _body(_part(f"{DISPOSITION}; name=card(x", CARD)),
+    "continuations out of order": _body(_part(f"{DISPOSITION}; name*1=ca; name*0=rd", CARD)),
+    "an RFC 2231 charset Werkzeug does not decode": _body(
+        _part(f"{DISPOSITION}; name*=utf-16''card", CARD)),
     "a base64 field": _body(_part(
         f'{DISPOSITION}; name="card"\r\nContent-Transfer-Encoding: base64',
         base64.b64encode(CARD.encode()).decode())),
@@ -169,6 +176,19 @@ def test_a_boundary_given_twice_is_refused(framework: str, config: piimw.Config,
     body = inspected + hidden + b"--C--\r\n--B--\r\n"
     status, seen = _send(framework, config, body, tmp_path,
                          "multipart/form-data; boundary=B; boundary=C")
+    assert status == 400
+    assert seen == []
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_text_after_the_boundary_is_refused(framework: str, config: piimw.Config,
+                                            tmp_path: Path) -> None:
+    """Werkzeug reads ``boundary=B x`` as ``B``, piimw as ``B x``: a part under ``B`` hid in
+    the one field piimw saw under ``B x``, and Flask handed the app the card."""
+    hidden = _part(f'{DISPOSITION}; name="card"', CARD) + b"--B--\r\n"
+    body = (b"--B x\r\n" + f'{DISPOSITION}; name="note"'.encode() + b"\r\n\r\nhello\r\n"
+            + hidden + b"\r\n--B x--\r\n")
+    status, seen = _send(framework, config, body, tmp_path, "multipart/form-data; boundary=B x")
     assert status == 400
     assert seen == []
 
