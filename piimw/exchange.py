@@ -761,9 +761,15 @@ class Exchange:
         # An error page; or, on a planned route, a status its operation does not describe
         # (a 201 where 200 is declared, a 202 declared without content): scanned as text, not
         # passed on unread with the request's tagged values in it.
-        scanned = self.config.scrub_error_pages if status >= 400 else \
-            route is not None and spec is None
-        return bool(scanned and (not mt or is_json_media_type(mt) or _textual(mt)))
+        if status >= 400:
+            return bool(self.config.scrub_error_pages
+                        and (not mt or is_json_media_type(mt) or _textual(mt)))
+        if spec is not None:
+            # A type the operation does not declare at this status (an octet-stream where
+            # JSON is): read, then scanned as text or withheld (see _response_body). An
+            # event stream never ends: it passes, as an undeclared one always has.
+            return mt not in spec.media_types and mt != "text/event-stream"
+        return bool(route is not None and (not mt or is_json_media_type(mt) or _textual(mt)))
 
     def line_plan(self, status: int, headers: Headers) -> Plan | None:
         """The plan of each line of a response streaming tagged JSON lines (NDJSON), or None.
@@ -889,9 +895,21 @@ class Exchange:
                 return ResponseOutcome(status, self._vary(headers, spec.plan), body)
             new = encode_content(self._rewritten(raw, value, spec.plan, "client"), encoding)
             return ResponseOutcome(status, self._vary(_rewrite(headers, new), spec.plan), new)
+        declared_charset = _charset(headers)
+        if spec is not None and not _textual(mt) and declared_charset is None and \
+                not _is_utf8(raw):
+            # Bytes of a type the operation does not declare at this status (an image, an
+            # octet-stream where JSON is declared), not text: the plan cannot read them. If
+            # it protects something, they may carry it: withheld.
+            if spec.plan.empty:
+                return ResponseOutcome(status, headers, body)
+            logger.warning("piimw: response on %s %s is %s, which its operation does not "
+                           "declare for status %d, and not text; withheld", self.method,
+                           self.route_template, mt, status)
+            return self._withheld()
         # An error page, or text where the plan expects JSON: scrub the text by detectors
         # and known values, read as a browser reads it (see piimw.charsets.page_text).
-        text, charset, two_ways = page_text(raw, _charset(headers))
+        text, charset, two_ways = page_text(raw, declared_charset)
         value, findings = self.config.scrubber.scrub_text(
             text, sink=_text_sink(status), consent=self.consent,
             known=self.known, route=self.route_template, location="response")
@@ -1317,6 +1335,14 @@ class LineStream:
 def _text_sink(status: int) -> Sink:
     """Whose rules a scanned response text follows: an error page's, else the client's."""
     return "error" if status >= 400 else "client"
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _textual(media: str) -> bool:
