@@ -3,14 +3,16 @@
 A fenced ``python`` block in ``README.md`` (if present) or ``docs/*.md`` whose preceding line
 (blank lines aside) is ``<!-- doctest -->`` is executed in a fresh namespace, in an empty
 temporary working directory (the convention is described in ``docs/index.md``). Also checked:
-markers only precede ``python`` blocks, ``docs/index.md`` lists every page, and links from the
-``docs/`` pages point at files and headings that exist.
+markers only precede ``python`` blocks, ``docs/index.md`` lists every page, links from the
+``docs/`` pages point at files and headings that exist, every key the settings schemas accept
+is named on its page, and every ``piimw`` command in a shell block parses.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +186,64 @@ def test_links_between_pages_resolve() -> None:
             elif anchor and dest in anchors and anchor not in anchors[dest]:
                 broken.append(f"{path.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, broken
+
+
+def _documented(text: str, name: str) -> bool:
+    """``name`` in backticks (a table: or its keys, ``name.key``), or set as ``name = ...`` in
+    a TOML example."""
+    return (f"`{name}`" in text or f"`{name}." in text
+            or re.search(rf"^\s*{re.escape(name)}\s*=", text, re.M) is not None)
+
+
+def _settings_by_page() -> dict[str, list[str]]:
+    from piimw.audit import AUDIT_SETTINGS_SCHEMA
+    from piimw.config import CONFIG_SCHEMA
+    from piimw.registry import REGISTRY_SCHEMA
+    from piimw.signals import CONSENT_SCHEMA
+
+    top = CONFIG_SCHEMA["properties"]
+    api = REGISTRY_SCHEMA["properties"]["api"]["properties"]
+    return {
+        "config.md": [*top, *(f"hash.{k}" for k in top["hash"]["properties"]),
+                      *top["routes"]["items"]["properties"],
+                      *top["rules"]["items"]["properties"]],
+        "optout.md": [*CONSENT_SCHEMA["properties"], *REGISTRY_SCHEMA["properties"],
+                      *(f"api.{k}" for k in api)],
+        "proof.md": [*AUDIT_SETTINGS_SCHEMA["properties"], *top["discovery"]["properties"]],
+    }
+
+
+def test_every_setting_is_documented() -> None:
+    """Each key the settings schema accepts is named on the page that documents its table."""
+    missing = [f"{page}: {name}" for page, names in _settings_by_page().items()
+               for name in names if not _documented((DOCS / page).read_text("utf-8"), name)]
+    assert not missing, f"settings the code accepts but the docs never name: {missing}"
+
+
+def _piimw_commands() -> Iterator[tuple[str, list[str]]]:
+    """``piimw ...`` invocations in the shell blocks, as argument lists (pipes split off)."""
+    for path in pages():
+        for block in parse(path).blocks:
+            if block.lang not in ("sh", "bash", "console", "shell"):
+                continue
+            for line in block.code.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                while "piimw" in words:
+                    words = words[words.index("piimw") + 1:]
+                    end = words.index("|") if "|" in words else len(words)
+                    yield block.where, words[:end]
+                    words = words[end:]
+
+
+COMMANDS = list(_piimw_commands())
+
+
+@pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[" ".join(a) for _, a in COMMANDS])
+def test_documented_command_parses(where: str, argv: list[str]) -> None:
+    """Every option a page shows exists (parsed only: nothing runs)."""
+    from piimw.cli import build_parser
+
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as e:
+        pytest.fail(f"{where}: piimw {' '.join(argv)} does not parse (exit {e.code})")
