@@ -4,8 +4,8 @@ A fenced ``python`` block in ``README.md`` (if present) or ``docs/*.md`` whose p
 (blank lines aside) is ``<!-- doctest -->`` is executed in a fresh namespace, in an empty
 temporary working directory (the convention is described in ``docs/index.md``). Also checked:
 markers only precede ``python`` blocks, ``docs/index.md`` lists every page, links from the
-``docs/`` pages point at files and headings that exist, every key the settings schemas accept
-is named on its page, and every ``piimw`` command in a shell block parses.
+README and the ``docs/`` pages point at files and headings that exist, every key the settings
+schemas accept is named on its page, and every ``piimw`` command in a shell block parses.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def slug(heading: str) -> str:
 
 
 def test_links_between_pages_resolve() -> None:
-    docs = sorted(DOCS.glob("*.md"))
+    docs = pages()
     anchors = {p.resolve(): {slug(h) for h in parse(p).headings} for p in docs}
     broken = []
     for path in docs:
