@@ -209,17 +209,23 @@ def from_session_flag(flag: object) -> Consent | None:
     """The consent a session's opt-out flag stands for, or None.
 
     ``True`` (or ``"all"``): every non-essential use; a use name or a list of them: those.
-    A value of any other shape opts out of everything non-essential (most restrictive).
+    Any other truthy value, or a name piimw does not know among them (``"yes"``,
+    ``"marketting"``), opts out of everything non-essential: the app asked for an opt-out,
+    and a misspelt one must not leave the subject opted in.
     """
     if not flag:
         return None
-    if flag is True:
-        text = "all"
-    elif isinstance(flag, str):
-        text = flag
+    if isinstance(flag, str):
+        names: list[object] = flag.split(",")
     elif isinstance(flag, (list, tuple, set, frozenset)):
-        text = ",".join(str(u) for u in flag)
+        names = list(flag)
     else:
-        text = "all"
-    uses = _parse_opt_out_header(text)
-    return Consent.opt_out(uses, signal="session") if uses else None
+        names = ["all"]
+    uses: list[str] = []
+    for name in names:
+        text = str(name)
+        found = _parse_opt_out_header(text)
+        if not found and text.strip():
+            return Consent.opt_out(NON_ESSENTIAL, signal="session")
+        uses.extend(found)
+    return Consent.opt_out(uses or NON_ESSENTIAL, signal="session")

@@ -300,9 +300,13 @@ def test_session_consent_shapes() -> None:
     assert session_consent(None) is None
     assert session_consent(False) is None
     assert session_consent([]) is None
-    assert session_consent(["no-such-use"]) is None
     everything = session_consent(True)
     assert everything is not None
+    # A name piimw does not know opts out of everything (it was ignored: a misspelt flag
+    # left the subject opted in).
+    unknown = session_consent(["no-such-use"])
+    assert unknown is not None
+    assert unknown.opted_out_uses == everything.opted_out_uses
     assert "essential" not in everything.opted_out_uses
     assert everything.opted_out_uses >= {"marketing", "analytics", "third_party"}
     odd = session_consent({"weird": 1})  # a shape we do not know: most restrictive

@@ -318,7 +318,11 @@ def test_websocket_and_lifespan_pass_through(config: piimw.Config) -> None:
     (True, False, True),
     ("marketing, analytics", False, True),
     (["analytics"], True, True),  # the phone's use is marketing
-    (["not-a-use", 7], True, False),  # ignored, never echoed
+    # A truthy flag piimw cannot read opts out of everything non-essential (it was ignored).
+    (["not-a-use", 7], False, True),
+    ("yes", False, True),
+    (["analytics", "marketting"], False, True),
+    ([""], False, True),
     (False, True, False),
     (None, True, False),
 ])
