@@ -59,7 +59,10 @@ def _open(args: argparse.Namespace) -> Registry:
     if os.path.exists(args.config):
         from piimw.config import Config
 
-        registry = Registry.from_config(Config.from_file(args.config), url=url)
+        # services=False: reading the registry settings must not open the audit trail (it
+        # asked for the audit key) nor start the discovery sampler.
+        registry = Registry.from_config(Config.from_file(args.config, services=False),
+                                        url=url)
         if registry is None:
             raise ConfigError("no [registry] section", source=args.config)
         return registry

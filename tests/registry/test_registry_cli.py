@@ -83,6 +83,22 @@ def test_registry_from_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "cfg.db").exists()
 
 
+def test_settings_with_an_audit_trail_start_no_service(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading the registry settings opens no audit trail: the command failed without the
+    audit key, and with it created the trail's files (found by review of the docs)."""
+    monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
+    monkeypatch.delenv("PIIMW_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("PIIMW_REGISTRY_URL", raising=False)
+    config = tmp_path / "piimw.toml"
+    config.write_text(f'[registry]\nurl = "sqlite:///{tmp_path / "cfg.db"}"\n'
+                      f'[audit]\nurl = "jsonl://{tmp_path / "trail.jsonl"}"\n', "utf-8")
+    args = _parse(["optout", "set", "--config", str(config), "--user", "u1", "--opt-out",
+                   "analytics"])
+    assert run(args, stdout=io.StringIO()) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.db", "cfg.db-id", "piimw.toml"]
+
+
 def test_unavailable_registry_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIIMW_HASH_KEY", KEY)
     args = _parse(["optout", "get", "--registry", "redis://127.0.0.1:1/0", "--user", "x"])
