@@ -111,6 +111,9 @@ class PIIFilter(_logging.Filter):
             if ordinary and _STANDARD.issuperset(attrs):  # no extras
                 message = _fast_message(record, msg, args)
                 if message is not None:
+                    hidden = _unshown(message, args)
+                    if hidden:
+                        message = f"{message}\n{hidden}"
                     if exchange is None:
                         if not default_config().scrubber.detectors.search(message):
                             return True
@@ -187,7 +190,7 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
     # A record class (or a patch) with its own getMessage may add values on every rendering,
     # after this filter: the formatter then gets the checked text, not a new rendering.
     own = type(record).getMessage is not _GET_MESSAGE or "getMessage" in record.__dict__
-    if scrubbed is message and _simple(record):
+    if scrubbed is message and _simple(record, message, ctx):
         # Clean: keep the template and arguments (Sentry groups log events by template).
         if own:
             _pin_message(record, message)
@@ -205,15 +208,54 @@ def _pin_message(record: _logging.LogRecord, text: str) -> None:
     setattr(record, "getMessage", functools.partial(str, text))  # noqa: B010
 
 
-def _simple(record: _logging.LogRecord) -> bool:
-    """Clean text from these arguments means clean arguments (no other rendering differs)."""
+def _simple(record: _logging.LogRecord, message: str, ctx: ScrubContext) -> bool:
+    """Can the template and arguments stay? Only simple values (no other rendering differs)
+    that are clean where the message does not show them whole."""
     if not isinstance(record.msg, str):
         return False
     args = record.args
     if not args:
         return True
     values: Iterable[Any] = args.values() if isinstance(args, Mapping) else args
-    return all(isinstance(v, _SIMPLE) for v in values)
+    if not all(isinstance(v, _SIMPLE) for v in values):
+        return False
+    hidden = _unshown(message, args)
+    return not (hidden and ctx.changes(hidden))
+
+
+def _unshown(message: str, args: Any) -> str:
+    """The text of the arguments that ``message`` does not show whole, one per line.
+
+    A format can hide an argument (``%.8s``, ``%.0s``, ``%x``, a mapping's unused keys), and
+    handlers that read ``record.args`` see all of it: ``HTTPHandler`` sends the record's
+    attributes, Sentry sends them as ``params``. What the message shows whole was checked
+    with it; the rest is checked here.
+    """
+    values: Iterable[Any]
+    if type(args) is tuple:
+        values = args
+    elif isinstance(args, Mapping):
+        values = [*args.keys(), *args.values()]
+    else:
+        values = (args,)
+    out: list[str] | None = None
+    for v in values:
+        t = type(v)
+        if t is str:
+            text = v
+        elif t is int and v.bit_length() <= 256:  # longer: no identifier (str() may refuse)
+            text = str(v)
+        elif v is None or isinstance(v, (bool, int)):
+            continue
+        else:
+            text = _str(v)
+        if text in message:
+            continue
+        if out is None:
+            out = [text]
+        else:
+            out.append(text)
+    return "" if out is None else "\n".join(out)
 
 
 def _scrub_fields(record: _logging.LogRecord, ctx: ScrubContext) -> None:

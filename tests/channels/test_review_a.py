@@ -1,0 +1,68 @@
+"""Log and exception channels: defects found in review, each with the scenario that showed it."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+from pii_canary import Canary
+
+from piimw.exchange import activate
+from piimw.logging import PIIFilter
+
+
+class SentForm(logging.handlers.HTTPHandler):
+    """``HTTPHandler`` as it is, but keeping the form it would POST instead of sending it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("logs.invalid", "/log", method="POST")
+        self.sent: list[str] = []
+        self.addFilter(PIIFilter())
+        self.log = logging.getLogger(name)
+        self.log.handlers = [self]
+        self.log.propagate = False
+        self.log.setLevel(logging.DEBUG)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sent.append(urlencode(self.mapLogRecord(record)))
+
+
+@pytest.fixture
+def canary() -> Canary:
+    return Canary()
+
+
+@pytest.fixture
+def sent(request: pytest.FixtureRequest) -> Iterator[SentForm]:
+    handler = SentForm(f"piimw.tests.review_a.{request.node.name}")
+    yield handler
+    handler.log.handlers = []
+
+
+def test_arguments_a_format_hides_are_checked_too(sent: SentForm, canary: Canary) -> None:
+    """``%.8s``, ``%.0s``, ``%x`` and a mapping's unused keys keep the whole value out of the
+    message, not out of ``record.args``, which ``HTTPHandler`` sends (and Sentry as params)."""
+    log = sent.log
+    with activate(canary.exchange()):
+        log.info("token %.8s...", canary.token)  # the known value, cut by the format
+        log.info("user %(id)s", {"id": 7, "name": canary.name})  # an unused key
+        log.info("card ending %.0s%s", canary.card, "52")
+    log.info("card %.6s", canary.card)  # outside a request: the detectors
+    log.info("card %x", int(canary.card))
+    canary.assert_clean(sent.sent, "the form HTTPHandler posts")
+    first = sent.sent[0]
+    assert f"msg=token+{canary.token[:8]}..." in first  # the message itself is unchanged
+
+
+def test_arguments_the_message_shows_whole_keep_the_template(sent: SentForm) -> None:
+    """Sentry groups log events by template: clean arguments stay where the message shows
+    them, and hidden ones that are clean too."""
+    log = sent.log
+    log.info("order %s shipped in %d ms, %.2f%%", "A-1", 42, 99.5)
+    log.info("%(who)s ordered", {"who": "someone", "unused": "nothing"})
+    assert "msg=order+%25s+shipped" in sent.sent[0]
+    assert "args=%28%27A-1%27%2C+42%2C+99.5%29" in sent.sent[0]
+    assert "msg=%25%28who%29s+ordered" in sent.sent[1]
