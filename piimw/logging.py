@@ -60,6 +60,9 @@ _STANDARD: Final = frozenset(
 _SIMPLE: Final = (str, int, float, bool, type(None))
 #: The exact types the fast path accepts as arguments (subclasses may render differently).
 _SIMPLE_TYPES: Final = frozenset(_SIMPLE)
+#: Extras that formatters render with ``record.args`` in place of ``msg`` (uvicorn's
+#: ``DefaultFormatter`` with colours uses ``color_message``).
+_TEMPLATES: Final = ("color_message",)
 #: What ``record.getMessage`` is unless a subclass (or a patch) replaces it.
 _GET_MESSAGE: Final = _logging.LogRecord.getMessage
 
@@ -184,6 +187,7 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
         # A broken format would make every handler print msg and args raw (handleError).
         message = f"{_str(record.msg)} {_repr(record.args)} [piimw: message could not be formatted]"
         record.msg = ctx.text(message)
+        _render_templates(record, record.msg)
         record.args = ()
         return
     scrubbed = ctx.text(message)
@@ -196,11 +200,26 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
             _pin_message(record, message)
         return
     record.msg = scrubbed
+    _render_templates(record, scrubbed)
     record.args = ()
     if "message" in record.__dict__:
         record.message = scrubbed
     if own:
         _pin_message(record, scrubbed)
+
+
+def _render_templates(record: _logging.LogRecord, fallback: str) -> None:
+    """Before ``record.args`` go: render the extras a formatter uses as the template in place
+    of ``msg`` (uvicorn's colour formatter and ``color_message``), which would otherwise show
+    their bare ``%s`` placeholders. The extras are scrubbed after this."""
+    attrs = record.__dict__
+    for key in _TEMPLATES:
+        template = attrs.get(key)
+        if isinstance(template, str):
+            try:
+                attrs[key] = template % record.args if record.args else template
+            except Exception:
+                attrs[key] = fallback
 
 
 def _pin_message(record: _logging.LogRecord, text: str) -> None:

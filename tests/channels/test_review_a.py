@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 from collections.abc import Iterator
@@ -66,3 +67,29 @@ def test_arguments_the_message_shows_whole_keep_the_template(sent: SentForm) -> 
     assert "msg=order+%25s+shipped" in sent.sent[0]
     assert "args=%28%27A-1%27%2C+42%2C+99.5%29" in sent.sent[0]
     assert "msg=%25%28who%29s+ordered" in sent.sent[1]
+
+
+def test_uvicorn_colour_template_is_rendered_when_the_arguments_go(canary: Canary) -> None:
+    """uvicorn's colour formatter renders ``color_message`` with ``record.args``: once the
+    filter replaced the message and dropped the arguments, it printed bare placeholders."""
+    from uvicorn.logging import DefaultFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=True))
+    handler.addFilter(PIIFilter())
+    log = logging.getLogger("piimw.tests.review_a.uvicorn_colours")
+    log.handlers = [handler]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    message = "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)"
+    colour = "Uvicorn running on \x1b[1m%s://%s:%d\x1b[0m (Press CTRL+C to quit)"
+    log.info(message, "http", "10.0.0.5", 8000, extra={"color_message": colour})
+    with activate(canary.exchange()):
+        log.info("welcome %s", canary.name, extra={"color_message": "welcome \x1b[1m%s\x1b[0m"})
+    log.handlers = []
+    out = stream.getvalue()
+    assert "\x1b[1mhttp://[REDACTED:ip]:8000\x1b[0m" in out
+    assert "welcome \x1b[1m[REDACTED:name]\x1b[0m" in out
+    assert "%s" not in out
+    canary.assert_clean(out)
