@@ -495,7 +495,10 @@ class ScrubContext:
             with suppress(AttributeError, TypeError):
                 setattr(e, name, PLACEHOLDER if new is DROP else new)
         notes = getattr(e, "__notes__", None)
-        if isinstance(notes, (list, tuple)):
+        if isinstance(notes, str):  # a misuse tracebacks still print (by character, or whole)
+            with suppress(AttributeError, TypeError):
+                e.__notes__ = self.text(notes)  # type: ignore[attr-defined]
+        elif isinstance(notes, (list, tuple)):
             new_notes = [self.text(n) if isinstance(n, str) else n for n in notes]
             if isinstance(notes, tuple) or any(
                     a is not b for a, b in zip(new_notes, notes, strict=True)):
@@ -517,10 +520,10 @@ class ScrubContext:
         notes = getattr(e, "__notes__", None)
         if not notes:
             return False
-        try:
+        if isinstance(notes, (list, tuple)):
             return any(self.changes(safe_str(n)) for n in notes)
-        except TypeError:
-            return False
+        # Anything else is printed as its repr, or item by item (a str: by character).
+        return self.changes(safe_repr(notes)) or self.changes(safe_str(notes))
 
     # -- bookkeeping ----------------------------------------------------------------------
     def flush(self) -> None:

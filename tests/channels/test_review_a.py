@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import logging.handlers
+import traceback
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ from pii_canary import Canary
 
 from piimw.exchange import activate
 from piimw.logging import PIIFilter
+from piimw.sanitize import sanitize_exception
 
 
 class SentForm(logging.handlers.HTTPHandler):
@@ -93,3 +95,27 @@ def test_uvicorn_colour_template_is_rendered_when_the_arguments_go(canary: Canar
     assert "welcome \x1b[1m[REDACTED:name]\x1b[0m" in out
     assert "%s" not in out
     canary.assert_clean(out)
+
+
+class Notes:
+    """``__notes__`` that is not a list: tracebacks print its ``repr``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Notes({self.text!r})"
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_notes_that_are_not_a_list_are_checked(canary: Canary, copy: bool) -> None:
+    """Tracebacks print a ``__notes__`` string by character (3.11) or whole (3.12+), and any
+    other object that is not a sequence as its ``repr``; only lists and tuples were read."""
+    for notes in (f"see {canary.name}", Notes(canary.name), {f"see {canary.email}"}):
+        exc = ValueError("lookup failed")
+        exc.__notes__ = notes  # type: ignore[attr-defined]
+        with activate(canary.exchange()):
+            clean = sanitize_exception(exc, copy=copy)
+        text = "".join(traceback.format_exception(type(clean), clean, clean.__traceback__))
+        canary.assert_clean(["".join(text.split()), repr(getattr(clean, "__notes__", None))],
+                            f"the traceback of an exception with {type(notes).__name__} notes")
