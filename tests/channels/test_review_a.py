@@ -119,3 +119,31 @@ def test_notes_that_are_not_a_list_are_checked(canary: Canary, copy: bool) -> No
         text = "".join(traceback.format_exception(type(clean), clean, clean.__traceback__))
         canary.assert_clean(["".join(text.split()), repr(getattr(clean, "__notes__", None))],
                             f"the traceback of an exception with {type(notes).__name__} notes")
+
+
+def test_an_access_line_reads_encoded_path_segments_decoded() -> None:
+    """uvicorn quotes the path it logs: a card, phone or IBAN written with spaces in a path
+    segment hid its shape from the detectors (only query values were read decoded)."""
+    from uvicorn.logging import AccessFormatter
+    from uvicorn.protocols.utils import get_path_with_query_string
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter('"%(request_line)s" %(status_code)s', use_colors=False))
+    handler.addFilter(PIIFilter())
+    log = logging.getLogger("uvicorn.access")
+    saved = log.handlers, log.propagate, log.level
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    try:
+        for path in ("/cards/4242 4242 4242 4242", "/by-phone/+1 415 555 0100/orders",
+                     "/iban/DE89 3704 0044 0532 0130 00", "/files/report 2024+v2.pdf"):
+            full = get_path_with_query_string({"path": path, "query_string": b"q=a%20b"})
+            log.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", full, "1.1", 200)
+    finally:
+        log.handlers, log.propagate, log.level = saved
+    lines = stream.getvalue().splitlines()
+    assert lines == ['"GET /cards/[REDACTED:card]?q=a%20b HTTP/1.1" 200 OK',
+                     '"GET /by-phone/[REDACTED:phone]/orders?q=a%20b HTTP/1.1" 200 OK',
+                     '"GET /iban/[REDACTED:iban]?q=a%20b HTTP/1.1" 200 OK',
+                     '"GET /files/report%202024%2Bv2.pdf?q=a%20b HTTP/1.1" 200 OK']
