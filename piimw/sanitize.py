@@ -18,12 +18,12 @@ at all, so :func:`scrubbed_locals` returns scrubbed copies for reporters to show
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import traceback
 import types
 from collections import deque
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from piimw.api import default_config
@@ -379,9 +379,31 @@ class ScrubContext:
         s = safe_str(value)
         if len(r) > MAX_REPR or len(s) > MAX_REPR:
             return ScrubbedProxy(value, f"<{type(value).__name__}: {PLACEHOLDER}>")
-        if self.changes(r) or self.changes(s) or self._hook_shows(value, depth):
+        if self.changes(r) or self.changes(s) or self._hook_shows(value, depth) \
+                or self._fields_show(value, depth):
             return ScrubbedProxy(value, self.text(s), self.text(r))
         return value
+
+    def _fields_show(self, value: Any, depth: int) -> bool:
+        """Does a dataclass hold something to scrub in its fields? JSON encoders write every
+        field (``dataclasses.asdict``: python-json-logger, orjson), ``repr=False`` ones too,
+        which the repr hides: those are often the sensitive ones."""
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            return False
+        fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+        return self._rendered_changes(value, fields, depth)
+
+    def _rendered_changes(self, value: Any, rendered: Any, depth: int) -> bool:
+        """Does ``rendered`` (what a renderer shows for ``value``) hold something to scrub?
+        ``value`` counts as being walked: a rendering that contains it is a cycle, withheld."""
+        key = id(value)
+        added = key not in self._active
+        self._active.add(key)
+        try:
+            return self._value(rendered, True, depth + 1) is not rendered
+        finally:
+            if added:
+                self._active.discard(key)
 
     def _hook_shows(self, value: Any, depth: int) -> bool:
         """Does ``__structlog__`` (what structlog's ``JSONRenderer`` shows instead of the
@@ -392,14 +414,7 @@ class ScrubContext:
             rendered = value.__structlog__()
         except Exception:
             return False  # JSONRenderer fails on it as well: nothing is shown
-        key = id(value)
-        added = key not in self._active
-        self._active.add(key)  # a hook that returns its object is a cycle: withheld
-        try:
-            return self._value(rendered, True, depth + 1) is not rendered
-        finally:
-            if added:
-                self._active.discard(key)
+        return self._rendered_changes(value, rendered, depth)
 
     # -- exceptions -----------------------------------------------------------------------
     def exception(self, exc: BaseException, *, copy: bool = False) -> BaseException:
@@ -756,7 +771,7 @@ def scrub_data(value: Any, *, sink: Sink = "log", exchange: Exchange | None = No
         ctx.flush()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class FrameLocals:
     """One traceback frame as a reporter may show it: scrubbed ``repr`` of each local."""
 

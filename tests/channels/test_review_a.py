@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import logging
 import logging.handlers
 import traceback
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -14,7 +17,7 @@ from pii_canary import Canary
 
 from piimw.exchange import activate
 from piimw.logging import PIIFilter
-from piimw.sanitize import sanitize_exception
+from piimw.sanitize import sanitize_exception, scrub_data
 
 
 class SentForm(logging.handlers.HTTPHandler):
@@ -147,3 +150,49 @@ def test_an_access_line_reads_encoded_path_segments_decoded() -> None:
                      '"GET /by-phone/[REDACTED:phone]/orders?q=a%20b HTTP/1.1" 200 OK',
                      '"GET /iban/[REDACTED:iban]?q=a%20b HTTP/1.1" 200 OK',
                      '"GET /files/report%202024%2Bv2.pdf?q=a%20b HTTP/1.1" 200 OK']
+
+
+@dataclasses.dataclass
+class Account:
+    """What a ``repr`` shows of it is clean; its hidden fields are not."""
+
+    id: int
+    email: str = dataclasses.field(repr=False)
+    owner: Any = dataclasses.field(repr=False, default=None)
+
+
+class DataclassJSON(logging.Formatter):
+    """Extras written as JSON encoders write them (python-json-logger and orjson: every field
+    of a dataclass, through ``dataclasses.asdict``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in record.__dict__.items() if k in ("account", "accounts")}
+
+        def default(obj: object) -> object:
+            if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+                return dataclasses.asdict(obj)
+            return str(obj)
+
+        return json.dumps({"message": record.getMessage(), **extra}, default=default)
+
+
+def test_dataclass_fields_a_repr_hides_are_checked(canary: Canary) -> None:
+    """``repr=False`` keeps a field out of the ``repr`` the filter checked, not out of JSON."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(DataclassJSON())
+    handler.addFilter(PIIFilter())
+    log = logging.getLogger("piimw.tests.review_a.dataclass_json")
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    clean = Account(3, "ops-team")
+    with activate(canary.exchange()):
+        log.info("signed up", extra={"account": Account(7, canary.email, Account(8, canary.name))})
+        log.info("listed", extra={"accounts": [clean, Account(9, "x", canary.token)]})
+        log.info("clean", extra={"account": clean})
+    log.handlers = []
+    lines = stream.getvalue().splitlines()
+    canary.assert_clean(lines)
+    assert json.loads(lines[0])["account"] == "Account(id=7)"
+    assert json.loads(lines[2])["account"] == {"id": 3, "email": "ops-team", "owner": None}
+    assert scrub_data(clean) is clean
