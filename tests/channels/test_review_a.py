@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pii_canary import Canary
 
 from piimw.exchange import activate
@@ -196,3 +198,30 @@ def test_dataclass_fields_a_repr_hides_are_checked(canary: Canary) -> None:
     assert json.loads(lines[0])["account"] == "Account(id=7)"
     assert json.loads(lines[2])["account"] == {"id": 3, "email": "ops-team", "owner": None}
     assert scrub_data(clean) is clean
+
+
+_CONVERSIONS = ("%s", "%r", "%.3s", "%.0s", "%-20s", "%10.6s")
+
+
+@settings(max_examples=100, deadline=None)
+@given(conversions=st.lists(st.sampled_from(_CONVERSIONS), min_size=1, max_size=4),
+       at=st.integers(min_value=0, max_value=3), as_int=st.booleans(),
+       in_request=st.booleans())
+def test_no_format_keeps_a_value_in_the_arguments(conversions: list[str], at: int,
+                                                  as_int: bool, in_request: bool) -> None:
+    """Whatever the format shows of it, a card number is in neither the message nor
+    ``record.args`` once the filter has run."""
+    canary = Canary()
+    at = at % len(conversions)
+    card: object = int(canary.card) if as_int else canary.card
+    if as_int:
+        conversions[at] = "%x"
+    args = tuple(card if i == at else f"v{i}" for i in range(len(conversions)))
+    record = logging.LogRecord("piimw.tests.review_a.formats", logging.INFO, __file__, 1,
+                               " ".join(conversions), args, None)
+    if in_request:
+        with activate(canary.exchange()):
+            PIIFilter().filter(record)
+    else:
+        PIIFilter().filter(record)
+    canary.assert_clean([record.getMessage(), repr(record.args)])
