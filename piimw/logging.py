@@ -42,8 +42,10 @@ __all__ = [
 #: Replaces a record that could not be scrubbed (fail closed): never the raw record.
 WITHHELD: Final = "[piimw: log record withheld: scrubbing failed]"
 
-#: Loggers whose formatters read ``record.args`` as fields: scrubbed element by element.
-ACCESS_LOGGERS: Final = frozenset({"uvicorn.access", "gunicorn.access"})
+#: Access-log loggers: scrubbed field by field, since formatters read ``record.args`` as
+#: fields (uvicorn: a 5-tuple, gunicorn: a dict of atoms), and encoded paths and query values
+#: read decoded. Django's ``runserver`` writes its line after the request: detectors only.
+ACCESS_LOGGERS: Final = frozenset({"uvicorn.access", "gunicorn.access", "django.server"})
 
 KNOWN_LOGGERS: Final = (
     "django", "django.request", "django.server", "werkzeug", "flask.app", "uvicorn",

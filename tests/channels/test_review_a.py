@@ -225,3 +225,39 @@ def test_no_format_keeps_a_value_in_the_arguments(conversions: list[str], at: in
     else:
         PIIFilter().filter(record)
     canary.assert_clean([record.getMessage(), repr(record.args)])
+
+
+def test_django_runserver_access_line_reads_encoded_values_decoded() -> None:
+    """``django.server`` writes its line after the request (detectors only), and writes the
+    request line as the client sent it: a card written ``4242+4242+...`` in the query, or a
+    phone percent-encoded in the path, hid its shape."""
+    from adapters import django_settings
+
+    django_settings.setup()
+    from django.core.servers.basehttp import WSGIRequestHandler
+
+    class Handler:
+        request = object()
+
+        def log_date_time_string(self) -> str:
+            return "29/Nov/2026 12:00:00"
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s %(status_code)s"))
+    handler.addFilter(PIIFilter())
+    log = logging.getLogger("django.server")
+    saved = log.handlers, log.propagate, log.level
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    try:
+        for line in ("GET /pay?card=4242+4242+4242+4242 HTTP/1.1",
+                     "GET /by-phone/%2B1%20415%20555%200100 HTTP/1.1", "GET /a%20b HTTP/1.1"):
+            WSGIRequestHandler.log_message(Handler(), '"%s" %s %s',  # type: ignore[arg-type]
+                                           line, "200", "12")
+    finally:
+        log.handlers, log.propagate, log.level = saved
+    assert stream.getvalue().splitlines() == [
+        '"GET /pay?card=[REDACTED:card] HTTP/1.1" 200 12 200',
+        '"GET /by-phone/[REDACTED:phone] HTTP/1.1" 200 12 200',
+        '"GET /a%20b HTTP/1.1" 200 12 200']
