@@ -17,7 +17,8 @@ from piimw.schema.tags import Tag
 class Node:
     """One position in the data shape. Mutable while compiling, treated as frozen after."""
 
-    __slots__ = ("additional", "items", "patterns", "prefix", "props", "tag", "types")
+    __slots__ = ("additional", "combos", "items", "patterns", "prefix", "props", "tag",
+                 "types")
 
     def __init__(self) -> None:
         self.tag: Tag | None = None
@@ -25,16 +26,24 @@ class Node:
         self.items: Node | None = None
         self.prefix: tuple[Node | None, ...] = ()
         self.additional: Node | None = None
-        self.patterns: tuple[tuple[Callable[[str], bool], Node], ...] = ()
+        #: ``patternProperties`` matchers; ``combos`` maps the bit mask of those a key
+        #: matches to the node for that key (-1: any mask not listed), ``additional`` is
+        #: the node for a key that matches none. A declared key is in ``props`` alone.
+        self.patterns: tuple[Callable[[str], bool], ...] = ()
+        self.combos: dict[int, Node | None] = {}
         self.types: tuple[str, ...] | None = None
 
     def child_for_key(self, key: str) -> Node | None:
         hit = self.props.get(key)
         if hit is not None:
             return hit
-        for match, node in self.patterns:
-            if match(key):
-                return node
+        if self.patterns:
+            mask = 0
+            for i, match in enumerate(self.patterns):
+                if match(key):
+                    mask |= 1 << i
+            if mask:
+                return self.combos[mask] if mask in self.combos else self.combos.get(-1)
         return self.additional
 
     def child_for_index(self, index: int) -> Node | None:
@@ -104,8 +113,9 @@ def entries_of(root: Node | None, source: str = "") -> tuple[PlanEntry, ...]:
             visit(node.items, f"{path}/*", depth + 1)
         if node.additional is not None:
             visit(node.additional, f"{path}/*", depth + 1)
-        for _, child in node.patterns:
-            visit(child, f"{path}/*", depth + 1)
+        for combo in node.combos.values():
+            if combo is not None:
+                visit(combo, f"{path}/*", depth + 1)
 
     if root is not None:
         visit(root, "", 0)

@@ -7,7 +7,8 @@ locations it stands for, which makes recursive schemas finite (the trie gets a c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
@@ -20,7 +21,13 @@ from piimw.schema.tags import Tag, tag_of
 Loc = tuple[str, str]  # (document URI, JSON pointer)
 
 _MERGE_KEYS = ("allOf", "anyOf", "oneOf")
-_SINGLE_MERGE_KEYS = ("then", "else", "$ref", "$dynamicRef")
+_SINGLE_MERGE_KEYS = ("if", "then", "else", "$ref", "$dynamicRef", "$recursiveRef")
+#: Schema-valued maps whose every entry may apply to the value (draft 7's ``dependencies``
+#: holds schemas or, to be ignored, lists of names).
+_MAP_MERGE_KEYS = ("dependentSchemas", "dependencies")
+#: Up to this many patterns in one object, every combination of them a key may match gets
+#: its own node; beyond, a key matching several takes all patterns' schemas.
+_EXACT_PATTERNS = 6
 
 
 class Compiler:
@@ -63,7 +70,7 @@ class Compiler:
                 sub = schema.get(key)
                 if sub is None:
                     continue
-                if key in ("$ref", "$dynamicRef"):
+                if key in ("$ref", "$dynamicRef", "$recursiveRef"):
                     if not isinstance(sub, str):
                         raise SchemaError(f"{key} must be a string",
                                           source=self.store.names.get(uri, uri),
@@ -78,9 +85,11 @@ class Compiler:
                 subs = schema.get(key)
                 if isinstance(subs, list):
                     todo.extend((uri, f"{ptr}/{key}/{i}") for i in range(len(subs)))
-            dep = schema.get("dependentSchemas")
-            if isinstance(dep, Mapping):
-                todo.extend((uri, f"{ptr}/dependentSchemas/{escape_token(k)}") for k in dep)
+            for key in _MAP_MERGE_KEYS:
+                dep = schema.get(key)
+                if isinstance(dep, Mapping):
+                    todo.extend((uri, f"{ptr}/{key}/{escape_token(k)}") for k, v in dep.items()
+                                if isinstance(v, Mapping))
         return out
 
     # -- node building --------------------------------------------------------------------
@@ -90,17 +99,11 @@ class Compiler:
             return hit
         node = Node()
         self._memo[locs] = node
-        schemas = self._expand(locs)
-        props: dict[str, set[Loc]] = {}
-        items: set[Loc] = set()
-        prefix: dict[int, set[Loc]] = {}
-        additional: set[Loc] = set()
-        patterns: dict[str, set[Loc]] = {}
+        shapes: list[_Shape] = []
         types: list[str] = []
         tag: Tag | None = None
-        for (uri, ptr), schema in schemas:
-            source = self.store.names.get(uri, uri)
-            t = tag_of(schema, source, ptr)
+        for (uri, ptr), schema in self._expand(locs):
+            t = tag_of(schema, self.store.names.get(uri, uri), ptr)
             if t is not None:
                 tag = t if tag is None else tag.merge(t)
             st = schema.get("type")
@@ -108,55 +111,59 @@ class Compiler:
                 types.append(st)
             elif isinstance(st, list):
                 types.extend(x for x in st if isinstance(x, str))
-            p = schema.get("properties")
-            if isinstance(p, Mapping):
-                for k in p:
-                    props.setdefault(k, set()).add((uri, f"{ptr}/properties/{escape_token(k)}"))
-            pp = schema.get("patternProperties")
-            if isinstance(pp, Mapping):
-                for k in pp:
-                    patterns.setdefault(k, set()).add(
-                        (uri, f"{ptr}/patternProperties/{escape_token(k)}"))
-            for key in ("additionalProperties", "unevaluatedProperties"):
-                if isinstance(schema.get(key), Mapping):
-                    additional.add((uri, f"{ptr}/{key}"))
-            it = schema.get("items")
-            if isinstance(it, Mapping):
-                items.add((uri, f"{ptr}/items"))
-            elif isinstance(it, list):  # draft 7 tuple form
-                for i in range(len(it)):
-                    prefix.setdefault(i, set()).add((uri, f"{ptr}/items/{i}"))
-            pi = schema.get("prefixItems")
-            if isinstance(pi, list):
-                for i in range(len(pi)):
-                    prefix.setdefault(i, set()).add((uri, f"{ptr}/prefixItems/{i}"))
-            for key in ("additionalItems", "unevaluatedItems"):
-                if isinstance(schema.get(key), Mapping):
-                    items.add((uri, f"{ptr}/{key}"))
+            shapes.append(_Shape.of(uri, ptr, schema))
         node.tag = tag
         node.types = tuple(dict.fromkeys(types)) or None
         if tag is not None and tag.categories:
             return node  # the whole value is PII; children need no plan of their own
-        node.props = {k: self._node(frozenset(v)) for k, v in props.items()}
-        if items:
-            node.items = self._node(frozenset(items))
-        if prefix:
-            node.prefix = tuple(
-                self._node(frozenset(prefix[i])) if i in prefix else None
-                for i in range(max(prefix) + 1)
-            )
-        if additional:
-            node.additional = self._node(frozenset(additional))
-        if patterns:
-            node.patterns = tuple(
-                (self._matcher(k, v), self._node(frozenset(v))) for k, v in patterns.items()
-            )
+        self._object_children(node, shapes)
+        self._array_children(node, shapes)
         return node
 
-    def _matcher(self, pattern: str, locs: set[Loc]) -> Any:
+    def _object_children(self, node: Node, shapes: list[_Shape]) -> None:
+        """Every subschema that applies to a key, as JSON Schema applies them: a declared
+        property, the patterns its name matches (those too), and ``additionalProperties``
+        of each subschema that neither declares nor matches it."""
+        pattern_list = list(dict.fromkeys(p for sh in shapes for p in sh.patterns))
+        for key in dict.fromkeys(k for sh in shapes for k in sh.props):
+            locs: set[Loc] = set()
+            for sh in shapes:
+                locs |= sh.for_key(key, {p for p, loc in sh.patterns.items()
+                                         if self._matcher(p, loc)(key)})
+            node.props[key] = self._node(frozenset(locs))
+        node.patterns = tuple(self._matcher(p, loc)
+                              for p, loc in ((p, _first(shapes, p)) for p in pattern_list))
+
+        def undeclared(matched: set[str]) -> Node | None:
+            locs = set().union(*(sh.for_key(None, matched) for sh in shapes))
+            return self._node(frozenset(locs)) if locs else None
+
+        node.additional = undeclared(set())
+        if len(pattern_list) <= _EXACT_PATTERNS:
+            for mask in range(1, 1 << len(pattern_list)):
+                node.combos[mask] = undeclared(
+                    {p for i, p in enumerate(pattern_list) if mask >> i & 1})
+        else:  # one key matching several of many patterns: all of them and more apply
+            for i, p in enumerate(pattern_list):
+                node.combos[1 << i] = undeclared({p})
+            node.combos[-1] = undeclared(set(pattern_list))
+
+    def _array_children(self, node: Node, shapes: list[_Shape]) -> None:
+        """An index takes each subschema's tuple entry for it, or that subschema's schema
+        for the items after its tuple (``items``, ``additionalItems``...)."""
+        longest = max((len(sh.prefix) for sh in shapes), default=0)
+        node.prefix = tuple(
+            self._node(frozenset(set().union(*(sh.for_index(i) for sh in shapes))))
+            for i in range(longest)
+        )
+        rest = set().union(*(sh.for_index(longest) for sh in shapes))
+        if rest:
+            node.items = self._node(frozenset(rest))
+
+    def _matcher(self, pattern: str, loc: Loc) -> Callable[[str], bool]:
         rx = self._pattern_cache.get(pattern)
         if rx is None:
-            uri, ptr = next(iter(locs))
+            uri, ptr = loc
             try:
                 rx = re2.compile(pattern)
             except re2.error:
@@ -165,6 +172,62 @@ class Compiler:
             self._pattern_cache[pattern] = rx
         search = rx.search
         return lambda key: search(key) is not None
+
+
+def _first(shapes: list[_Shape], pattern: str) -> Loc:
+    return next(sh.patterns[pattern] for sh in shapes if pattern in sh.patterns)
+
+
+@dataclass
+class _Shape:
+    """What one subschema says about the children of the value it applies to."""
+
+    props: dict[str, Loc] = field(default_factory=dict)
+    patterns: dict[str, Loc] = field(default_factory=dict)
+    additional: list[Loc] = field(default_factory=list)
+    prefix: list[Loc] = field(default_factory=list)
+    rest: list[Loc] = field(default_factory=list)  # items after the tuple
+    every: list[Loc] = field(default_factory=list)  # every item (contains)
+
+    @classmethod
+    def of(cls, uri: str, ptr: str, schema: Mapping[str, Any]) -> _Shape:
+        sh = cls()
+        for key, into in (("properties", sh.props), ("patternProperties", sh.patterns)):
+            sub = schema.get(key)
+            if isinstance(sub, Mapping):
+                into.update((k, (uri, f"{ptr}/{key}/{escape_token(k)}")) for k in sub)
+        for key in ("additionalProperties", "unevaluatedProperties"):
+            if isinstance(schema.get(key), Mapping):
+                sh.additional.append((uri, f"{ptr}/{key}"))
+        it = schema.get("items")
+        tuple_key = "items" if isinstance(it, list) else "prefixItems"  # draft 7 tuple form
+        tup = schema.get(tuple_key)
+        if isinstance(tup, list):
+            sh.prefix = [(uri, f"{ptr}/{tuple_key}/{i}") for i in range(len(tup))]
+        rest_keys = ("additionalItems", "unevaluatedItems") + (
+            ("items",) if isinstance(it, Mapping) else ())
+        sh.rest = [(uri, f"{ptr}/{k}") for k in rest_keys if isinstance(schema.get(k), Mapping)]
+        if isinstance(schema.get("contains"), Mapping):  # items it matches: any may be one
+            sh.every.append((uri, f"{ptr}/contains"))
+        return sh
+
+    def for_key(self, key: str | None, matched: set[str]) -> set[Loc]:
+        """The subschemas this one applies to a key (``None``: one it does not declare)
+        whose name matches ``matched`` of its patterns."""
+        out = {loc for p, loc in self.patterns.items() if p in matched}
+        if key is not None and key in self.props:
+            out.add(self.props[key])
+        elif not out:
+            out.update(self.additional)
+        return out
+
+    def for_index(self, index: int) -> set[Loc]:
+        own = [self.prefix[index]] if index < len(self.prefix) else self.rest
+        return {*own, *self.every}
+
+
+#: The node of a declared property under which nothing is tagged.
+_NOTHING = Node()
 
 
 def _prune(root: Node) -> Node | None:
@@ -178,7 +241,7 @@ def _prune(root: Node) -> Node | None:
             out.append(n.items)
         if n.additional is not None:
             out.append(n.additional)
-        out.extend(c for _, c in n.patterns)
+        out.extend(c for c in n.combos.values() if c is not None)
         return out
 
     # Collect all nodes, then iterate to a fixpoint (handles cycles).
@@ -200,13 +263,20 @@ def _prune(root: Node) -> Node | None:
                 useful[id(n)] = True
                 changed = True
     for n in nodes.values():
-        n.props = {k: c for k, c in n.props.items() if useful[id(c)]}
-        n.prefix = tuple(p if p is not None and useful[id(p)] else None for p in n.prefix)
-        if not any(n.prefix):
-            n.prefix = ()
         if n.items is not None and not useful[id(n.items)]:
             n.items = None
+        n.prefix = tuple(p if p is not None and useful[id(p)] else None for p in n.prefix)
+        if not any(n.prefix) and n.items is None:
+            n.prefix = ()
         if n.additional is not None and not useful[id(n.additional)]:
             n.additional = None
-        n.patterns = tuple((m, c) for m, c in n.patterns if useful[id(c)])
+        n.combos = {m: c if c is not None and useful[id(c)] else None
+                    for m, c in n.combos.items()}
+        if not any(n.combos.values()):
+            n.patterns, n.combos = (), {}
+        # A key declared with nothing tagged is not an undeclared one: where patterns or
+        # additionalProperties would take it, it keeps a node that tags nothing.
+        open_ = bool(n.patterns) or n.additional is not None
+        n.props = {k: c if useful[id(c)] else _NOTHING for k, c in n.props.items()
+                   if useful[id(c)] or open_}
     return root if useful[id(root)] else None
