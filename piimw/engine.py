@@ -315,7 +315,19 @@ class _Walk:
         gather = detect and not reviewed and not self.inline
         props = node.props if node is not None and not node.patterns \
             and node.additional is None else None
+        # A key no schema declares is the client's choice: it may be personal data itself.
+        keys = detect and not reviewed
+        declared = node.props if node is not None else _NO_PROPS
         for k, v in value.items():
+            nk = k
+            if keys and k.__class__ is str and len(k) > 4 and k not in declared:
+                if gather:
+                    self.candidates.append(k)
+                else:
+                    nk = self._key(k, path)
+                    if nk is DROP:
+                        out = _without(value, out, k)
+                        continue
             if props is not None:
                 child = props.get(k)
             else:
@@ -323,13 +335,15 @@ class _Walk:
             if child is None:
                 if not detect or not isinstance(v, (dict, list, str)) or (
                         reviewed and not self.inline):
-                    continue
-                if gather:
+                    nv = v
+                elif gather:
                     if v and (not isinstance(v, str) or len(v) > 4):
                         self.candidates.append(v)
                     continue
-                path.append(k)
-                nv = self.visit(v, None, path, reviewed)
+                else:
+                    path.append(k)
+                    nv = self.visit(v, None, path, reviewed)
+                    path.pop()
             else:
                 path.append(k)
                 tag = child.tag
@@ -337,15 +351,26 @@ class _Walk:
                     nv = self.tagged(v, child, tag, path)
                 else:
                     nv = self.visit(v, child, path, reviewed)
-            path.pop()
-            if nv is not v:
-                if out is None:
+                path.pop()
+            if nv is not v or nk is not k:
+                if nv is DROP or nk is not k:
+                    out = _without(value, out, k)
+                elif out is None:
                     out = dict(value)
-                if nv is DROP:
-                    del out[k]
-                else:
-                    out[k] = nv
+                if nv is not DROP:
+                    out[k if nk is k else _free_key(out, value, nk)] = nv
         return value if out is None else out
+
+    def _key(self, key: str, path: list[str | int]) -> Any:
+        """``key`` as the policy wants it written, or :data:`DROP` (the entry goes)."""
+        spans = find_all(key, self.s.detectors, self.lookup)
+        if not spans:
+            return key
+        path.append(key)
+        try:
+            return self._undeclared(path, key, spans)
+        finally:
+            path.pop()
 
     def _visit_list(self, value: list[Any], node: Node | None, path: list[str | int],
                     reviewed: bool) -> Any:
@@ -389,7 +414,11 @@ class _Walk:
         if d.action == "redact" and value.__class__ is str:
             return redact_token(category)  # the common case, without the generic dispatch
         types = node.types if sink in PAYLOAD_SINKS else None
-        return _transform_tree(d.action, value, category, sink, self.s.hasher, types)
+        key = None
+        if self.detect and isinstance(value, (dict, list)):  # its keys are not the tag's
+            def key(k: str) -> Any:
+                return self._key(k, path)
+        return _transform_tree(d.action, value, category, sink, self.s.hasher, types, key)
 
     # -- detection of PII nobody tagged -----------------------------------------------------
     def any_candidate_hits(self) -> bool:
@@ -449,6 +478,28 @@ class _Walk:
         return redact(text, spans, replace)
 
 
+_NO_PROPS: dict[str, Node] = {}
+
+
+def _without(value: dict[str, Any], out: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """The copy of ``value`` being written (made on the first change), ``key`` taken out."""
+    if out is None:
+        out = dict(value)
+    out.pop(key, None)
+    return out
+
+
+def _free_key(out: dict[str, Any], value: dict[str, Any], key: str) -> str:
+    """``key`` (a rewritten key), numbered if another key already reads so: two addresses
+    redacted alike must not overwrite one another."""
+    if key not in out and key not in value:
+        return key
+    n = 2
+    while f"{key}#{n}" in out or f"{key}#{n}" in value:
+        n += 1
+    return f"{key}#{n}"
+
+
 def _remember(known: KnownValues, value: Any, category: str) -> None:
     if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         known.add(value, category)
@@ -461,15 +512,22 @@ def _remember(known: KnownValues, value: Any, category: str) -> None:
 
 
 def _transform_tree(action: Action, value: Any, category: str, sink: str,
-                    hasher: Hasher | None, types: tuple[str, ...] | None) -> Any:
-    """Apply an action to a tagged value; containers are transformed leaf by leaf."""
+                    hasher: Hasher | None, types: tuple[str, ...] | None,
+                    key: Callable[[str], Any] | None = None) -> Any:
+    """Apply an action to a tagged value; containers are transformed leaf by leaf, their
+    keys (the tag says nothing of them) as ``key`` says: unchanged, rewritten or dropped."""
     if action == "drop":
         return DROP
     if isinstance(value, dict):
-        return {k: _transform_tree(action, v, category, sink, hasher, None)
-                for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            nk = key(k) if key is not None and k.__class__ is str and len(k) > 4 else k
+            if nk is not DROP:
+                out[k if nk is k else _free_key(out, value, nk)] = _transform_tree(
+                    action, v, category, sink, hasher, None, key)
+        return out
     if isinstance(value, list):
-        return [_transform_tree(action, v, category, sink, hasher, None) for v in value]
+        return [_transform_tree(action, v, category, sink, hasher, None, key) for v in value]
     if value is None:
         return None
     return apply(action, value, category, sink=sink, hasher=hasher,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import piimw
 from piimw.engine import Scrubber
@@ -63,3 +65,55 @@ def test_a_key_matching_several_of_many_patterns_takes_them_all() -> None:
     schema = {"patternProperties": patterns}
     assert _logged(schema, {"k0x": "Jane Doe", "k3": "id", "zx": "John"}) == {
         "k0x": NAME, "k3": "id", "zx": NAME}
+
+
+_PLAN = {"properties": {"n": {"x-pii": "name"}, "m": {"x-pii": "name"},
+                        "byKey": {"additionalProperties": {"type": "string"}}}}
+
+
+def _scrubbed(doc: Any, sink: str) -> Any:
+    return Scrubber().scrub(doc, piimw.compile_schema(_PLAN), sink=sink).value  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("doc", [
+    {"n": "x", "u": {"jane@example.com": "friend"}},       # a map nobody tagged
+    {"n": "x", "jane@example.com": 1},                      # a key beside a tagged field
+    {"n": "x", "byKey": {"jane@example.com": "friend"}},    # keys of additionalProperties
+    {"m": {"jane@example.com": "friend"}},                  # keys of a tagged object (but
+    {"m": [{"jane@example.com": "friend"}]},                # not where it goes out as it is)
+])
+@pytest.mark.parametrize("sink", ["log", "event", "error", "client"])
+def test_a_key_holding_personal_data_is_scrubbed_like_a_value(doc: Any, sink: str) -> None:
+    if sink == "client" and "m" in doc:
+        assert _scrubbed(doc, sink) == doc
+    else:
+        assert "jane@" not in repr(_scrubbed(doc, sink))
+
+
+def test_keys_redacted_alike_do_not_overwrite_each_other() -> None:
+    out = _scrubbed({"u": {"jane@example.com": 1, "john@example.com": 2}}, "log")
+    assert out == {"u": {EMAIL: 1, f"{EMAIL}#2": 2}}
+
+
+def test_keys_stay_where_the_policy_allows_and_declared_keys_are_never_read() -> None:
+    doc = {"n": "Jane", "u": {"jane@example.com": "friend"}}
+    assert _scrubbed(doc, "app") == {"n": "Jane", "u": {"jane@example.com": "friend"}}
+    assert _logged({"properties": {"jane@example.com": {"type": "integer"},
+                                   "n": {"x-pii": "name"}}},
+                   {"jane@example.com": 1, "n": "x"}) == {"jane@example.com": 1, "n": NAME}
+
+
+_KEYED = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(max_size=10)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.just("jane.doe@example.com")),
+                        children, max_size=3),
+        st.builds(lambda d, k: {"m": {k: d}}, children, st.just("jane.doe@example.com"))),
+    max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_KEYED)
+def test_no_address_survives_as_a_key_in_a_log(doc: Any) -> None:
+    assert "jane.doe@" not in repr(_scrubbed({"n": "x", "d": doc}, "log"))
