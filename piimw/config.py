@@ -110,7 +110,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "events": {"type": "object"},
     },
 }
-_VALIDATOR = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
+def _is_integer(_checker: Any, instance: object) -> bool:
+    """An int, not a float of integral value (JSON Schema's own reading): ``1e6`` in TOML is a
+    float, and a float limit failed every request later (``read(1000001.0)``)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_STRICT = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+_VALIDATOR = _STRICT(CONFIG_SCHEMA)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -268,10 +277,11 @@ class Config:
         if any(r.action == "hash" for r in rules):
             return True
         for route in self.routes:
-            bodies = [route.request, *route.responses.values()]
-            for b in bodies:
-                if b is not None and any(e.tag.action == "hash" for e in b.plan.entries):
-                    return True
+            bodies = [b for b in (route.request, *route.responses.values()) if b is not None]
+            plans = [route.query, *(b.plan for b in bodies),
+                     *(p for b in bodies for p in b.streams.values())]
+            if any(e.tag.action == "hash" for p in plans if p is not None for e in p.entries):
+                return True
         return False
 
     def _load_schemas(self, data: Mapping[str, Any], base: Path, source: str,
@@ -376,19 +386,24 @@ def _rule(raw: Mapping[str, Any], source: str, pointer: str) -> Rule:
                 return _as_list(raw[n])
         return []
 
+    def at(i: int, *names: str) -> str:
+        """The pointer of entry ``i`` of the first of ``names`` given (a list or one value)."""
+        n = next(n for n in names if n in raw)
+        return f"{pointer}/{n}" + (f"/{i}" if isinstance(raw[n], list) else "")
+
     cats = []
     for i, c in enumerate(pick("categories", "category")):
         try:
             cats.append(resolve(c))
         except UnknownCategoryError:
             raise ConfigError(f"unknown data category {c!r}", source=source,
-                              pointer=f"{pointer}/categories/{i}") from None
+                              pointer=at(i, "categories", "category")) from None
     uses = []
     for i, u in enumerate(pick("uses", "use")):
         try:
             uses.append(resolve_use(u))
         except ValueError as e:
-            raise ConfigError(str(e), source=source, pointer=f"{pointer}/uses/{i}") from None
+            raise ConfigError(str(e), source=source, pointer=at(i, "uses", "use")) from None
     try:
         return Rule(
             id=raw["id"], action=cast(Action, raw["action"]), categories=tuple(cats),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 import piimw
 from piimw.engine import Scrubber
+from piimw.errors import ConfigError
 
 NAME = "[REDACTED:name]"
 EMAIL = "[REDACTED:email]"
@@ -117,3 +120,36 @@ _KEYED = st.recursive(
 @given(_KEYED)
 def test_no_address_survives_as_a_key_in_a_log(doc: Any) -> None:
     assert "jane.doe@" not in repr(_scrubbed({"n": "x", "d": doc}, "log"))
+
+
+@pytest.mark.parametrize("settings", [
+    {"max_body_bytes": 1e6}, {"max_response_bytes": 4.0},
+    {"discovery": {"enabled": False, "max_chars": 2e4}},
+])
+def test_an_integer_setting_given_as_a_float_is_refused_at_start_up(
+        settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="expected integer") as info:
+        piimw.Config.from_dict(settings, environ={})
+    assert info.value.pointer.startswith("/" + next(iter(settings)))
+
+
+def test_hash_named_only_by_a_query_parameter_needs_the_key_at_start_up(tmp_path: Path) -> None:
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/u": {"get": {
+        "parameters": [{"name": "email", "in": "query", "schema": {
+            "type": "string", "x-pii": {"category": "email", "action": "hash"}}}],
+        "responses": {"200": {"description": "ok"}}}}}}
+    (tmp_path / "o.json").write_text(json.dumps(spec))
+    with pytest.raises(ConfigError, match="PIIMW_HASH_KEY") as info:
+        piimw.Config.from_dict({"openapi": str(tmp_path / "o.json")}, environ={})
+    assert info.value.pointer == "/hash/key_env"
+
+
+@pytest.mark.parametrize(("rule", "pointer"), [
+    ({"category": "emial"}, "/rules/0/category"),
+    ({"categories": ["email", "emial"]}, "/rules/0/categories/1"),
+    ({"use": "sale"}, "/rules/0/use"),
+])
+def test_a_bad_rule_entry_is_named_where_it_is(rule: dict[str, Any], pointer: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        piimw.Config.from_dict({"rules": [{"id": "r", "action": "redact", **rule}]}, environ={})
+    assert info.value.pointer == pointer
