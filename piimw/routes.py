@@ -452,6 +452,10 @@ class OpenAPIRoutes:
                 continue
             if p.get("in") == "path":
                 tag = tag_of(p, self.store.names[p_uri], p_ptr)
+                if tag is None and isinstance(p.get("schema"), Mapping):
+                    # Tagged in its schema, where a query parameter's tag is read too.
+                    sub = self.compiler.compile(p_uri, f"{p_ptr}/schema").root
+                    tag = sub.tag if sub is not None else None
                 if tag is not None and tag.categories:
                     path_tags[str(p["name"])] = tag.category
                 continue

@@ -153,3 +153,24 @@ def test_a_bad_rule_entry_is_named_where_it_is(rule: dict[str, Any], pointer: st
     with pytest.raises(ConfigError) as info:
         piimw.Config.from_dict({"rules": [{"id": "r", "action": "redact", **rule}]}, environ={})
     assert info.value.pointer == pointer
+
+
+def test_a_path_parameter_tagged_in_its_schema_is_a_known_value(tmp_path: Path) -> None:
+    ok = {"200": {"description": "ok"}}
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {
+        "/users/{name}": {"get": {"parameters": [{"name": "name", "in": "path",
+                                                  "required": True, "schema": {
+                                                      "type": "string", "x-pii": "name"}}],
+                                  "responses": ok}},
+        "/by/{email}": {"parameters": [{"$ref": "#/components/parameters/E"}],
+                        "get": {"responses": ok}}},
+        "components": {"parameters": {"E": {"name": "email", "in": "path", "required": True,
+                                            "schema": {"$ref": "#/components/schemas/E"}}},
+                       "schemas": {"E": {"type": "string", "x-pii": "email"}}}}
+    (tmp_path / "o.json").write_text(json.dumps(spec))
+    cfg = piimw.Config.from_dict({"openapi": str(tmp_path / "o.json")}, environ={})
+    for path, value in (("/users/Jane%20Doe", ("Jane Doe", "user.name")),
+                        ("/by/jane@example.com", ("jane@example.com", "user.contact.email"))):
+        route = cfg.routes.lookup("GET", None, path)
+        assert route is not None
+        assert route.path_values(path) == [value]
