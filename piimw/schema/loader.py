@@ -7,6 +7,7 @@ the network: an unknown URI is a start-up error naming the file and pointer.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +22,8 @@ from piimw.errors import SchemaError
 DRAFT_2020 = "https://json-schema.org/draft/2020-12/schema"
 DRAFT_7 = "http://json-schema.org/draft-07/schema#"
 SCHEMA_SUFFIXES = (".json", ".yaml", ".yml")
+#: Keywords whose values are instances, not schemas: never searched for schema keywords.
+_VALUE_KEYWORDS = frozenset({"enum", "const", "example", "examples", "default"})
 
 
 def escape_token(token: str) -> str:
@@ -89,6 +92,7 @@ class SchemaStore:
         #: Every name a ``properties`` keyword declares, in any document: the object keys an
         #: error report may repeat (any other key came from the client and may be PII).
         self.property_names: set[str] = set()
+        self._patterns_checked = 0  # documents whose patterns check_patterns has compiled
 
     def add_document(self, document: Any, uri: str, name: str | None = None) -> str:
         uri = urldefrag(uri)[0]
@@ -128,12 +132,28 @@ class SchemaStore:
                     self._anchors.setdefault(f"{urldefrag(new_base)[0]}#{anchor}",
                                              (doc_uri, pointer))
             for k, v in node.items():
-                if k in ("enum", "const", "example", "examples", "default"):
+                if k in _VALUE_KEYWORDS:
                     continue
                 self._index(v, new_base, doc_uri, f"{pointer}/{escape_token(str(k))}")
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 self._index(v, base, doc_uri, f"{pointer}/{i}")
+
+    def check_patterns(self) -> None:
+        """Every ``pattern`` and ``patternProperties`` key must compile with Python's ``re``:
+        jsonschema, the reference validator, compiles them only when a request reaches them,
+        and one it cannot compile (``\\p{L}``, fine in ECMA-262) failed every such request."""
+        docs = list(self.documents.items())
+        for uri, doc in docs[self._patterns_checked:]:
+            for pattern, pointer in _patterns(doc, ""):
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise SchemaError(
+                        f"regular expression Python's re module cannot compile ({e.msg}); "
+                        "piimw validates with jsonschema, which uses it",
+                        source=self.names.get(uri, uri), pointer=pointer) from None
+        self._patterns_checked = len(docs)
 
     def base_uri(self, doc_uri: str, pointer: str) -> str:
         """The base URI in force at ``pointer`` (``$id`` on the way down changes it)."""
@@ -209,6 +229,24 @@ def join_uri(base: str, ref: str) -> str:
     if not base or ":" in ref.split("/", 1)[0]:
         return ref
     return urljoin(base, ref)
+
+
+def _patterns(node: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """(regular expression, its JSON pointer) of every ``pattern`` and ``patternProperties``
+    key under ``node``; values (``enum``, ``const``, examples, defaults) are not looked in."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"], f"{pointer}/pattern"
+        pp = node.get("patternProperties")
+        if isinstance(pp, dict):
+            yield from ((k, f"{pointer}/patternProperties/{escape_token(k)}") for k in pp
+                        if isinstance(k, str))
+        for k, v in node.items():
+            if k not in _VALUE_KEYWORDS:
+                yield from _patterns(v, f"{pointer}/{escape_token(str(k))}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _patterns(v, f"{pointer}/{i}")
 
 
 def _tokens(pointer: str) -> list[str]:

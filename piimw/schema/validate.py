@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -54,12 +55,13 @@ def safe_pointer(parts: Iterable[Any], names: Collection[str]) -> str:
                    f"/{escape_token(p)}" if p in names else "/*" for p in parts)
 
 
-def _format_checker() -> jsonschema.FormatChecker:
-    known = jsonschema.FormatChecker().checkers
+@lru_cache(maxsize=8)
+def _format_checker(cls: type[Any]) -> jsonschema.FormatChecker:
+    """The checked formats the dialect's own checker knows. Not ``FormatChecker()``'s, which
+    holds every draft's: its ``time`` is draft 3's ``HH:MM:SS``, refusing RFC 3339's
+    ``12:00:00Z`` (a valid request was refused where jsonschema-rs is not installed)."""
+    known = cls.FORMAT_CHECKER.checkers
     return jsonschema.FormatChecker(formats=[f for f in CHECKED_FORMATS if f in known])
-
-
-_FORMAT_CHECKER = _format_checker()
 
 
 def fast_registry(store: SchemaStore) -> Any:
@@ -77,8 +79,10 @@ class Validator:
     """A compiled validator for the schema at ``uri#pointer`` within a :class:`SchemaStore`.
 
     ``is_valid`` asks jsonschema-rs first (about the cost of one JSON parse); only when it says
-    "invalid" does jsonschema decide, so the answer is always jsonschema's: where the two
-    disagree on a format, jsonschema wins. Differential tests keep them in step.
+    "invalid" does jsonschema decide: where jsonschema-rs refuses a format jsonschema does not
+    check, jsonschema wins; where jsonschema-rs accepts, it wins (``multipleOf: 0.1`` and
+    ``0.3``, which jsonschema's float division refuses; ECMA-262 syntax in a ``regex``
+    format). Differential tests keep them in step.
     """
 
     __slots__ = ("_fast", "_validator", "name", "names")
@@ -94,7 +98,8 @@ class Validator:
         wrapper: dict[str, Any] = {"$ref": f"{uri}#{pointer}"}
         if cls is jsonschema.Draft7Validator:
             wrapper["$schema"] = DRAFT_7
-        self._validator = cls(wrapper, registry=registry, format_checker=_FORMAT_CHECKER)
+        store.check_patterns()
+        self._validator = cls(wrapper, registry=registry, format_checker=_format_checker(cls))
         self.name = f"{store.names.get(uri, uri)}#{pointer}"
         #: Keys a problem's pointer may repeat (see :func:`safe_pointer`).
         self.names: Collection[str] = store.property_names

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 import piimw
 from piimw.engine import Scrubber
-from piimw.errors import ConfigError
+from piimw.errors import ConfigError, SchemaError
+from piimw.schema.loader import SchemaStore
+from piimw.schema.validate import Validator, fast_registry
 
 NAME = "[REDACTED:name]"
 EMAIL = "[REDACTED:email]"
@@ -174,3 +176,33 @@ def test_a_path_parameter_tagged_in_its_schema_is_a_known_value(tmp_path: Path) 
         route = cfg.routes.lookup("GET", None, path)
         assert route is not None
         assert route.path_values(path) == [value]
+
+
+def _validator(schema: dict[str, Any], fast: bool = True) -> Validator:
+    store = SchemaStore()
+    uri = store.add_document(schema, "urn:test:review-c", "s.json")
+    return Validator(store, uri, "", store.registry(), fast_registry(store) if fast else None)
+
+
+@pytest.mark.parametrize(("schema", "pointer"), [
+    ({"properties": {"n": {"type": "string", "pattern": "^\\p{L}+$"}}}, "/properties/n/pattern"),
+    ({"$defs": {"m": {"patternProperties": {"^\\p{Lu}": {}}}}},
+     "/$defs/m/patternProperties/^\\p{Lu}"),
+])
+def test_a_pattern_python_cannot_compile_is_refused_at_start_up(
+        schema: dict[str, Any], pointer: str) -> None:
+    with pytest.raises(SchemaError, match="cannot compile") as info:
+        _validator(schema)
+    assert (info.value.source, info.value.pointer) == ("s.json", pointer)
+
+
+def test_an_enum_of_patterns_is_data_not_a_pattern() -> None:
+    assert _validator({"enum": [{"pattern": "\\p{L}"}]}).is_valid({"pattern": "\\p{L}"})
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_rfc_3339_time_is_a_time(fast: bool) -> None:
+    v = _validator({"properties": {"t": {"type": "string", "format": "time"},
+                                   "n": {"type": "integer"}}}, fast)
+    assert v.is_valid({"t": "12:00:00Z"})
+    assert [p.pointer for p in v.problems({"t": "12:00:00Z", "n": "x"})] == ["/n"]
