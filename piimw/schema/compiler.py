@@ -37,6 +37,7 @@ class Compiler:
         self.store = store
         self._memo: dict[frozenset[Loc], Node] = {}
         self._pattern_cache: dict[str, Any] = {}
+        self._subtype_index: dict[str, dict[Loc, list[Loc]]] = {}
 
     def compile(self, uri: str, pointer: str = "", name: str = "") -> Plan:
         node = self._node(frozenset({(uri, pointer)}))
@@ -85,12 +86,59 @@ class Compiler:
                 subs = schema.get(key)
                 if isinstance(subs, list):
                     todo.extend((uri, f"{ptr}/{key}/{i}") for i in range(len(subs)))
+            disc = schema.get("discriminator")
+            if isinstance(disc, Mapping):
+                todo.extend(self._subtypes(uri, ptr, disc))
             for key in _MAP_MERGE_KEYS:
                 dep = schema.get(key)
                 if isinstance(dep, Mapping):
                     todo.extend((uri, f"{ptr}/{key}/{escape_token(k)}") for k, v in dep.items()
                                 if isinstance(v, Mapping))
         return out
+
+    def _subtypes(self, uri: str, ptr: str, disc: Mapping[str, Any]) -> list[Loc]:
+        """OpenAPI's ``discriminator``: a value may be any schema its ``mapping`` names, or
+        (without one) any component schema that extends this one with ``allOf``. Such a
+        subtype's tagged fields are not in the base schema, so all of them apply."""
+        source = self.store.names.get(uri, uri)
+        out: list[Loc] = []
+        mapping = disc.get("mapping")
+        for name, target in (mapping.items() if isinstance(mapping, Mapping) else ()):
+            if not isinstance(target, str):
+                continue
+            ref = target if "/" in target or "#" in target else \
+                f"#/components/schemas/{escape_token(target)}"
+            ref_uri, ref_ptr, _ = self.store.resolve(
+                self.store.base_uri(uri, ptr), ref, source=source,
+                pointer=f"{ptr}/discriminator/mapping/{escape_token(str(name))}")
+            out.append((ref_uri, ref_ptr))
+        return out + self._extending(uri).get((uri, ptr), [])
+
+    def _extending(self, uri: str) -> dict[Loc, list[Loc]]:
+        """Component schemas of the document at ``uri`` by the schema their ``allOf`` refers
+        to: ``{Pet: [Dog, Cat]}`` for ``Dog: {allOf: [{$ref: Pet}, ...]}``."""
+        hit = self._subtype_index.get(uri)
+        if hit is not None:
+            return hit
+        index: dict[Loc, list[Loc]] = {}
+        self._subtype_index[uri] = index
+        doc = self.store.documents[uri]
+        comps = doc.get("components") if isinstance(doc, Mapping) else None
+        schemas = comps.get("schemas") if isinstance(comps, Mapping) else None
+        for name, sub in (schemas.items() if isinstance(schemas, Mapping) else ()):
+            at = f"/components/schemas/{escape_token(str(name))}"
+            parts = sub.get("allOf") if isinstance(sub, Mapping) else None
+            for i, part in enumerate(parts if isinstance(parts, list) else ()):
+                if not isinstance(part, Mapping) or not isinstance(part.get("$ref"), str):
+                    continue
+                try:
+                    base = self.store.resolve(
+                        self.store.base_uri(uri, at), part["$ref"],
+                        source=self.store.names.get(uri, uri), pointer=f"{at}/allOf/{i}/$ref")
+                except SchemaError:
+                    continue  # reported where that schema is compiled, if it ever is
+                index.setdefault(base[:2], []).append((uri, at))
+        return index
 
     # -- node building --------------------------------------------------------------------
     def _node(self, locs: frozenset[Loc]) -> Node:

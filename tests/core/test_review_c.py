@@ -206,3 +206,27 @@ def test_an_rfc_3339_time_is_a_time(fast: bool) -> None:
                                    "n": {"type": "integer"}}}, fast)
     assert v.is_valid({"t": "12:00:00Z"})
     assert [p.pointer for p in v.problems({"t": "12:00:00Z", "n": "x"})] == ["/n"]
+
+
+@pytest.mark.parametrize("mapping", [{"dog": "#/components/schemas/Dog"}, {"dog": "Dog"}, None])
+def test_a_discriminated_subtype_tags_the_base_schemas_values(
+        tmp_path: Path, mapping: dict[str, str] | None) -> None:
+    disc: dict[str, Any] = {"propertyName": "petType"}
+    if mapping is not None:
+        disc["mapping"] = mapping
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/pets/1": {
+        "get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Pet"}}}}}}}},
+        "components": {"schemas": {
+            "Pet": {"type": "object", "properties": {"petType": {"type": "string"}},
+                    "discriminator": disc},
+            "Dog": {"allOf": [{"$ref": "#/components/schemas/Pet"},
+                              {"properties": {"owner": {"type": "string", "x-pii": "name"}}}]},
+            "Broken": {"allOf": [{"$ref": "#/components/schemas/Nowhere"}]}}}}
+    (tmp_path / "o.json").write_text(json.dumps(spec))
+    cfg = piimw.Config.from_dict({"openapi": str(tmp_path / "o.json")}, environ={})
+    route = cfg.routes.lookup("GET", None, "/pets/1")
+    assert route is not None
+    doc = {"petType": "dog", "owner": "Jane Doe"}
+    out = cfg.scrubber.scrub(doc, route.responses["200"].plan, sink="log").value
+    assert out == {"petType": "dog", "owner": NAME}
