@@ -100,27 +100,34 @@ def _parse_object(raw: Mapping[str, Any], source: str, pointer: str) -> Tag:
             "allowed: category, uses, action",
             source=source, pointer=pointer,
         )
-    cats_raw = raw.get("category", raw.get("categories"))
+    key = "category" if "category" in raw else "categories"
+    cats_raw = raw.get(key)
     if cats_raw is None:
         raise SchemaError("x-pii object needs a 'category'", source=source, pointer=pointer)
+    if cats_raw == []:  # not "not PII": that is x-pii: false, said on purpose
+        raise SchemaError(f"x-pii '{key}' list is empty", source=source,
+                          pointer=f"{pointer}/{key}")
     if isinstance(cats_raw, list):
         cats = tuple(
-            _category(c, source, f"{pointer}/category/{i}") for i, c in enumerate(cats_raw)
+            _category(c, source, f"{pointer}/{key}/{i}") for i, c in enumerate(cats_raw)
         )
     else:
-        cats = (_category(cats_raw, source, f"{pointer}/category"),)
-    uses_raw = raw.get("uses", raw.get("use", ["essential"]))
+        cats = (_category(cats_raw, source, f"{pointer}/{key}"),)
+    ukey = "uses" if "uses" in raw else "use"
+    uses_raw = raw.get(ukey, ["essential"])
+    listed = isinstance(uses_raw, list)
     if isinstance(uses_raw, str):
         uses_raw = [uses_raw]
     if not isinstance(uses_raw, list) or not uses_raw:
-        raise SchemaError("x-pii 'uses' must be a non-empty list", source=source,
-                          pointer=f"{pointer}/uses")
+        raise SchemaError(f"x-pii '{ukey}' must be a non-empty list", source=source,
+                          pointer=f"{pointer}/{ukey}")
     uses = []
     for i, u in enumerate(uses_raw):
         try:
             uses.append(resolve_use(str(u)))
         except ValueError as e:
-            raise SchemaError(str(e), source=source, pointer=f"{pointer}/uses/{i}") from None
+            raise SchemaError(str(e), source=source, pointer=f"{pointer}/{ukey}" + (
+                f"/{i}" if listed else "")) from None
     action = raw.get("action")
     if action is not None and action not in ACTIONS:
         raise SchemaError(

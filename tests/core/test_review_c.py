@@ -230,3 +230,26 @@ def test_a_discriminated_subtype_tags_the_base_schemas_values(
     doc = {"petType": "dog", "owner": "Jane Doe"}
     out = cfg.scrubber.scrub(doc, route.responses["200"].plan, sink="log").value
     assert out == {"petType": "dog", "owner": NAME}
+
+
+@pytest.mark.parametrize(("tag", "pointer"), [
+    ({"category": []}, "/properties/n/x-pii/category"),
+    ({"categories": []}, "/properties/n/x-pii/categories"),
+    ({"categories": ["email", "emial"]}, "/properties/n/x-pii/categories/1"),
+])
+def test_an_empty_or_bad_category_list_is_an_error_not_a_review(
+        tag: dict[str, Any], pointer: str) -> None:
+    with pytest.raises(SchemaError) as info:
+        piimw.compile_schema({"properties": {"n": {"x-pii": tag}}}, name="s.json")
+    assert info.value.pointer == pointer
+
+
+@pytest.mark.parametrize(("tag", "pointer"), [
+    ({"category": "email", "use": "sale"}, "/properties/n/x-pii/use"),
+    ({"category": "email", "use": []}, "/properties/n/x-pii/use"),
+    ({"category": "email", "uses": ["essential", "sale"]}, "/properties/n/x-pii/uses/1"),
+])
+def test_a_bad_use_is_named_where_it_is(tag: dict[str, Any], pointer: str) -> None:
+    with pytest.raises(SchemaError) as info:
+        piimw.compile_schema({"properties": {"n": {"x-pii": tag}}}, name="s.json")
+    assert info.value.pointer == pointer
