@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urldefrag
 
 import re2
 
 from piimw.errors import SchemaError
 from piimw.plan import Node, Plan, entries_of
-from piimw.schema.loader import SchemaStore, escape_token
+from piimw.schema.loader import RECURSIVE, SchemaStore, escape_token
 from piimw.schema.tags import Tag, tag_of
 
 Loc = tuple[str, str]  # (document URI, JSON pointer)
@@ -77,9 +78,10 @@ class Compiler:
                                           source=self.store.names.get(uri, uri),
                                           pointer=f"{ptr}/{key}")
                     base = self.store.base_uri(uri, ptr)
-                    ref_uri, ref_ptr, _ = self.store.resolve(
+                    ref_uri, ref_ptr, target = self.store.resolve(
                         base, sub, source=self.store.names.get(uri, uri), pointer=f"{ptr}/{key}")
                     todo.append((ref_uri, ref_ptr))
+                    todo.extend(self._dynamic_targets(key, sub, target))
                 else:
                     todo.append((uri, f"{ptr}/{key}"))
             for key in _MERGE_KEYS:
@@ -95,6 +97,22 @@ class Compiler:
                     todo.extend((uri, f"{ptr}/{key}/{escape_token(k)}") for k, v in dep.items()
                                 if isinstance(v, Mapping))
         return out
+
+    def _dynamic_targets(self, key: str, ref: str, target: Any) -> list[Loc]:
+        """Where a dynamic reference may land besides its static target: every schema with
+        the same dynamic anchor (the one in force depends on how the value was reached, which
+        a plan shared by all ways cannot know; a schema extending a recursive one tags its
+        nested values so)."""
+        if not isinstance(target, Mapping):
+            return []
+        if key == "$recursiveRef":
+            anchored = target.get("$recursiveAnchor") is True
+            name = RECURSIVE
+        else:
+            name = urldefrag(ref)[1]
+            anchored = key == "$dynamicRef" and bool(name) and \
+                target.get("$dynamicAnchor") == name
+        return self.store.dynamic_anchors.get(name, []) if anchored else []
 
     def _subtypes(self, uri: str, ptr: str, disc: Mapping[str, Any]) -> list[Loc]:
         """OpenAPI's ``discriminator``: a value may be any schema its ``mapping`` names, or

@@ -22,6 +22,9 @@ from piimw.errors import SchemaError
 DRAFT_2020 = "https://json-schema.org/draft/2020-12/schema"
 DRAFT_7 = "http://json-schema.org/draft-07/schema#"
 SCHEMA_SUFFIXES = (".json", ".yaml", ".yml")
+#: The key of ``$recursiveAnchor: true`` in :attr:`SchemaStore.dynamic_anchors` (no anchor name
+#: can be it).
+RECURSIVE = "#"
 #: Keywords whose values are instances, not schemas: never searched for schema keywords.
 _VALUE_KEYWORDS = frozenset({"enum", "const", "example", "examples", "default"})
 
@@ -92,6 +95,9 @@ class SchemaStore:
         #: Every name a ``properties`` keyword declares, in any document: the object keys an
         #: error report may repeat (any other key came from the client and may be PII).
         self.property_names: set[str] = set()
+        #: Where each ``$dynamicAnchor`` name (and, under :data:`RECURSIVE`, each
+        #: ``$recursiveAnchor: true``) is declared: where a dynamic reference may land.
+        self.dynamic_anchors: dict[str, list[tuple[str, str]]] = {}
         self._patterns_checked = 0  # documents whose patterns check_patterns has compiled
 
     def add_document(self, document: Any, uri: str, name: str | None = None) -> str:
@@ -126,6 +132,11 @@ class SchemaStore:
             props = node.get("properties")
             if isinstance(props, dict):
                 self.property_names.update(k for k in props if isinstance(k, str))
+            dyn = node.get("$dynamicAnchor")
+            if isinstance(dyn, str):
+                self.dynamic_anchors.setdefault(dyn, []).append((doc_uri, pointer))
+            if node.get("$recursiveAnchor") is True:
+                self.dynamic_anchors.setdefault(RECURSIVE, []).append((doc_uri, pointer))
             for key in ("$anchor", "$dynamicAnchor"):
                 anchor = node.get(key)
                 if isinstance(anchor, str):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import piimw
 from piimw.engine import Scrubber
 from piimw.errors import ConfigError, SchemaError
+from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
 from piimw.schema.validate import Validator, fast_registry
 
@@ -253,3 +254,22 @@ def test_a_bad_use_is_named_where_it_is(tag: dict[str, Any], pointer: str) -> No
     with pytest.raises(SchemaError) as info:
         piimw.compile_schema({"properties": {"n": {"x-pii": tag}}}, name="s.json")
     assert info.value.pointer == pointer
+
+
+@pytest.mark.parametrize(("anchor", "ref"), [
+    ({"$dynamicAnchor": "node"}, {"$dynamicRef": "#node"}),
+    ({"$recursiveAnchor": True}, {"$recursiveRef": "#"}),
+])
+def test_a_schema_extending_a_recursive_one_tags_its_nested_values(
+        anchor: dict[str, Any], ref: dict[str, Any]) -> None:
+    store = SchemaStore()
+    store.add_document({"$id": "https://example.com/tree", **anchor, "type": "object",
+                        "properties": {"children": {"type": "array", "items": ref}}},
+                       "https://example.com/tree")
+    store.add_document({"$id": "https://example.com/people", **anchor, "$ref": "tree",
+                        "properties": {"name": {"type": "string", "x-pii": "name"}}},
+                       "https://example.com/people")
+    plan = Compiler(store).compile("https://example.com/people")
+    doc = {"name": "A", "children": [{"name": "Jane Doe", "children": [{"name": "B"}]}]}
+    assert Scrubber(detect_undeclared=False).scrub(doc, plan).value == {
+        "name": NAME, "children": [{"name": NAME, "children": [{"name": NAME}]}]}
