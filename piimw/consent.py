@@ -216,7 +216,7 @@ def from_session_flag(flag: object) -> Consent | None:
     if not flag:
         return None
     if isinstance(flag, str):
-        names: list[object] = flag.split(",")
+        names: list[object] = list(flag.split(","))
     elif isinstance(flag, (list, tuple, set, frozenset)):
         names = list(flag)
     else:
