@@ -106,8 +106,6 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "queue_size": {"type": "integer", "minimum": 1},
             "max_chars": {"type": "integer", "minimum": 1},
             "duty": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}},
-        "logging": {"type": "object"},
-        "events": {"type": "object"},
     },
 }
 def _is_integer(_checker: Any, instance: object) -> bool:

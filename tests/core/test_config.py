@@ -42,6 +42,9 @@ def test_from_file_loads_routes_and_rules(tmp_path: Path) -> None:
     [
         ({"detect_undeclared": "yes"}, "/detect_undeclared", "expected boolean"),
         ({"colour": 1}, "", "unknown setting"),
+        # Sections nothing reads are unknown: a typo in them was accepted silently.
+        ({"logging": {"level": "debug"}}, "", "unknown setting"),
+        ({"events": {"hosts": {}}}, "", "unknown setting"),
         ({"rules": [{"id": "x", "action": "burn"}]}, "/rules/0/action", "expected one of"),
         ({"rules": [{"action": "mask"}]}, "/rules/0", "missing required setting"),
         ({"rules": [{"id": "x", "action": "mask", "categories": ["emial"]}]},
