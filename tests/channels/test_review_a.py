@@ -9,6 +9,7 @@ import logging
 import logging.handlers
 import traceback
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,23 @@ from pii_canary import Canary
 from piimw.exchange import activate
 from piimw.logging import PIIFilter
 from piimw.sanitize import sanitize_exception, scrub_data
+
+
+@contextmanager
+def _lines_of(name: str, formatter: logging.Formatter) -> Iterator[io.StringIO]:
+    """``name``'s records, filtered and formatted into the stream yielded, for the block."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    handler.addFilter(PIIFilter())
+    log = logging.getLogger(name)
+    saved = log.handlers, log.propagate, log.level
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        log.handlers, log.propagate, log.level = saved
 
 
 class SentForm(logging.handlers.HTTPHandler):
@@ -132,21 +150,13 @@ def test_an_access_line_reads_encoded_path_segments_decoded() -> None:
     from uvicorn.logging import AccessFormatter
     from uvicorn.protocols.utils import get_path_with_query_string
 
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(AccessFormatter('"%(request_line)s" %(status_code)s', use_colors=False))
-    handler.addFilter(PIIFilter())
-    log = logging.getLogger("uvicorn.access")
-    saved = log.handlers, log.propagate, log.level
-    log.handlers, log.propagate = [handler], False
-    log.setLevel(logging.INFO)
-    try:
+    formatter = AccessFormatter('"%(request_line)s" %(status_code)s', use_colors=False)
+    with _lines_of("uvicorn.access", formatter) as stream:
         for path in ("/cards/4242 4242 4242 4242", "/by-phone/+1 415 555 0100/orders",
                      "/iban/DE89 3704 0044 0532 0130 00", "/files/report 2024+v2.pdf"):
             full = get_path_with_query_string({"path": path, "query_string": b"q=a%20b"})
-            log.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", full, "1.1", 200)
-    finally:
-        log.handlers, log.propagate, log.level = saved
+            logging.getLogger("uvicorn.access").info(
+                '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", full, "1.1", 200)
     lines = stream.getvalue().splitlines()
     assert lines == ['"GET /cards/[REDACTED:card]?q=a%20b HTTP/1.1" 200 OK',
                      '"GET /by-phone/[REDACTED:phone]/orders?q=a%20b HTTP/1.1" 200 OK',
@@ -242,21 +252,11 @@ def test_django_runserver_access_line_reads_encoded_values_decoded() -> None:
         def log_date_time_string(self) -> str:
             return "29/Nov/2026 12:00:00"
 
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s %(status_code)s"))
-    handler.addFilter(PIIFilter())
-    log = logging.getLogger("django.server")
-    saved = log.handlers, log.propagate, log.level
-    log.handlers, log.propagate = [handler], False
-    log.setLevel(logging.INFO)
-    try:
+    with _lines_of("django.server", logging.Formatter("%(message)s %(status_code)s")) as stream:
         for line in ("GET /pay?card=4242+4242+4242+4242 HTTP/1.1",
                      "GET /by-phone/%2B1%20415%20555%200100 HTTP/1.1", "GET /a%20b HTTP/1.1"):
             WSGIRequestHandler.log_message(Handler(), '"%s" %s %s',  # type: ignore[arg-type]
                                            line, "200", "12")
-    finally:
-        log.handlers, log.propagate, log.level = saved
     assert stream.getvalue().splitlines() == [
         '"GET /pay?card=[REDACTED:card] HTTP/1.1" 200 12 200',
         '"GET /by-phone/[REDACTED:phone] HTTP/1.1" 200 12 200',
