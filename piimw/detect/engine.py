@@ -335,8 +335,10 @@ class Detectors:
                 a += 1
                 continue
             # The scan takes the longest shape; a trailing group may not belong to the value
-            # ("+1 415 555 2671 3 times", "4111 1111 1111 1111 123").
-            if body[0] != "+" and body.count(" ") + body.count("-") < 4:
+            # ("+1 415 555 2671 3 times", "4111 1111 1111 1111 123"), nor may the groups of
+            # the next number after a national one with a trunk 0 ("020 7946 0958 020 ...").
+            if (body[0] != "+" and (self._nanp or body[0] != "0")
+                    and body.count(" ") + body.count("-") < 4):
                 break
             shorter = body.rstrip("0123456789").rstrip(" .-(")
             if len(shorter) < 7 or shorter[-1] not in _DIGITS:
