@@ -50,7 +50,15 @@ _CONTEXT = 24
 _MEMO_MAX = 4096
 _MEMO_FROM = 4096  # texts shorter than this have too few candidates to repeat
 _MEMO_LEN = 128
-_CARD_GROUPED = re.compile(r"\d{4}([ \-])\d{4}(?:\1\d{4})+(?:\1\d{1,3})?", re.ASCII)
+_CARD_GROUPED = re.compile(r"\d{4}([ \-?])\d{4}(?:\1\d{4})+(?:\1\d{1,3})?", re.ASCII)
+#: Spaces and dashes that separate digit groups as " " and "-" do: the no-break spaces of word
+#: processors and locale number formats, zero-width spaces and joiners (invisible, yet they would
+#: hide a number from the scan), typographic and soft hyphens, the en dash and the minus sign.
+_SEPARATOR_FOLD = str.maketrans(
+    dict.fromkeys("\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+                  "\u200a\u200b\u200c\u200d\u202f\u205f\u2060\u3000\ufeff", " ")
+    | dict.fromkeys("\u00ad\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d", "-")
+)
 
 # (detector, start, end) of a finding; detector "" means "none here, resume the scan at start".
 _Verdict = tuple[str, int, int]
@@ -314,6 +322,7 @@ class Detectors:
 
     def _digits(self, text: str, c: str, s: int, e: int) -> _Verdict:
         """Card, SSN, IPv4 or phone: trim the context, then try each shape, shrinking once."""
+        c = _folded(c)
         i, j = 0, len(c)
         while i < j and c[i] not in _BODY_START:
             i += 1
@@ -340,7 +349,7 @@ class Detectors:
             if (body[0] != "+" and (self._nanp or body[0] != "0")
                     and body.count(" ") + body.count("-") < 4):
                 break
-            shorter = body.rstrip("0123456789").rstrip(" .-(")
+            shorter = body.rstrip("0123456789").rstrip(" .-(?")
             if len(shorter) < 7 or shorter[-1] not in _DIGITS:
                 break
             body = shorter
@@ -349,7 +358,7 @@ class Detectors:
             # scan start one group early. Try the card one group later, then skip the run: a
             # scan resumed at every group of "4111 4111 4111 ..." would cost a call per group.
             start = first_a + 5
-            shifted = text[start : start + 19]
+            shifted = _folded(text[start : start + 19])
             if _trail_ok(text, start + 19) and v.card_ok(shifted):
                 return ("card", start, start + 19)
             return (_NOTHING, first_a + len(first_body), 0)
@@ -382,6 +391,15 @@ class Detectors:
         if self._nanp:
             return _NANP_SHAPE.fullmatch(body) is not None
         return _TRUNK0_SHAPE.fullmatch(body) is not None and not body.isdigit()
+
+
+def _folded(c: str) -> str:
+    """``c`` as the scan saw it (non-ASCII characters as ``?``), except that the spaces and dashes
+    of :data:`_SEPARATOR_FOLD` separate digit groups as " " and "-" do (``patterns`` admits them
+    as ``?``)."""
+    if c.isascii():
+        return c
+    return c.translate(_SEPARATOR_FOLD).encode("ascii", "replace").decode("ascii")
 
 
 def _trail_ok(text: str, end: int) -> bool:

@@ -13,6 +13,10 @@ Design rules, all for speed and for linear time on hostile input:
   match and trimmed off again by the engine.
 * Everything is ASCII: the engine scans ``text.encode("ascii", "replace")`` with RE2 in Latin-1
   mode, which keeps byte offsets equal to ``str`` indices (any non-ASCII character becomes ``?``).
+  Digit shapes therefore accept ``?`` where they accept a space or a dash: a no-break space (a
+  word processor's, a locale's number format) or a non-breaking hyphen separates digit groups
+  too. The engine folds those to " " and "-" before validating; any other character (a real
+  ``?``, a letter) keeps the candidate from validating.
 """
 
 from __future__ import annotations
@@ -74,12 +78,17 @@ EMAIL = (
 CARD = (
     DLEAD
     + r"(?:[2-6][0-9]{12,18}"
-    + r"|[2-6][0-9]{3}[ \-][0-9]{4}[ \-][0-9]{4}[ \-][0-9]{1,4}(?:[ \-][0-9]{1,3})?"
-    + r"|3[0-9]{3}[ \-][0-9]{6}[ \-][0-9]{4,5})"
+    + r"|[2-6][0-9]{3}[ \-?][0-9]{4}[ \-?][0-9]{4}[ \-?][0-9]{1,4}(?:[ \-?][0-9]{1,3})?"
+    + r"|3[0-9]{3}[ \-?][0-9]{6}[ \-?][0-9]{4,5})"
     + DTRAIL
 )
 
-SSN = DLEAD + r"(?:[0-8][0-9]{2}-[0-9]{2}-[0-9]{4}|[0-8][0-9]{2} [0-9]{2} [0-9]{4})" + DTRAIL
+SSN = (
+    DLEAD
+    + r"(?:[0-8][0-9]{2}-[0-9]{2}-[0-9]{4}|[0-8][0-9]{2} [0-9]{2} [0-9]{4}"
+    + r"|[0-8][0-9]{2}\?[0-9]{2}\?[0-9]{4})"
+    + DTRAIL
+)
 # Nine bare digits are an SSN only right after a keyword.
 SSN_KEYWORD = (
     r"\b(?i:ssn|social[ _\-]?security(?:[ _\-]?(?:number|num|no))?)[^A-Za-z0-9]{0,5}"
@@ -89,19 +98,20 @@ SSN_KEYWORD = (
 # International: "+", country code, then groups; at most one bracketed group ("+44 (0) 20 ...").
 INTL_PHONE = (
     DLEAD
-    + r"\+[1-9][0-9]{0,3}(?:[ .\-]?\([0-9]{1,4}\))?(?:[ .\-]?[0-9]{1,6}){1,6}"
+    + r"\+[1-9][0-9]{0,3}(?:[ .\-?]?\([0-9]{1,4}\))?(?:[ .\-?]?[0-9]{1,6}){1,6}"
     + DTRAIL
 )
 # North American national format; separators required (bare 10-digit runs are ids, not phones).
 NANP_PHONE = (
     DLEAD
-    + r"(?:1[ .\-]?)?(?:\([2-9][0-9]{2}\)[ .\-]?|[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}"
+    + r"(?:1[ .\-?]?)?(?:\([2-9][0-9]{2}\)[ .\-?]?|[2-9][0-9]{2}[ .\-?])[2-9][0-9]{2}[ .\-?]"
+    + r"[0-9]{4}"
     + DTRAIL
 )
 # National format of countries whose trunk prefix is 0 ("020 7946 0958", "06 12 34 56 78").
 TRUNK0_PHONE = (
     DLEAD
-    + r"(?:\(0[0-9]{1,4}\)|0[0-9]{1,4})[ .\-/]?[0-9]{2,4}(?:[ .\-]?[0-9]{2,4}){1,3}"
+    + r"(?:\(0[0-9]{1,4}\)|0[0-9]{1,4})[ .\-/?]?[0-9]{2,4}(?:[ .\-?]?[0-9]{2,4}){1,3}"
     + DTRAIL
 )
 

@@ -26,3 +26,34 @@ def test_trunk0_number_followed_by_more_digit_groups(
     # The scan takes the longest shape, which runs into the groups that follow; only "+"
     # numbers and cards were shortened, so these national numbers went out in clear.
     assert found(text, Detectors(phone_region=region)) == [("phone", n) for n in numbers]
+
+
+@pytest.mark.parametrize(
+    ("region", "kind", "value"),
+    [
+        ("US", "card", "4111\u00a01111\u00a01111\u00a01111"),
+        ("US", "card", "4111\u200b1111\u200b1111\u200b1111"),
+        ("US", "card", "4111\u20131111\u20131111\u20131111"),
+        ("US", "ssn", "123\u201145\u20116789"),
+        ("US", "phone", "+1\u00a0415\u00a0555\u00a02671"),
+        ("US", "phone", "(415)\u00a0555\u20112671"),
+        ("FR", "phone", "06\u202f12\u202f34\u202f56\u202f78"),
+    ],
+)
+def test_digit_groups_split_by_non_ascii_spaces_and_dashes(
+    region: str, kind: str, value: str
+) -> None:
+    # A no-break space (word processors, locale number formats), a non-breaking hyphen, an en
+    # dash or a zero-width space between the groups hid the number from the scan entirely.
+    text = f"n\u00b0\u00a0{value}."
+    assert found(text, Detectors(phone_region=region)) == [(kind, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["299\u5186399\u51862024\u5e74", "4111?1111?1111?1111", "123?45?6789", "415\u00e9555\u00e92671",
+     "+1\u00e9415\u00e9555\u00e92671"],
+)
+def test_other_characters_between_digit_groups_are_not_separators(text: str) -> None:
+    # The scan sees every non-ASCII character as "?"; only spaces and dashes are folded.
+    assert found(text, Detectors()) == []
