@@ -15,6 +15,7 @@ always indices into the original ``str``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,8 @@ _BODY_START = frozenset("0123456789+(")
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _WORD = _LETTERS | _DIGITS | {"_"}
 _UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_LOCAL_ASCII = _WORD | frozenset("%+-.")
+_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
 _SSN_WORDS = ("ssn", "social")
 _NANP_SHAPE = re.compile(
     r"(?:1[ .\-]?)?(?:\([2-9]\d\d\)[ .\-]?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{4}", re.ASCII
@@ -44,9 +47,11 @@ _NANP_SHAPE = re.compile(
 _TRUNK0_SHAPE = re.compile(r"\(?0\d{1,4}\)?[ .\-/]?\d{2,4}(?:[ .\-]?\d{2,4}){1,3}", re.ASCII)
 
 # A verdict depends on the candidate and at most this many characters around it (the IPv4
-# version check looks back 16, the shifted-card check ahead 24); "/" or ":" just before a candidate
-# (a URL's user part) needs more and is never memoized.
+# version check looks back 16, the shifted-card check ahead 24); "." or a non-ASCII character just
+# before a candidate (an e-mail local part the scan cut short) needs up to _LOCAL_MAX before it,
+# "/" or ":" (a URL's user part) more: that is never memoized.
 _CONTEXT = 24
+_LOCAL_MAX = 64  # characters in an e-mail local part
 _MEMO_MAX = 4096
 _MEMO_FROM = 4096  # texts shorter than this have too few candidates to repeat
 _MEMO_LEN = 128
@@ -174,13 +179,13 @@ class Detectors:
             if memo is None:
                 name, a, b = classify(text, s, e)
             else:
-                k0 = s - _CONTEXT if s > _CONTEXT else 0
+                back = _lookback(text[s - 1] if s else " ")
+                k0 = s - back if s > back else 0
                 key = (s - k0, text[k0 : e + _CONTEXT])
                 verdict = memo.get(key)
                 if verdict is None:
                     name, a, b = classify(text, s, e)
-                    if (len(memo) < _MEMO_MAX and e - s <= _MEMO_LEN
-                            and (s == 0 or text[s - 1] not in "/:")):
+                    if len(memo) < _MEMO_MAX and e - s <= _MEMO_LEN and back <= _LOCAL_MAX:
                         memo[key] = (name, a - s, b - s)
                 else:
                     name, a, b = verdict[0], verdict[1] + s, verdict[2] + s
@@ -276,7 +281,16 @@ class Detectors:
         local = core[:at]
         stripped = local.lstrip("%+-")
         start = s + (len(local) - len(stripped))
-        if not v.email_ok(stripped, core[at + width :]) or _in_url_userinfo(text, start):
+        domain = core[at + width :]
+        if (not domain.isascii() or "?" in domain) and not all(map(_domain_char, domain)):
+            return (_NOTHING, end, 0)
+        if s and (text[s - 1] == "." or not text[s - 1].isascii()):
+            # The scan stopped at a non-ASCII letter of the local part ("josé.garcía@"):
+            # redacting from there would leave the start of the name behind.
+            wider = _local_start(text, s)
+            if wider < s and v.email_ok(text[wider : s + at], domain):
+                start, stripped = wider, text[wider : s + at]
+        if not v.email_ok(stripped, domain) or _in_url_userinfo(text, start):
             return (_NOTHING, end, 0)
         return ("email", start, end)
 
@@ -400,6 +414,48 @@ def _folded(c: str) -> str:
     if c.isascii():
         return c
     return c.translate(_SEPARATOR_FOLD).encode("ascii", "replace").decode("ascii")
+
+
+def _lookback(before: str) -> int:
+    """How many characters before a candidate its verdict may depend on, ``before`` being the
+    one just before it (more than :data:`_LOCAL_MAX`: too many to memoize)."""
+    if before in "/:":
+        return 256
+    if before == "." or not before.isascii():
+        return _LOCAL_MAX
+    return _CONTEXT
+
+
+def _domain_char(ch: str) -> bool:
+    """A character of an e-mail domain as the scan admits it: ASCII (but not ``?``, which is how
+    the scan sees any non-ASCII character), or a letter, digit or mark of an IDN label."""
+    if ch.isascii():
+        return ch != "?"
+    return ch.isalnum() or unicodedata.category(ch) in ("Mn", "Mc", "Cf")
+
+
+def _word_char(ch: str) -> bool:
+    """A non-ASCII character of a word in a script written with spaces between words: a Latin,
+    Greek or Cyrillic letter, a combining mark, an invisible format character (soft hyphen,
+    zero-width joiner). Not CJK: an address there is glued to the words around it."""
+    if "\u00c0" <= ch < "\u0530" or "\u1e00" <= ch <= "\u1fff":
+        return ch not in "\u00d7\u00f7"  # times, divided by; the rest: letters, marks
+    return ch in _INVISIBLE
+
+
+def _local_start(text: str, start: int) -> int:
+    """Where an e-mail local part the scan cut short at a non-ASCII letter really starts."""
+    i = start
+    floor = max(0, start - _LOCAL_MAX)
+    while i > floor:
+        ch = text[i - 1]
+        if ch in _LOCAL_ASCII or (not ch.isascii() and _word_char(ch)):
+            i -= 1
+        else:
+            break
+    while i < start and text[i] in "%+-.":
+        i += 1
+    return i
 
 
 def _trail_ok(text: str, end: int) -> bool:

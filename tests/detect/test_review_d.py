@@ -57,3 +57,46 @@ def test_digit_groups_split_by_non_ascii_spaces_and_dashes(
 def test_other_characters_between_digit_groups_are_not_separators(text: str) -> None:
     # The scan sees every non-ASCII character as "?"; only spaces and dashes are folded.
     assert found(text, Detectors()) == []
+
+
+EMAILS_WITH_NON_ASCII = [
+    # (text, the address as found)
+    ("from josé.garcía@example.com:", "josé.garcía@example.com"),
+    ("Name: françois.dupont@example.fr.", "françois.dupont@example.fr"),
+    ("jörg-müller@example.de", "jörg-müller@example.de"),
+    ("ja\u00adne@example.com", "ja\u00adne@example.com"),  # a soft hyphen
+    ("jo\u0308rg@example.com", "jo\u0308rg@example.com"),  # a combining mark (NFD)
+    ("дмитрий.jane@example.ru", "дмитрий.jane@example.ru"),
+    ("mail info@bücher.de now", "info@bücher.de"),
+    ("jane@mail.bücher.de", "jane@mail.bücher.de"),
+    ("jane@例え.com", "jane@例え.com"),
+    # CJK is written without spaces: the address is what the scan found
+    ("連絡先はjörg@example.comに送信", "jörg@example.com"),
+]
+
+
+@pytest.mark.parametrize(("text", "address"), EMAILS_WITH_NON_ASCII)
+def test_email_with_non_ascii_letters_is_found_whole(text: str, address: str) -> None:
+    # The scan sees non-ASCII letters as "?": it found "a@example.com" in the first (the rest of
+    # the name stayed in clear) and nothing at all when the domain had an umlaut.
+    assert found(text, Detectors()) == [("email", address)]
+
+
+@pytest.mark.parametrize(
+    "text", ["jane@what?really.com", "jane@\u2192example.com", "https://user@bücher.de/x"]
+)
+def test_email_domain_keeps_its_rules(text: str) -> None:
+    assert found(text, Detectors()) == []
+
+
+def test_long_text_memo_agrees_with_short_texts() -> None:
+    # Verdicts are memoized in long texts by the candidate and the text around it; a local part
+    # extended to the left depends on up to 64 characters before the candidate.
+    det = Detectors()
+    # The 24 characters before "jane" and after the address agree, the ones further back do not.
+    same_near = "x" * 30 + "\u00e9.jane@example.com, and some more words after it"
+    pieces = [text for text, _ in EMAILS_WITH_NON_ASCII] + ["\u00f6" + same_near, "!" + same_near]
+    text = " ".join(pieces * 60)
+    assert len(text) > 4096
+    expected = [(k, v) for piece in pieces for k, v in found(piece, det)] * 60
+    assert found(text, det) == expected
