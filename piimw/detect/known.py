@@ -7,6 +7,10 @@ Email addresses match regardless of ASCII case. Values made of letters/digits an
 at least 7 digits (phone, card, SSN, IBAN, dates) also match with any separators
 (``[\\s\\-.()]*``) between their characters, and a ``+`` phone number also without its country code.
 
+Untagged values (query values, the app's ``X-`` headers) shorter than 8 characters are not found
+glued to ASCII letters or digits: ``?limit=1000&format=json`` is found in ``limit=1000`` and
+``"json"``, not in ``10000`` or ``jsonschema`` (that would garble every log line of the request).
+
 Truncation: a value longer than 16 characters is also found when a prefix of at least 16
 characters of it ends the text or is followed by ``...`` or ``\u2026`` (how reporters and log
 formatters cut long values), or by :data:`TEXT_BREAK`, which ends a text among texts searched in
@@ -84,6 +88,11 @@ _DIGIT_LIKE_BYTES = (_SEPARATORS + "+/").encode("ascii")
 _DIGITS_AND_DIGIT_LIKE = "0123456789" + _SEPARATORS + "+/"
 _LETTER_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _EMAIL_CATEGORY = "user.contact.email"
+#: The category of values no tag classified (query values, ``X-`` headers).
+_UNTAGGED = "user"
+#: Untagged values shorter than this are only found as whole words or numbers (see :func:`_glued`).
+_GLUE_MAX = 8
+_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def _mask(keep: bytes) -> bytes:
@@ -334,6 +343,12 @@ class _Matcher:
             if value.startswith(prefix):
                 return category, len(matched) - len(prefix)
         return "user", 0  # unreachable by construction; never drop a match for want of a label
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    """Is ``text[start:end]`` part of a longer ASCII word or number ("json" in "jsonschema")?"""
+    return (start > 0 and text[start - 1] in _ALNUM and text[start] in _ALNUM) or (
+        end < len(text) and text[end] in _ALNUM and text[end - 1] in _ALNUM)
 
 
 def _strip_ellipsis(matched: str) -> str:
@@ -803,6 +818,14 @@ class KnownValues:
 
     def search(self, text: str) -> bool:
         """Does any known value (any form) occur in ``text``? ``bool(find(text))``, cheaper."""
+        if not self._matches(text):
+            return False
+        # A short untagged value may match only inside a longer word, which find drops (see
+        # _glued); a text that holds one is about to be scrubbed anyway.
+        return _UNTAGGED not in self._values.values() or bool(self.find(text))
+
+    def _matches(self, text: str) -> bool:
+        """Does the program (or the probe while it answers) match anywhere in ``text``?"""
         matcher = self._matcher
         if matcher is None:  # no program yet: the probe answers while it may
             if not self._values or not text:
@@ -847,6 +870,9 @@ class KnownValues:
                     start = char_pos
                     end = start + len(matched) - cut
                     byte_pos, char_pos = s, start
+                if category == _UNTAGGED and end - start < _GLUE_MAX and _glued(text, start, end):
+                    hit = search(data, s + 1) if s + 1 < len(data) else None
+                    continue
                 spans.append(Span(start, end, category, "known"))
                 hit = search(data, e) if e < len(data) else None
         if len(matcher.searchers) > 1:

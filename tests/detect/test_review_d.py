@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from piimw.detect import Detectors
+from piimw.detect import Detectors, KnownValues, redact
 
 
 def found(text: str, det: Detectors) -> list[tuple[str, str]]:
@@ -100,3 +100,21 @@ def test_long_text_memo_agrees_with_short_texts() -> None:
     assert len(text) > 4096
     expected = [(k, v) for piece in pieces for k, v in found(piece, det)] * 60
     assert found(text, det) == expected
+
+
+def test_short_untagged_values_are_not_found_inside_longer_words() -> None:
+    # Query values are known values of the request: "?format=json&limit=1000" redacted "json" in
+    # "jsonschema", "1000" in "10000" and "date" in "update" in every log line of the request.
+    known = KnownValues()
+    for value in ("json", "1000", "date", "Jane"):
+        known.add(value, "user")
+    known.add("Anna", "user.name")  # tagged: found wherever it is
+    text = "update jsonschema 10000 Janet Annabel; format=json limit=1000 q=Jane,date"
+    spans = known.find(text)
+    assert redact(text, spans, lambda span, _: "#") == (
+        "update jsonschema 10000 Janet #bel; format=# limit=# q=#,#")
+    assert known.search("validated jsonschema, 10000 items") is False
+    assert known.search("limit=1000") is True
+    # Non-ASCII letters do not glue: CJK is written without spaces.
+    known.add("\u7530\u4e2d\u592a\u90ce", "user")
+    assert known.find("\u7530\u4e2d\u592a\u90ce\u69d8") != []
