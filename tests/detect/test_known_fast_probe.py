@@ -248,7 +248,10 @@ def test_one_pass_over_joined_texts_answers_as_the_texts_one_by_one(
     program = _program(known._values)
     expected = any(program.find(t) for t in texts)
     assert bool(program.find(joined)) is expected, texts
-    assert _Probe(dict(known._values)).hit(joined) is expected, texts
+    # The probe answers as the program matches (find then drops short untagged values glued
+    # to a word).
+    matched = any(program._matches(t) for t in texts if t)
+    assert _Probe(dict(known._values)).hit(joined) is matched, texts
 
 
 @settings(max_examples=300, deadline=None)
