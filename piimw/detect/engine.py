@@ -44,6 +44,7 @@ _SSN_WORDS = ("ssn", "social")
 _NANP_SHAPE = re.compile(
     r"(?:1[ .\-]?)?(?:\([2-9]\d\d\)[ .\-]?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{4}", re.ASCII
 )
+_IDD_SHAPE = re.compile(r"00[1-9]\d{0,3}[ .\-].*", re.ASCII | re.DOTALL)
 _TRUNK0_SHAPE = re.compile(r"\(?0\d{1,4}\)?[ .\-/]?\d{2,4}(?:[ .\-]?\d{2,4}){1,3}", re.ASCII)
 
 # A verdict depends on the candidate and at most this many characters around it (the IPv4
@@ -360,7 +361,7 @@ class Detectors:
             # The scan takes the longest shape; a trailing group may not belong to the value
             # ("+1 415 555 2671 3 times", "4111 1111 1111 1111 123"), nor may the groups of
             # the next number after a national one with a trunk 0 ("020 7946 0958 020 ...").
-            if (body[0] != "+" and (self._nanp or body[0] != "0")
+            if (body[0] != "+" and (self._nanp or body[0] != "0") and body[:2] != "00"
                     and body.count(" ") + body.count("-") < 4):
                 break
             shorter = body.rstrip("0123456789").rstrip(" .-(?")
@@ -387,6 +388,9 @@ class Detectors:
             ):
                 return "phone"
             return _NOTHING
+        if body.startswith("00") and "phone" in enabled and _IDD_SHAPE.fullmatch(body):
+            # "0044 20 7946 0958": "+" dialled as the international prefix.
+            return "phone" if v.phone_ok("+" + body[2:], self.phone_region) else _NOTHING
         size = len(body)
         if "ssn" in enabled and (size == 11 or (size == 9 and body.isdigit())) and v.ssn_ok(body):
             return "ssn"

@@ -25,6 +25,7 @@ __all__ = [
     "ALTERNATIVES",
     "CATEGORIES",
     "DEFAULT_DETECTORS",
+    "IDD_PHONE",
     "NANP_PHONE",
     "SECRET_PREFIXES",
     "TRUNK0_PHONE",
@@ -101,6 +102,13 @@ SSN_KEYWORD = (
 INTL_PHONE = (
     DLEAD
     + r"\+[1-9][0-9]{0,3}(?:[ .\-?]?\([0-9]{1,4}\))?(?:[ .\-?]?[0-9]{1,6}){1,6}"
+    + DTRAIL
+)
+# The same dialled with the international prefix most of the world uses ("0044 20 7946 0958"). A
+# separator after the country code is required: zero-padded ids are not phone numbers.
+IDD_PHONE = (
+    DLEAD
+    + r"00[1-9][0-9]{0,3}[ .\-?](?:\([0-9]{1,4}\)[ .\-?]?)?[0-9]{1,6}(?:[ .\-?]?[0-9]{1,6}){0,5}"
     + DTRAIL
 )
 # North American national format; separators required (bare 10-digit runs are ids, not phones).
@@ -200,7 +208,7 @@ def phone_alternatives(nanp: bool) -> tuple[str, ...]:
     numbers are written with a leading trunk ``0`` (GB, DE, FR, IT, ...); elsewhere (ES, DK, ...)
     numbers need their ``+`` country code to be found.
     """
-    return (INTL_PHONE, NANP_PHONE if nanp else TRUNK0_PHONE)
+    return (INTL_PHONE, IDD_PHONE, NANP_PHONE if nanp else TRUNK0_PHONE)
 
 
 def combined(names: tuple[str, ...], *, nanp: bool) -> str:

@@ -118,3 +118,17 @@ def test_short_untagged_values_are_not_found_inside_longer_words() -> None:
     # Non-ASCII letters do not glue: CJK is written without spaces.
     known.add("\u7530\u4e2d\u592a\u90ce", "user")
     assert known.find("\u7530\u4e2d\u592a\u90ce\u69d8") != []
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE"])
+def test_international_numbers_dialled_with_00(region: str) -> None:
+    # "00" stands for "+" in most of the world; these were missed in every region.
+    text = "call 0044 20 7946 0958 or 0033 6 12 34 56 78, Tel. 0049-171-1234567 12 Uhr"
+    assert found(text, Detectors(phone_region=region)) == [
+        ("phone", "0044 20 7946 0958"), ("phone", "0033 6 12 34 56 78"),
+        ("phone", "0049-171-1234567")]
+
+
+@pytest.mark.parametrize("text", ["id 0014155552671", "0012 3456 7890", "00.12.2024 10:00"])
+def test_zero_padded_numbers_are_not_00_phone_numbers(text: str) -> None:
+    assert found(text, Detectors()) == []
