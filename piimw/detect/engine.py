@@ -37,7 +37,6 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _BODY_START = frozenset("0123456789+(")
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _WORD = _LETTERS | _DIGITS | {"_"}
-_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _LOCAL_ASCII = _WORD | frozenset("%+-.")
 _INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
 _SSN_WORDS = ("ssn", "social")
@@ -245,16 +244,20 @@ class Detectors:
             return ("jwt", s, e) if v.jwt_ok(c) else (_NOTHING, e, 0)
         if ipv6_shaped:
             return self._ipv6(c, s, e)
-        if c[0] in _UPPER and c[1:2] in _UPPER and c[2:4].isdigit() and "iban" in enabled:
-            n = v.iban_ok(c)
-            if n:
+        if c[1:2] in _LETTERS and c[2:4].isdigit() and "iban" in enabled:
+            upper = c.upper()
+            n = v.iban_ok(upper)
+            if n and (upper == c or not _hex_id(c[:n])):
                 return ("iban", s, s + n)
             # Not an IBAN (no such country, wrong length): its digit groups may still be a card
             # or phone number. An IBAN of the right length with a typo is just a bad IBAN.
             rest = c[4:].replace(" ", "")
-            if rest.isdigit() and len(rest) + 4 != v.IBAN_LENGTHS.get(c[:2]):
+            if rest.isdigit() and len(rest) + 4 != v.IBAN_LENGTHS.get(upper[:2]):
                 return (_NOTHING, s + 4, 0)
-            return (_NOTHING, e, 0)
+            # Words may run into an IBAN ("ref ab12 your iban DE89 3704 ..."): resume at the
+            # next group.
+            space = c.find(" ", 4)
+            return (_NOTHING, s + space + 1 if space > 0 else e, 0)
         return (_NOTHING, s + 1 if e - s <= 64 else e, 0)
 
     # -- per-family handlers -----------------------------------------------------------------
@@ -460,6 +463,14 @@ def _local_start(text: str, start: int) -> int:
     while i < start and text[i] in "%+-.":
         i += 1
     return i
+
+
+def _hex_id(c: str) -> bool:
+    """A lower-case hex id ("be08e3ef015c52fa", a trace's span id), not an IBAN typed in small
+    letters: no space, and letters after the check digits, all of them hex digits (the letters
+    of bank codes are not: "gb82west...", "nl91abna...")."""
+    rest = c[4:]
+    return " " not in rest and not rest.isdigit() and all(ch in _HEX for ch in rest)
 
 
 def _trail_ok(text: str, end: int) -> bool:

@@ -132,3 +132,26 @@ def test_international_numbers_dialled_with_00(region: str) -> None:
 @pytest.mark.parametrize("text", ["id 0014155552671", "0012 3456 7890", "00.12.2024 10:00"])
 def test_zero_padded_numbers_are_not_00_phone_numbers(text: str) -> None:
     assert found(text, Detectors()) == []
+
+
+@pytest.mark.parametrize(
+    "iban",
+    ["de89 3704 0044 0532 0130 00", "de89370400440532013000", "gb82west12345698765432",
+     "nl91abna0417164300", "be68539007547034", "Fr14 2004 1010 0505 0001 3M02 606"],
+)
+def test_iban_in_small_letters(iban: str) -> None:
+    # Typed by hand, IBANs are often in small letters: only capitals were found.
+    assert found(f"iban: {iban}.", Detectors()) == [("iban", iban)]
+
+
+def test_hex_ids_are_not_ibans_in_small_letters() -> None:
+    # "be08e3ef015c52fa" is a valid Belgian IBAN once in capitals (16 characters, mod 97),
+    # and the span id of a trace.
+    assert found("span_id=be08e3ef015c52fa be08e3ef015c52fa", Detectors()) == []
+
+
+def test_iban_after_words_shaped_like_an_iban_start() -> None:
+    # The scan took "CZ12 YOUR IBAN DE89 ..." as one candidate and skipped all of it.
+    for text in ("ref CZ12 YOUR IBAN DE89 3704 0044 0532 0130 00",
+                 "ref cz12 your iban DE89 3704 0044 0532 0130 00"):
+        assert found(text, Detectors()) == [("iban", "DE89 3704 0044 0532 0130 00")]
