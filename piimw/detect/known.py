@@ -195,9 +195,25 @@ def _encode(text: str) -> bytes:
 
 def _forms(value: str) -> set[str]:
     """The ways ``value`` is commonly written into HTML, URLs, JSON and Python reprs, and
-    without its accents (:func:`_ascii_fold`)."""
-    forms = {value, _ascii_fold(value), *_html_forms(value), *_url_forms(value),
+    in its other Unicode spellings (:func:`_plain_forms`)."""
+    forms = {value, *_plain_forms(value), *_html_forms(value), *_url_forms(value),
              *_escaped_forms(value)}
+    forms.discard("")
+    return forms
+
+
+def _plain_forms(value: str) -> set[str]:
+    """A non-ASCII ``value`` as other software spells it: without its accents
+    (:func:`_ascii_fold`), decomposed (macOS file names, search indexes), composed, and with
+    compatibility characters replaced (NFKC: full-width letters and digits as ASCII)."""
+    if value.isascii():
+        return set()
+    forms = {_ascii_fold(value)}
+    for form in ("NFC", "NFD", "NFKC"):
+        normal = unicodedata.normalize(form, value)
+        if len(normal.strip()) >= _MIN_CHARS and _meaningful(normal.strip()):
+            forms.add(normal)
+    forms.discard(value)
     forms.discard("")
     return forms
 
@@ -458,12 +474,12 @@ class _Probe:
         long_values: list[tuple[str, str, str | None, str]] = []
         for value, category in items:
             fold = category.startswith(_EMAIL_CATEGORY) or "@" in value
-            # Found as a form of its own, never truncated (most values are ASCII: no call).
-            plain = "" if value.isascii() else _ascii_fold(value)
-            if plain and fold:
-                _add_folded(_ascii_lower(plain), folded, folded_free)
-            elif plain:
-                exact.append(("", plain))
+            # Found as forms of their own, never truncated (most values are ASCII: no call).
+            for plain in () if value.isascii() else _plain_forms(value):
+                if fold:
+                    _add_folded(_ascii_lower(plain), folded, folded_free)
+                else:
+                    exact.append(("", plain))
             if fold:
                 _add_folded(_ascii_lower(value), folded, folded_free)
             if len(value) > _TRUNCATED_MIN:

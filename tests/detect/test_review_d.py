@@ -155,3 +155,24 @@ def test_iban_after_words_shaped_like_an_iban_start() -> None:
     for text in ("ref CZ12 YOUR IBAN DE89 3704 0044 0532 0130 00",
                  "ref cz12 your iban DE89 3704 0044 0532 0130 00"):
         assert found(text, Detectors()) == [("iban", "DE89 3704 0044 0532 0130 00")]
+
+
+@pytest.mark.parametrize(
+    ("value", "category", "text", "expected"),
+    [
+        ("Zo\u00eb \u00c5ngstr\u00f6m", "user.name", "upload Zoe\u0308 A\u030angstro\u0308m.pdf",
+         "Zoe\u0308 A\u030angstro\u0308m"),
+        ("Zoe\u0308 Ma\u0308rz", "user.name", "hello Zo\u00eb M\u00e4rz!", "Zo\u00eb M\u00e4rz"),
+        ("\u5c71\u7530\uff11\uff12\uff13\uff14", "user.name", "user \u5c71\u7530" "1234 in",
+         "\u5c71\u7530" "1234"),
+    ],
+)
+def test_known_value_in_another_unicode_normal_form(
+    value: str, category: str, text: str, expected: str
+) -> None:
+    # A name sent composed came back decomposed (a macOS file name) or the other way round, or
+    # with its full-width digits normalized by the app (NFKC): none was found.
+    known = KnownValues()
+    known.add(value, category)
+    assert known.search(text)
+    assert [text[s.start : s.end] for s in known.find(text)] == [expected]
