@@ -391,9 +391,9 @@ class Detectors:
             ):
                 return "phone"
             return _NOTHING
-        if body.startswith("00") and "phone" in enabled and _IDD_SHAPE.fullmatch(body):
-            # "0044 20 7946 0958": "+" dialled as the international prefix.
-            return "phone" if v.phone_ok("+" + body[2:], self.phone_region) else _NOTHING
+        if (body.startswith("00") and "phone" in enabled and _IDD_SHAPE.fullmatch(body)
+                and v.phone_ok("+" + body[2:], self.phone_region)):
+            return "phone"  # "0044 20 7946 0958": "+" dialled as the international prefix
         size = len(body)
         if "ssn" in enabled and (size == 11 or (size == 9 and body.isdigit())) and v.ssn_ok(body):
             return "ssn"

@@ -176,3 +176,9 @@ def test_known_value_in_another_unicode_normal_form(
     known.add(value, category)
     assert known.search(text)
     assert [text[s.start : s.end] for s in known.find(text)] == [expected]
+
+
+def test_ssn_starting_00_is_not_lost_to_the_00_phone_shape() -> None:
+    # "001 18 6424" is also shaped like "+1 18 6424" dialled with 00: not a phone number, so
+    # the SSN it is must still be found (5fd3232 returned "nothing" there).
+    assert found("could not process 001 18 6424.", Detectors()) == [("ssn", "001 18 6424")]
