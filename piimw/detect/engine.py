@@ -245,18 +245,19 @@ class Detectors:
         if ipv6_shaped:
             return self._ipv6(c, s, e)
         if c[1:2] in _LETTERS and c[2:4].isdigit() and "iban" in enabled:
-            upper = c.upper()
+            word = _folded(c)
+            upper = word.upper()
             n = v.iban_ok(upper)
-            if n and (upper == c or not _hex_id(c[:n])):
+            if n and (upper == word or not _hex_id(word[:n])):
                 return ("iban", s, s + n)
             # Not an IBAN (no such country, wrong length): its digit groups may still be a card
             # or phone number. An IBAN of the right length with a typo is just a bad IBAN.
-            rest = c[4:].replace(" ", "")
+            rest = word[4:].replace(" ", "")
             if rest.isdigit() and len(rest) + 4 != v.IBAN_LENGTHS.get(upper[:2]):
                 return (_NOTHING, s + 4, 0)
             # Words may run into an IBAN ("ref ab12 your iban DE89 3704 ..."): resume at the
             # next group.
-            space = c.find(" ", 4)
+            space = word.find(" ", 4)
             return (_NOTHING, s + space + 1 if space > 0 else e, 0)
         return (_NOTHING, s + 1 if e - s <= 64 else e, 0)
 

@@ -125,8 +125,8 @@ TRUNK0_PHONE = (
     + DTRAIL
 )
 
-# Typed by hand, an IBAN is often in small letters ("de89 3704 ...").
-IBAN = r"\b(?i:[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"
+# Typed by hand, an IBAN is often in small letters ("de89 3704 ..."); "?" is a no-break space.
+IBAN = r"\b(?i:[A-Z]{2}[0-9]{2}(?:[ ?]?[A-Z0-9]{4}){2,7}(?:[ ?]?[A-Z0-9]{1,3})?)\b"
 
 IPV4 = DLEAD + _OCTET + r"(?:\." + _OCTET + r"){3}" + DTRAIL
 

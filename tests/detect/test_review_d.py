@@ -178,6 +178,12 @@ def test_known_value_in_another_unicode_normal_form(
     assert [text[s.start : s.end] for s in known.find(text)] == [expected]
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f"])
+def test_iban_grouped_with_no_break_spaces(space: str) -> None:
+    iban = space.join(["DE89", "3704", "0044", "0532", "0130", "00"])
+    assert found(f"IBAN{space}{iban}.", Detectors()) == [("iban", iban)]
+
+
 def test_ssn_starting_00_is_not_lost_to_the_00_phone_shape() -> None:
     # "001 18 6424" is also shaped like "+1 18 6424" dialled with 00: not a phone number, so
     # the SSN it is must still be found (5fd3232 returned "nothing" there).
