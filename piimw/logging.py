@@ -17,12 +17,10 @@ from __future__ import annotations
 import copy
 import functools
 import logging as _logging
-import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import unquote, unquote_plus
 
 from piimw.api import default_config
 from piimw.exchange import current
@@ -306,9 +304,7 @@ def _scrub_fields(record: _logging.LogRecord, ctx: ScrubContext) -> None:
 def _field(value: Any, ctx: ScrubContext) -> Any:
     if isinstance(value, str):
         text = ctx.text(value)
-        if "%" in text or ("?" in text and "+" in text):
-            text = _read_decoded(text, ctx)
-        return text
+        return ctx.url_decoded(text)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
@@ -316,32 +312,6 @@ def _field(value: Any, ctx: ScrubContext) -> Any:
     if isinstance(value, bytes):
         return ctx.text(value.decode("utf-8", "replace"))
     return ctx.text(_str(value))
-
-
-#: A percent-encoded segment of an access log's path (uvicorn quotes the path it writes).
-_PATH_SEGMENT = re.compile(r"(/)([^/?#\s]*%[0-9A-Fa-f]{2}[^/?#\s]*)")
-#: A query value (``+`` or ``%``-encoded) in the query part of a request line or query field.
-_QUERY_VALUE = re.compile(r"((?:^|[?&])[^=&\s#]*=)([^&\s#]*[%+][^&\s#]*)")
-
-
-def _read_decoded(text: str, ctx: ScrubContext) -> str:
-    """Encoded path segments and query values read decoded: ``4242%204242%204242%204242``
-    and ``card=4242+4242+4242+4242`` hide the number's shape from the detectors (the
-    request's known values find it, but an access line written after the request has
-    none). One that holds personal data is written decoded and scrubbed; any other is left
-    as it was. In a path ``+`` is itself; in a query it is a space."""
-    path, sep, query = text.partition("?")
-    if "%" in path:
-        path = _PATH_SEGMENT.sub(lambda m: _decoded(m, ctx, unquote), path)
-    if sep:
-        query = _QUERY_VALUE.sub(lambda m: _decoded(m, ctx, unquote_plus), query)
-    return path + sep + query
-
-
-def _decoded(m: re.Match[str], ctx: ScrubContext, decode: Callable[[str], str]) -> str:
-    decoded = decode(m.group(2))
-    scrubbed = ctx.text(decoded)
-    return m.group(0) if scrubbed == decoded else m.group(1) + scrubbed
 
 
 def _str(obj: object) -> str:

@@ -244,3 +244,27 @@ def test_a_body_under_several_content_types_is_refused(canary: Canary) -> None:
     with activate(canary.exchange()), pytest.raises(BlockedEvent, match="several"):
         client.send(request)
     assert rec.requests == []
+
+
+@pytest.mark.parametrize("url", [
+    "https://shop.example/t?card=4242%204242%204242%204242&q=shoes+red",
+    "https://shop.example/t?phone=%2B1+415+555+0100",
+    "https://shop.example/cards/4242%204242%204242%204242/receipt",
+])
+def test_an_encoded_url_in_an_event_or_report_is_read_decoded(url: str) -> None:
+    """A URL's percent-encoded query value or path segment hid a card or phone number's
+    shape from the detectors in an event, a Sentry breadcrumb or a log extra (only access
+    lines were read decoded; found by review)."""
+    from piimw.contrib.sentry import scrub_event_tree
+    from piimw.events import scrub_event
+    from piimw.sanitize import scrub_data
+
+    event = scrub_event({"page": url}, use="analytics")
+    crumb = scrub_event_tree({"data": {"url": url}}, sink="log")
+    extra = scrub_data({"url": url})
+    for out in (event["page"], crumb["data"]["url"], extra["url"]):
+        assert "4242" not in out and "555" not in out
+        assert "[REDACTED:" in out
+        assert out.startswith("https://shop.example/")
+    clean = "https://shop.example/t?q=shoes+red&page=%2F2"
+    assert scrub_event({"page": clean}, use="analytics") == {"page": clean}
