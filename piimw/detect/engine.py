@@ -44,6 +44,7 @@ _NANP_SHAPE = re.compile(
     r"(?:1[ .\-]?)?(?:\([2-9]\d\d\)[ .\-]?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{4}", re.ASCII
 )
 _IDD_SHAPE = re.compile(r"00[1-9]\d{0,3}[ .\-].*", re.ASCII | re.DOTALL)
+_IBAN_RUN = re.compile(r"[A-Za-z0-9 ]*", re.ASCII)
 _TRUNK0_SHAPE = re.compile(r"\(?0\d{1,4}\)?[ .\-/]?\d{2,4}(?:[ .\-]?\d{2,4}){1,3}", re.ASCII)
 
 # A verdict depends on the candidate and at most this many characters around it (the IPv4
@@ -255,10 +256,8 @@ class Detectors:
             rest = word[4:].replace(" ", "")
             if rest.isdigit() and len(rest) + 4 != v.IBAN_LENGTHS.get(upper[:2]):
                 return (_NOTHING, s + 4, 0)
-            # Words may run into an IBAN ("ref ab12 your iban DE89 3704 ..."): resume at the
-            # next group.
-            space = word.find(" ", 4)
-            return (_NOTHING, s + space + 1 if space > 0 else e, 0)
+            k, n = _iban_inside(text, s, e, word)
+            return ("iban", s + k, s + k + n) if n else (_NOTHING, s + k, 0)
         return (_NOTHING, s + 1 if e - s <= 64 else e, 0)
 
     # -- per-family handlers -----------------------------------------------------------------
@@ -349,7 +348,7 @@ class Detectors:
             j -= 1
             if c[j - 1] not in _DIGITS:
                 j -= 1
-        if j - i < 7:
+        if j - i < 7 or _dash_glued(text, c, i, j, e):
             return (_NOTHING, s + 1, 0)
         body = c[i:j]
         a = s + i
@@ -424,6 +423,18 @@ def _folded(c: str) -> str:
     return c.translate(_SEPARATOR_FOLD).encode("ascii", "replace").decode("ascii")
 
 
+def _dash_glued(text: str, c: str, i: int, j: int, e: int) -> bool:
+    """Is the body ``c[i:j]`` of a folded candidate ``text[s:e]`` glued to a word by a dash?
+
+    The scan sees a Unicode dash as ``?``, which the context of digit shapes admits; between a
+    word and digits it joins them as ``-`` does, and ``ORD-123-45-6789`` or the ``06 2024`` of
+    ``2024-05-06 2024-05-06`` are no values. A dash after a space (a bullet) still leads one."""
+    s = e - len(c)
+    if i == 1 and c[0] == "-" and s > 0 and text[s - 1] in _WORD:
+        return True
+    return c[j:] == "-" and e < len(text) and text[e] in _WORD
+
+
 def _lookback(before: str) -> int:
     """How many characters before a candidate its verdict may depend on, ``before`` being the
     one just before it (more than :data:`_LOCAL_MAX`: too many to memoize)."""
@@ -464,6 +475,33 @@ def _local_start(text: str, start: int) -> int:
     while i < start and text[i] in "%+-.":
         i += 1
     return i
+
+
+def _iban_inside(text: str, s: int, e: int, word: str) -> tuple[int, int]:
+    """An IBAN the candidate ``text[s:e]`` (folded: ``word``), which is none, runs into, as
+    ``(offset, length)``; length 0: none, the scan resumes at ``offset``.
+
+    Words may run into an IBAN ("ref ab12 your iban DE89 3704 ..."). Only a later group shaped
+    like an IBAN's start (a country's code and check digits) can begin one, and each is checked
+    here on the text from there (the scan would take its groups, or fewer). Resuming the scan at
+    every such group instead cost a scan per group on "DE89 DE89 ..." (8 times the calls). A bad
+    IBAN's groups are not searched for phone numbers, as before."""
+    size = len(word)
+    for k in range(5, size - 3):
+        if word[k - 1] not in " ?" or not word[k + 2 : k + 4].isdigit():
+            continue
+        need = v.IBAN_LENGTHS.get(word[k : k + 2].upper())
+        if need is None:
+            continue
+        stop = s + k + need + need // 4 + 2  # single separators: all the scan admits
+        if stop > e + _CONTEXT:  # the verdict may depend on no more (memo)
+            return (k, 0)
+        run = _IBAN_RUN.match(_folded(text[s + k : stop]))
+        assert run is not None  # the pattern matches the empty string
+        n = v.iban_ok(run[0].upper())
+        if n and (run[0][:n].isupper() or not _hex_id(run[0][:n])):
+            return (k, n)
+    return (size, 0)
 
 
 def _hex_id(c: str) -> bool:

@@ -188,3 +188,59 @@ def test_ssn_starting_00_is_not_lost_to_the_00_phone_shape() -> None:
     # "001 18 6424" is also shaped like "+1 18 6424" dialled with 00: not a phone number, so
     # the SSN it is must still be found (5fd3232 returned "nothing" there).
     assert found("could not process 001 18 6424.", Detectors()) == [("ssn", "001 18 6424")]
+
+
+@pytest.mark.parametrize(
+    ("region", "text", "expected"),
+    [
+        # A bad IBAN (one typo) of the right length: resuming at each of its groups found a
+        # German phone number in "0730 5377 1423".
+        ("DE", "IT50 7905 0730 5377 1423 7253 594", []),
+        ("DE", "user PL37 5579 0658 2333 6816 7418 8828 logged in", []),
+        # An IBAN after words shaped like an IBAN's start, longer than the scan's first candidate.
+        ("US", "ref cz12 your iban MT84 MALT 0110 0001 2345 MTLC AST0 01S.",
+         [("iban", "MT84 MALT 0110 0001 2345 MTLC AST0 01S")]),
+        ("US", "ab12 cd34 gb82 west 1234 5698 7654 32", [("iban", "gb82 west 1234 5698 7654 32")]),
+    ],
+)
+def test_iban_inside_a_candidate_that_is_none(
+    region: str, text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert found(text, Detectors(phone_region=region)) == expected
+
+
+@pytest.mark.parametrize("unit", ["DE89 ", "de89 ", "MT12 ", "DE89\u00a0", "ab12 "])
+def test_run_of_iban_starts_costs_a_scan_per_candidate(unit: str) -> None:
+    # Resuming at every group cost one scan per group, 8 times the scans of a run of "DE89 ".
+    det = Detectors()
+    calls = []
+    scan = det._search
+    assert scan is not None
+
+    def counted(data: bytes, pos: int) -> tuple[int, int] | None:
+        calls.append(pos)
+        return scan(data, pos)
+
+    object.__setattr__(det, "_search", counted)
+    text = unit * 5000
+    assert det.find(text) == []
+    assert len(calls) <= 5000 // 4
+
+
+@pytest.mark.parametrize(
+    ("region", "text", "expected"),
+    [
+        # Glued to a word by a Unicode dash, as "ORD-123-45-6789" is by "-": no value.
+        ("US", "order ORD\u2013123\u201345\u20136789", []),
+        ("US", "ref 123\u201345\u20136789\u201312", []),
+        ("DE", "Zeitraum 2024\u201305\u201306 2024\u201305\u201306", []),
+        ("GB", "x\u2013020 7946 0958", []),
+        # A dash after a space (a bullet, a minus) still leads a value.
+        ("US", "card: \u20134111 1111 1111 1111", [("card", "4111 1111 1111 1111")]),
+        ("US", "ssn \u2013 123\u201345\u20136789.", [("ssn", "123\u201345\u20136789")]),
+    ],
+)
+def test_digits_glued_to_a_word_by_a_unicode_dash(
+    region: str, text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert found(text, Detectors(phone_region=region)) == expected
