@@ -288,12 +288,16 @@ class Detectors:
         domain = core[at + width :]
         if (not domain.isascii() or "?" in domain) and not all(map(_domain_char, domain)):
             return (_NOTHING, end, 0)
-        if s and (text[s - 1] == "." or not text[s - 1].isascii()):
-            # The scan stopped at a non-ASCII letter of the local part ("josé.garcía@"):
-            # redacting from there would leave the start of the name behind.
-            wider = _local_start(text, s)
-            if wider < s and v.email_ok(text[wider : s + at], domain):
+        odd = not local.isascii() or "?" in local
+        if odd or (s and (text[s - 1] == "." or not text[s - 1].isascii())):
+            # The scan sees a non-ASCII letter as "?" ("josé@", "josé.garcía@"): the local part
+            # is the letters before "@" as far back as they go (not a "?" or a CJK word glued
+            # to it); redacting less would leave the start of the name behind.
+            wider = _local_start(text, s + at)
+            if wider < s + at and v.email_ok(text[wider : s + at], domain):
                 start, stripped = wider, text[wider : s + at]
+            elif odd:
+                return (_NOTHING, end, 0)
         if not v.email_ok(stripped, domain) or _in_url_userinfo(text, start):
             return (_NOTHING, end, 0)
         return ("email", start, end)
@@ -462,16 +466,18 @@ def _word_char(ch: str) -> bool:
     return ch in _INVISIBLE
 
 
+def _local_char(ch: str) -> bool:
+    return ch in _LOCAL_ASCII or (not ch.isascii() and _word_char(ch))
+
+
 def _local_start(text: str, start: int) -> int:
     """Where an e-mail local part the scan cut short at a non-ASCII letter really starts."""
     i = start
     floor = max(0, start - _LOCAL_MAX)
-    while i > floor:
-        ch = text[i - 1]
-        if ch in _LOCAL_ASCII or (not ch.isascii() and _word_char(ch)):
-            i -= 1
-        else:
-            break
+    while i > floor and _local_char(text[i - 1]):
+        i -= 1
+    if i == floor and i and _local_char(text[i - 1]):
+        return start  # longer than a local part may be: no address, as in ASCII
     while i < start and text[i] in "%+-.":
         i += 1
     return i

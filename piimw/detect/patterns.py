@@ -70,10 +70,10 @@ DTRAIL = r"(?:$|[^A-Za-z0-9_.\-]|[.\-](?:$|[^A-Za-z0-9_]))"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _H = r"[0-9A-Fa-f]{1,4}"
 
-# A domain's labels may hold non-ASCII letters ("?" to the scan: mail@bücher.de); the engine checks
-# what they are. The top-level domain is ASCII (or its punycode).
+# A local part and a domain's labels may hold non-ASCII letters ("?" to the scan: josé@bücher.de);
+# the engine checks what they are. The top-level domain is ASCII (or its punycode).
 EMAIL = (
-    r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*(?:@|%40)"
+    r"[A-Za-z0-9_%+\-?]+(?:\.[A-Za-z0-9_%+\-?]+)*(?:@|%40)"
     r"(?:[A-Za-z0-9?](?:[A-Za-z0-9\-?]*[A-Za-z0-9?])?\.)+[A-Za-z]{2,}"
     r"(?:$|[^A-Za-z0-9_@\-])"
 )

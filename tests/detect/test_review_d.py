@@ -244,3 +244,22 @@ def test_digits_glued_to_a_word_by_a_unicode_dash(
     region: str, text: str, expected: list[tuple[str, str]]
 ) -> None:
     assert found(text, Detectors(phone_region=region)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A local part ending in a non-ASCII letter: the scan saw "jos?@" and found nothing.
+        ("from jos\u00e9@example.com", ["jos\u00e9@example.com"]),
+        ("mail ren\u00e9@example.fr now", ["ren\u00e9@example.fr"]),
+        ("Zo\u00eb@b\u00fccher.de", ["Zo\u00eb@b\u00fccher.de"]),
+        # Not a letter of a word: only the ASCII part is the address, as before.
+        ("\u8054\u7cfb\u6211\u4eecsupport@example.com", ["support@example.com"]),
+        ("what?x@example.com", ["x@example.com"]),
+        ("\u7528\u6237\u540d@example.com", []),
+        # Longer than a local part may be: none, as with ASCII letters (not its last 64).
+        ("x" + "\u00e9" * 70 + "@example.com", []),
+    ],
+)
+def test_email_local_part_ending_in_a_non_ascii_letter(text: str, expected: list[str]) -> None:
+    assert [t for d, t in found(text, Detectors()) if d == "email"] == expected
