@@ -27,7 +27,7 @@ from piimw.detect.patterns import (
     SECRET_PREFIXES,
     combined,
 )
-from piimw.detect.phones import country_code_for_region
+from piimw.detect.phones import country_code_for_region, is_calling_code
 from piimw.detect.spans import Span
 
 __all__ = ["Detectors"]
@@ -43,7 +43,7 @@ _SSN_WORDS = ("ssn", "social")
 _NANP_SHAPE = re.compile(
     r"(?:1[ .\-]?)?(?:\([2-9]\d\d\)[ .\-]?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{4}", re.ASCII
 )
-_IDD_SHAPE = re.compile(r"00[1-9]\d{0,3}[ .\-].*", re.ASCII | re.DOTALL)
+_IDD_SHAPE = re.compile(r"00([1-9]\d{0,3})[ .\-].*", re.ASCII | re.DOTALL)
 _IBAN_RUN = re.compile(r"[A-Za-z0-9 ]*", re.ASCII)
 _TRUNK0_SHAPE = re.compile(r"\(?0\d{1,4}\)?[ .\-/]?\d{2,4}(?:[ .\-]?\d{2,4}){1,3}", re.ASCII)
 
@@ -395,8 +395,7 @@ class Detectors:
             ):
                 return "phone"
             return _NOTHING
-        if (body.startswith("00") and "phone" in enabled and _IDD_SHAPE.fullmatch(body)
-                and v.phone_ok("+" + body[2:], self.phone_region)):
+        if body.startswith("00") and "phone" in enabled and _idd_ok(body, self.phone_region):
             return "phone"  # "0044 20 7946 0958": "+" dialled as the international prefix
         size = len(body)
         if "ssn" in enabled and (size == 11 or (size == 9 and body.isdigit())) and v.ssn_ok(body):
@@ -416,6 +415,15 @@ class Detectors:
         if self._nanp:
             return _NANP_SHAPE.fullmatch(body) is not None
         return _TRUNK0_SHAPE.fullmatch(body) is not None and not body.isdigit()
+
+
+def _idd_ok(body: str, region: str) -> bool:
+    """A number dialled with ``00``: its first group is a calling code, then a valid number.
+
+    ``"00123 4567 8901"`` is a zero-padded id: "123" is no calling code, although the digits
+    make "+1 234 567 8901"."""
+    shape = _IDD_SHAPE.fullmatch(body)
+    return shape is not None and is_calling_code(shape[1]) and v.phone_ok("+" + body[2:], region)
 
 
 def _folded(c: str) -> str:

@@ -18,7 +18,7 @@ from functools import cache
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
-__all__ = ["country_code_for_region", "phone_ok", "valid_national_number"]
+__all__ = ["country_code_for_region", "is_calling_code", "phone_ok", "valid_national_number"]
 
 _TYPE_FIELDS = (
     "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number", "voip",
@@ -98,6 +98,11 @@ def _country(country_code: int) -> tuple[tuple[_Region, str], ...]:
         if compiled is not None:
             out.append((compiled, _national_prefix(region) if region != "001" else ""))
     return tuple(out)
+
+
+def is_calling_code(digits: str) -> bool:
+    """Is ``digits`` ("44", "1", "358") a country calling code as written?"""
+    return digits in _CODES
 
 
 def valid_national_number(country_code: int, nsn: str) -> bool:

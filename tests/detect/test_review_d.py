@@ -263,3 +263,19 @@ def test_digits_glued_to_a_word_by_a_unicode_dash(
 )
 def test_email_local_part_ending_in_a_non_ascii_letter(text: str, expected: list[str]) -> None:
     assert [t for d, t in found(text, Detectors()) if d == "email"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "123" is no calling code: a zero-padded id, although its digits make +1 234 567 8901.
+        ("id 00123 4567 8901 ok", []),
+        ("ref 0012 345 678 9012", []),
+        ("call 001 234 567 8901", [("phone", "001 234 567 8901")]),
+        ("call 0044 20 7946 0958", [("phone", "0044 20 7946 0958")]),
+    ],
+)
+def test_00_number_starts_with_a_calling_code_as_written(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert found(text, Detectors(phone_region="GB")) == expected
