@@ -436,15 +436,18 @@ def _folded(c: str) -> str:
 
 
 def _dash_glued(text: str, c: str, i: int, j: int, e: int) -> bool:
-    """Is the body ``c[i:j]`` of a folded candidate ``text[s:e]`` glued to a word by a dash?
+    """Is the body ``c[i:j]`` of a folded candidate ``text[s:e]`` part of a token whose parts a
+    Unicode dash joins, as ``-`` joins ``ORD-123-45-6789``?
 
-    The scan sees a Unicode dash as ``?``, which the context of digit shapes admits; between a
-    word and digits it joins them as ``-`` does, and ``ORD-123-45-6789`` or the ``06 2024`` of
-    ``2024-05-06 2024-05-06`` are no values. A dash after a space (a bullet) still leads one."""
+    The scan sees the dash as ``?``, which both separates digit groups and may stand around a
+    value. The same dash inside the body and gluing it to a word makes one token
+    (``ORD\u2013123\u201345\u20136789``, the ``06 2024\u201305\u201306`` of two dates); a dash
+    between two values (``10.1.2.3\u201310.1.2.4``, ``id\u20134111...``) does not."""
     s = e - len(c)
-    if i == 1 and c[0] == "-" and s > 0 and text[s - 1] in _WORD:
+    if i == 1 and c[0] == "-" and s > 0 and text[s - 1] in _WORD and text[s] in text[s + 1 : s + j]:
         return True
-    return c[j:] == "-" and e < len(text) and text[e] in _WORD
+    return (c[j:] == "-" and e < len(text) and text[e] in _WORD
+            and text[e - 1] in text[s + i : s + j])
 
 
 def _lookback(before: str) -> int:

@@ -234,10 +234,15 @@ def test_run_of_iban_starts_costs_a_scan_per_candidate(unit: str) -> None:
         ("US", "order ORD\u2013123\u201345\u20136789", []),
         ("US", "ref 123\u201345\u20136789\u201312", []),
         ("DE", "Zeitraum 2024\u201305\u201306 2024\u201305\u201306", []),
-        ("GB", "x\u2013020 7946 0958", []),
-        # A dash after a space (a bullet, a minus) still leads a value.
+        ("GB", "x\u2013020\u20137946\u20130958", []),
+        # A dash after a space (a bullet, a minus) still leads a value, and one between two
+        # values (a range) separates them.
         ("US", "card: \u20134111 1111 1111 1111", [("card", "4111 1111 1111 1111")]),
         ("US", "ssn \u2013 123\u201345\u20136789.", [("ssn", "123\u201345\u20136789")]),
+        ("US", "10.1.2.3\u201310.1.2.4", [("ipv4", "10.1.2.3"), ("ipv4", "10.1.2.4")]),
+        ("US", "415-555-2671\u2013415-555-2672",
+         [("phone", "415-555-2671"), ("phone", "415-555-2672")]),
+        ("US", "id\u20134111111111111111", [("card", "4111111111111111")]),
     ],
 )
 def test_digits_glued_to_a_word_by_a_unicode_dash(
