@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+from unicodedata import normalize
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import orjson
@@ -110,16 +111,26 @@ class OutboundBody:
     changed: bool
 
 
+#: Label separators IDNA reads as ``.`` (ideographic and fullwidth full stops).
+_DOTS: Final = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
 def _host_key(host: str) -> str:
-    """A host as compared: lowercase, no final dot, IDNA-encoded (requests sends
-    ``xn--bcher-kva.example`` where httpx names ``bücher.example``)."""
-    h = host.lower().rstrip(".")
-    if h.isascii():
-        return h
+    """A host as compared: lowercase, no final dot, every label in Unicode. requests sends
+    ``xn--bcher-kva.example`` where httpx names ``bücher.example``, and an ASCII key would not
+    do: IDNA 2003 (Python's codec) writes ``straße`` as ``strasse``, IDNA 2008 (the ``idna``
+    package both clients use) as ``xn--strae-oqa``."""
+    h = normalize("NFC", host.translate(_DOTS).lower()).rstrip(".")
+    return ".".join(map(_unicode_label, h.split("."))) if "xn--" in h else h
+
+
+def _unicode_label(label: str) -> str:
+    if not label.startswith("xn--"):
+        return label
     try:
-        return h.encode("idna").decode("ascii")
-    except UnicodeError:  # not a valid IDNA name: compared as written
-        return h
+        return normalize("NFC", label[4:].encode("ascii").decode("punycode").lower())
+    except UnicodeError:  # not valid punycode: compared as written
+        return label
 
 
 def _is_json(media_type: str) -> bool:

@@ -11,6 +11,11 @@ opted out of the host's use; otherwise their path segments, query values and JSO
 text bodies are scrubbed for sink ``event`` (bodies piimw cannot parse are blocked). Other
 hosts pass untouched. The request is rewritten in place, so a redirect built from it carries
 what was scrubbed.
+
+A request signed before it reaches piimw (AWS SigV4, OAuth 1 body hashes, an HMAC of the
+body) and then scrubbed no longer matches its signature: the receiver refuses it, and
+never gets the raw value. Sign in a layer after piimw, or send such hosts no PII.
+
 One class serves ``Client`` and ``AsyncClient``.
 """
 

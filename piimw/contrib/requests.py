@@ -9,6 +9,10 @@ Requests to listed hosts raise :class:`~piimw.events.BlockedEvent` when the curr
 opted out of the host's use; otherwise their path segments, query values and JSON, form or
 text bodies are scrubbed for sink ``event``. Streamed bodies (generators, files) to listed
 hosts cannot be inspected and are blocked.
+
+A request signed before it reaches piimw (AWS SigV4, OAuth 1 body hashes, an HMAC of the
+body) and then scrubbed no longer matches its signature: the receiver refuses it, and
+never gets the raw value. Sign in a layer after piimw, or send such hosts no PII.
 """
 
 from __future__ import annotations
