@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Final
 
 from piimw.taxonomy import USES, is_within, resolve, resolve_use, use_within
 
@@ -205,15 +206,21 @@ def from_headers(headers: Iterable[tuple[str, str]]) -> Consent:
     return consent
 
 
+#: Session flag strings that mean "not opted out".
+_NO: Final = frozenset({"0", "false", "no", "off", "none"})
+
+
 def from_session_flag(flag: object) -> Consent | None:
     """The consent a session's opt-out flag stands for, or None.
 
     ``True`` (or ``"all"``): every non-essential use; a use name or a list of them: those.
     Any other truthy value, or a name piimw does not know among them (``"yes"``,
     ``"marketting"``), opts out of everything non-essential: the app asked for an opt-out,
-    and a misspelt one must not leave the subject opted in.
+    and a misspelt one must not leave the subject opted in. A string that says no (``"0"``,
+    ``"false"``, ``"no"``, ``"off"``, ``"none"``: a form's or cookie's value) is no opt-out, as
+    ``"1"`` and ``"true"`` are one.
     """
-    if not flag:
+    if not flag or (isinstance(flag, str) and flag.strip().lower() in _NO):
         return None
     if isinstance(flag, str):
         names: list[object] = list(flag.split(","))
