@@ -25,7 +25,7 @@ from typing import Any, Final
 from piimw.api import default_config
 from piimw.exchange import current
 from piimw.findings import Sink
-from piimw.sanitize import PLACEHOLDER, ScrubContext
+from piimw.sanitize import PLACEHOLDER, ScrubContext, url_encoded_parts
 
 __all__ = [
     "ACCESS_LOGGERS",
@@ -117,6 +117,9 @@ class PIIFilter(_logging.Filter):
                     hidden = _unshown(message, args)
                     if hidden:
                         message = f"{message}\n{hidden}"
+                    encoded = url_encoded_parts(message)  # httpx logs every URL it requests
+                    if encoded:
+                        message = f"{message}\n{encoded}"
                     if exchange is None:
                         if not default_config().scrubber.detectors.search(message):
                             return True
@@ -142,12 +145,12 @@ class PIIFilter(_logging.Filter):
             clean = ctx.exception(ei[1], copy=True)
             tb = ei[2]
             text = _logging.Formatter().formatException((type(clean), clean, tb))
-            record.exc_text = ctx.text(text)
+            record.exc_text = _text(text, ctx)
             record.exc_info = (type(clean), clean, tb) if self.keep_traceback else None
         elif record.exc_text:
-            record.exc_text = ctx.text(record.exc_text)
+            record.exc_text = _text(record.exc_text, ctx)
         if record.stack_info:
-            record.stack_info = ctx.text(record.stack_info)
+            record.stack_info = _text(record.stack_info, ctx)
         attrs = record.__dict__
         for key in attrs.keys() - _STANDARD:  # extras: one set difference, usually empty
             value = attrs[key]
@@ -186,11 +189,11 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
     except Exception:
         # A broken format would make every handler print msg and args raw (handleError).
         message = f"{_str(record.msg)} {_repr(record.args)} [piimw: message could not be formatted]"
-        record.msg = ctx.text(message)
+        record.msg = _text(message, ctx)
         _render_templates(record, record.msg)
         record.args = ()
         return
-    scrubbed = ctx.text(message)
+    scrubbed = _text(message, ctx)
     # A record class (or a patch) with its own getMessage may add values on every rendering,
     # after this filter: the formatter then gets the checked text, not a new rendering.
     own = type(record).getMessage is not _GET_MESSAGE or "getMessage" in record.__dict__
@@ -206,6 +209,12 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
         record.message = scrubbed
     if own:
         _pin_message(record, scrubbed)
+
+
+def _text(text: str, ctx: ScrubContext) -> str:
+    """Free text of a record scrubbed, its URLs' encoded parts read decoded: httpx logs every
+    request as ``HTTP Request: GET https://...?phone=%2B1%20415...`` (``text`` when clean)."""
+    return ctx.url_decoded(ctx.text(text))
 
 
 def _render_templates(record: _logging.LogRecord, fallback: str) -> None:
@@ -239,7 +248,7 @@ def _simple(record: _logging.LogRecord, message: str, ctx: ScrubContext) -> bool
     if not all(isinstance(v, _SIMPLE) for v in values):
         return False
     hidden = _unshown(message, args)
-    return not (hidden and ctx.changes(hidden))
+    return not (hidden and (ctx.changes(hidden) or ctx.changes(url_encoded_parts(hidden))))
 
 
 def _unshown(message: str, args: Any) -> str:

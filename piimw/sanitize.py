@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote
 
 from piimw.api import default_config
 from piimw.consent import DEFAULT, Consent
@@ -122,10 +122,56 @@ def _multi_items(value: Mapping[Any, Any]) -> list[tuple[Any, list[Any]]] | None
     return None
 
 
-#: A percent-encoded path segment (uvicorn quotes the path of the access line it writes).
+#: A percent-encoded path segment (uvicorn quotes the path of the access line it writes),
+#: wherever it is in the text: a log line or an extra may hold several URLs.
 _PATH_SEGMENT: Final = re.compile(r"(/)([^/?#\s]*%[0-9A-Fa-f]{2}[^/?#\s]*)")
-#: A query value (``+`` or ``%``-encoded) in the query part of a URL or request line.
-_QUERY_VALUE: Final = re.compile(r"((?:^|[?&])[^=&\s#]*=)([^&\s#]*[%+][^&\s#]*)")
+#: A query value (``+`` or ``%``-encoded): of a bare query string, of a URL's query, or of
+#: its fragment (``#card=...``, where single-page apps and OAuth put their parameters).
+_QUERY_VALUE: Final = re.compile(r"((?:^|[?&#])[^=&\s#]*=)([^&\s#]*[%+][^&\s#]*)")
+#: What a decoded part is written back with unencoded: nothing that ends a segment or a
+#: value, no space or control character (a decoded ``%0A`` would forge a log line).
+_SAFE: Final = "[]:@!$'()*,;~/"
+#: Decoding rounds: a URL inside a query value (``next=``) is encoded twice.
+_DECODINGS: Final = 3
+
+
+#: A run of percent escapes (``unquote`` splits the whole text at every ``%``: slow on many).
+_ESCAPES: Final = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote``, in time linear in the escapes (a value of a few hundred
+    thousand bare ``%`` took it a second)."""
+    if "%" not in text:
+        return text
+    return _ESCAPES.sub(lambda m: bytes.fromhex(m.group().replace("%", "")).decode(
+        "utf-8", "replace"), text)
+
+
+def _unquote_plus(text: str) -> str:
+    return _unquote(text.replace("+", " "))
+
+
+def _fully_decoded(encoded: str, decode: Callable[[str], str]) -> str:
+    """``encoded`` decoded until it no longer changes (at most :data:`_DECODINGS` times)."""
+    text = decode(encoded)
+    for _ in range(_DECODINGS - 1):
+        again = _unquote(text)
+        if again == text:
+            break
+        text = again
+    return text
+
+
+def url_encoded_parts(text: str) -> str:
+    """The encoded path segments and query values of ``text`` decoded, one per line ("" for
+    none): what :meth:`ScrubContext.url_decoded` reads. A cheap check on text that shows no
+    value whole (the log filter's fast path)."""
+    if "%" not in text and ("+" not in text or "=" not in text):
+        return ""
+    parts = [_fully_decoded(m.group(2), _unquote) for m in _PATH_SEGMENT.finditer(text)]
+    parts += [_fully_decoded(m.group(2), _unquote_plus) for m in _QUERY_VALUE.finditer(text)]
+    return "\n".join(parts)
 
 
 class ScrubContext:
@@ -242,22 +288,19 @@ class ScrubContext:
         decoded: ``4242%204242%204242%204242`` and ``card=4242+4242+4242+4242`` hide the
         number's shape from the detectors (the request's known values find it, but an access
         line written after the request, or an event's URL, has none). One that holds personal
-        data is written decoded and scrubbed; any other is left as it was. In a path ``+`` is
-        itself; in a query it is a space."""
-        if "%" not in text and ("+" not in text or "?" not in text):
+        data is scrubbed and written encoded again (a decoded ``%0A`` would forge a line);
+        any other is left as it was. In a path ``+`` is itself; in a query it is a space."""
+        parts = url_encoded_parts(text)
+        if not parts or not self.hit(parts):  # one scan for the common, clean case
             return text
-        path, sep, query = text.partition("?")
-        if "%" in path:
-            path = _PATH_SEGMENT.sub(lambda m: self._decoded(m, unquote), path)
-        if sep:
-            query = _QUERY_VALUE.sub(lambda m: self._decoded(m, unquote_plus), query)
-        out = path + sep + query
+        out = _PATH_SEGMENT.sub(lambda m: self._decoded(m, _unquote), text)
+        out = _QUERY_VALUE.sub(lambda m: self._decoded(m, _unquote_plus), out)
         return text if out == text else out
 
     def _decoded(self, m: re.Match[str], decode: Callable[[str], str]) -> str:
-        decoded = decode(m.group(2))
+        decoded = _fully_decoded(m.group(2), decode)
         scrubbed = self.text(decoded)
-        return m.group(0) if scrubbed == decoded else m.group(1) + scrubbed
+        return m.group(0) if scrubbed == decoded else m.group(1) + quote(scrubbed, safe=_SAFE)
 
     def _leaf(self, text: str) -> Any:
         """A whole string value: like :meth:`text`, but ``drop`` on the whole value drops it.

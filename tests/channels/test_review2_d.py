@@ -1,0 +1,121 @@
+"""Second review of the outbound, log filter and sanitizer fixes: what was still open."""
+
+from __future__ import annotations
+
+import io
+import logging
+from urllib.parse import unquote, unquote_plus
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from piimw.consent import from_session_flag
+from piimw.events import Outbound, scrub_event
+from piimw.logging import PIIFilter
+from piimw.sanitize import scrub_data
+
+CARD = "4242%204242%204242%204242"
+
+
+def test_hosts_match_across_idna_2003_and_2008_spellings() -> None:
+    """Python's codec (IDNA 2003) writes ``straße`` as ``strasse``; requests and httpx use
+    the ``idna`` package (IDNA 2008): ``xn--strae-oqa``. Either configured spelling must
+    match either client's (requests sent the listed host's data unscrubbed)."""
+    for listed in ("straße.example", "xn--strae-oqa.example", "STRASSE.example"):
+        out = Outbound({listed: "analytics"})
+        expected = None if listed.startswith("STRASSE") else "analytics"
+        assert out.use_for("xn--strae-oqa.example") == expected, listed
+        assert out.use_for(httpx.URL("https://xn--strae-oqa.example/").host) == expected
+    out = Outbound({".faß.example": "marketing"})
+    assert out.use_for("ads.xn--fa-hia.example") == "marketing"
+    assert out.use_for("ads.faß.example") == "marketing"
+    assert out.use_for("fass.example") is None
+
+
+@pytest.mark.parametrize("url", [
+    f"https://app.example/#/checkout?card={CARD}",            # a fragment's parameters
+    f"https://app.example/p#card={CARD}",
+    f"went https://a.example/?x=1 then https://b.example/cards/{CARD} ok",  # a second URL
+    "https://a.example/p?card=4242%25204242%25204242%25204242",  # encoded twice
+    "https://a.example/p?next=https%3A%2F%2Fb.example%2Fc%3Fcard%3D4242%25204242%25204242"
+    "%25204242",
+])
+def test_encoded_values_the_first_decoding_missed_are_scrubbed(url: str) -> None:
+    out = scrub_data({"u": url})["u"]
+    assert "4242" not in out
+    assert "[REDACTED:card]" in out
+    assert scrub_event({"u": url}) == {"u": out}
+
+
+def test_a_decoded_value_is_written_encoded_again() -> None:
+    """A decoded ``%0D%0A`` forged a line in the access log (uvicorn quotes the path it
+    writes), a decoded ``%3C`` wrote markup into a report."""
+    forged = "%0D%0A127.0.0.1%20-%20%22GET%20/admin%22%20200%0D%0A"
+    line = scrub_data({"u": f"/search?q={forged}{CARD}"})["u"]
+    assert "\r" not in line
+    assert "\n" not in line
+    assert line.endswith("[REDACTED:card]")
+    out = scrub_data({"u": f"https://x.example/p?q=%3Cscript%3E+{CARD}"})["u"]
+    assert "<" not in out
+    assert " " not in out
+    clean = "https://x.example/p?q=hello%20world&next=%2Fa%0A"
+    assert scrub_data({"u": clean}) == {"u": clean}
+
+
+@given(st.text(alphabet="%+aZ09fF/ é\n", max_size=40))
+def test_unquote_is_urllib_unquote(text: str) -> None:
+    """The linear-time decoder reads as ``urllib.parse`` does."""
+    from piimw.sanitize import _unquote, _unquote_plus
+
+    assert _unquote(text) == unquote(text)
+    assert _unquote_plus(text) == unquote_plus(text)
+
+
+def _logged(name: str, *args: object, **kwargs: object) -> str:
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.addFilter(PIIFilter())
+    logger = logging.getLogger(f"review2d.{name}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info(*args, **kwargs)  # type: ignore[arg-type]
+    finally:
+        logger.removeHandler(handler)
+    return buf.getvalue()
+
+
+def test_an_encoded_url_in_a_log_message_is_read_decoded() -> None:
+    """httpx logs every request it sends (``HTTP Request: GET https://...``): a card or
+    phone number in a query value passed percent-encoded, in the fast path and the slow."""
+    url = f"https://api.example/u?card={CARD}&phone=%2B1%20415%20555%200123"
+    for args in (("HTTP Request: GET %s", url), ("HTTP Request: GET %s", httpx.URL(url)),
+                 (f"HTTP Request: GET {url}",), ("GET %.60s", url)):
+        line = _logged("msg", *args)
+        assert "4242" not in line, args
+        assert "555" not in line, args
+    try:
+        raise ValueError(f"Client error for url '{url}'")
+    except ValueError:
+        line = _logged("exc", "failed", exc_info=True)
+    assert "4242" not in line
+    assert "[REDACTED:card]" in line
+
+
+def test_a_clean_message_with_encoded_text_keeps_its_template() -> None:
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "GET %s done 50%%",
+                               ("https://a.example/p?q=hello%20world",), None)
+    PIIFilter().filter(record)
+    assert record.args == ("https://a.example/p?q=hello%20world",)
+
+
+@pytest.mark.parametrize("flag", ["0", "false", "False", " no ", "off", "none"])
+def test_a_session_flag_string_that_says_no_is_no_opt_out(flag: str) -> None:
+    """A form's or cookie's "false" opted every subject out of everything non-essential
+    once unknown names did ("1" and "true" already meant yes)."""
+    assert from_session_flag(flag) is None
+    assert from_session_flag("yes") is not None
+    assert from_session_flag("1") is not None
