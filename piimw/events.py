@@ -8,6 +8,7 @@ request bodies sent to configured third-party hosts.
 
 from __future__ import annotations
 
+import re
 from codecs import lookup
 from collections.abc import Mapping
 from contextlib import suppress
@@ -285,8 +286,21 @@ def _scrub_utf8(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) 
         except UnicodeDecodeError as e:
             raise BlockedEvent(use, "undecodable text", host=host) from e
         new_text = ctx.text(text)
+        # Several JSON documents (NDJSON beacons, an event a line) are not one: their receiver
+        # still undoes the escapes (``\u0040`` hid an e-mail address from the scan).
+        if "\\u" in new_text and ctx.changes(_JSON_ESCAPE.sub(_unescape, new_text)):
+            raise BlockedEvent(use, "escaped text", host=host)
         return raw if new_text is text else new_text.encode("utf-8")
     raise BlockedEvent(use, f"media type {media or 'unknown'}", host=host)
+
+
+#: A JSON ``\uXXXX`` escape.
+_JSON_ESCAPE: Final = re.compile(r"\\u([0-9A-Fa-f]{4})")
+
+
+def _unescape(m: re.Match[str]) -> str:
+    """The character a JSON escape stands for."""
+    return chr(int(m.group(1), 16))
 
 
 def _scrub_json(raw: bytes, doc: Any, ctx: ScrubContext) -> bytes:

@@ -119,3 +119,27 @@ def test_a_session_flag_string_that_says_no_is_no_opt_out(flag: str) -> None:
     assert from_session_flag(flag) is None
     assert from_session_flag("yes") is not None
     assert from_session_flag("1") is not None
+
+
+def test_escaped_json_lines_sent_as_text_are_refused() -> None:
+    """Several JSON documents a line (an NDJSON beacon) are no one JSON document: the body
+    was scanned as text, where ``\\u0040`` hid an e-mail address its receiver reads."""
+    from piimw.contrib.httpx import PIITransport
+    from piimw.events import BlockedEvent
+
+    sent: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.read())
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=PIITransport(httpx.MockTransport(handler),
+                                                 hosts={"api.segment.io": "analytics"}))
+    hidden = b'{"e":"jane.doe\\u0040example.com"}\n{"e":"x"}\n'
+    with pytest.raises(BlockedEvent, match="escaped text"):
+        client.post("https://api.segment.io/v1/b", content=hidden,
+                    headers={"content-type": "text/plain"})
+    clean = b'{"e":"caf\\u00e9"}\n{"e":"x"}\n'
+    client.post("https://api.segment.io/v1/b", content=clean,
+                headers={"content-type": "text/plain"})
+    assert sent == [clean]
