@@ -143,3 +143,16 @@ def test_escaped_json_lines_sent_as_text_are_refused() -> None:
     client.post("https://api.segment.io/v1/b", content=clean,
                 headers={"content-type": "text/plain"})
     assert sent == [clean]
+
+
+def test_werkzeug_request_line_is_read_decoded() -> None:
+    """Flask's development server logs the request line as sent, through the fast path (its
+    arguments are strings): a percent-encoded card or phone number passed."""
+    line = ("GET /cards/4242%204242%204242%204242?phone=%2B1%20415%20555%200123 HTTP/1.1")
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '%s - - [%s] "%s" %s %s',
+                               ("127.0.0.1", "29/Nov/2026 14:00:00", line, "200", "-"), None)
+    PIIFilter().filter(record)
+    message = record.getMessage()
+    assert "4242" not in message
+    assert "555" not in message
+    assert '"GET /cards/[REDACTED:card]?phone=[REDACTED:phone] HTTP/1.1" 200' in message
