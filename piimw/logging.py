@@ -25,7 +25,7 @@ from typing import Any, Final
 from piimw.api import default_config
 from piimw.exchange import current
 from piimw.findings import Sink
-from piimw.sanitize import PLACEHOLDER, ScrubContext, url_encoded_parts
+from piimw.sanitize import PLACEHOLDER, ScrubContext, url_decodings
 
 __all__ = [
     "ACCESS_LOGGERS",
@@ -117,7 +117,7 @@ class PIIFilter(_logging.Filter):
                     hidden = _unshown(message, args)
                     if hidden:
                         message = f"{message}\n{hidden}"
-                    encoded = url_encoded_parts(message)  # httpx logs every URL it requests
+                    encoded = url_decodings(message)  # httpx logs every URL it requests
                     if encoded:
                         message = f"{message}\n{encoded}"
                     if exchange is None:
@@ -248,7 +248,7 @@ def _simple(record: _logging.LogRecord, message: str, ctx: ScrubContext) -> bool
     if not all(isinstance(v, _SIMPLE) for v in values):
         return False
     hidden = _unshown(message, args)
-    return not (hidden and (ctx.changes(hidden) or ctx.changes(url_encoded_parts(hidden))))
+    return not (hidden and (ctx.changes(hidden) or ctx.changes(url_decodings(hidden))))
 
 
 def _unshown(message: str, args: Any) -> str:

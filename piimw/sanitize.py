@@ -123,14 +123,15 @@ def _multi_items(value: Mapping[Any, Any]) -> list[tuple[Any, list[Any]]] | None
 
 
 #: A percent-encoded path segment (uvicorn quotes the path of the access line it writes),
-#: wherever it is in the text: a log line or an extra may hold several URLs.
-_PATH_SEGMENT: Final = re.compile(r"(/)([^/?#\s]*%[0-9A-Fa-f]{2}[^/?#\s]*)")
+#: wherever it is in the text (a log line or an extra may hold several URLs), or a word that
+#: is one encoded value (``4242%204242%204242%204242``).
+_PATH_SEGMENT: Final = re.compile(r"(^|[/\s])([^/?#\s]*%[0-9A-Fa-f]{2}[^/?#\s]*)")
 #: A query value (``+`` or ``%``-encoded): of a bare query string, of a URL's query, or of
 #: its fragment (``#card=...``, where single-page apps and OAuth put their parameters).
 _QUERY_VALUE: Final = re.compile(r"((?:^|[?&#])[^=&\s#]*=)([^&\s#]*[%+][^&\s#]*)")
 #: What a decoded part is written back with unencoded: nothing that ends a segment or a
 #: value, no space or control character (a decoded ``%0A`` would forge a log line).
-_SAFE: Final = "[]:@!$'()*,;~/"
+_SAFE: Final = "[]:@!$'()*,;=~/"
 #: Decoding rounds: a URL inside a query value (``next=``) is encoded twice.
 _DECODINGS: Final = 3
 
@@ -163,15 +164,17 @@ def _fully_decoded(encoded: str, decode: Callable[[str], str]) -> str:
     return text
 
 
-def url_encoded_parts(text: str) -> str:
-    """The encoded path segments and query values of ``text`` decoded, one per line ("" for
-    none): what :meth:`ScrubContext.url_decoded` reads. A cheap check on text that shows no
-    value whole (the log filter's fast path)."""
+def url_decodings(text: str) -> str:
+    """``text`` read decoded, ``+`` kept and ``+`` as a space, one reading a line ("" when
+    nothing decodes): where :meth:`ScrubContext.url_decoded` looks, in one scan of the whole
+    text (the log filter's fast path; clean text with many escapes)."""
     if "%" not in text and ("+" not in text or "=" not in text):
         return ""
-    parts = [_fully_decoded(m.group(2), _unquote) for m in _PATH_SEGMENT.finditer(text)]
-    parts += [_fully_decoded(m.group(2), _unquote_plus) for m in _QUERY_VALUE.finditer(text)]
-    return "\n".join(parts)
+    plain = _fully_decoded(text, _unquote)
+    spaced = _fully_decoded(text, _unquote_plus) if "+" in text else plain
+    if spaced == text:
+        return ""
+    return spaced if plain in (spaced, text) else f"{plain}\n{spaced}"
 
 
 class ScrubContext:
@@ -290,8 +293,8 @@ class ScrubContext:
         line written after the request, or an event's URL, has none). One that holds personal
         data is scrubbed and written encoded again (a decoded ``%0A`` would forge a line);
         any other is left as it was. In a path ``+`` is itself; in a query it is a space."""
-        parts = url_encoded_parts(text)
-        if not parts or not self.hit(parts):  # one scan for the common, clean case
+        decoded = url_decodings(text)
+        if not decoded or not self.hit(decoded):  # one scan for the common, clean case
             return text
         out = _PATH_SEGMENT.sub(lambda m: self._decoded(m, _unquote), text)
         out = _QUERY_VALUE.sub(lambda m: self._decoded(m, _unquote_plus), out)

@@ -156,3 +156,25 @@ def test_werkzeug_request_line_is_read_decoded() -> None:
     assert "4242" not in message
     assert "555" not in message
     assert '"GET /cards/[REDACTED:card]?phone=[REDACTED:phone] HTTP/1.1" 200' in message
+
+
+@pytest.mark.parametrize("value", [
+    CARD, "card: " + CARD, "saved card=" + CARD + " ok", "%2B1%20415%20555%200123",
+])
+def test_an_encoded_word_outside_a_url_is_read_decoded(value: str) -> None:
+    """An extra holding a quoted value (``quote(card)``), or a line quoting one."""
+    out = scrub_data({"v": value})["v"]
+    assert "4242" not in out
+    assert "555" not in out
+
+
+_PIECES = st.sampled_from(["/", "?", "&", "#", "=", "+", " ", "%0A", "%0D", "%20", "%25",
+                           "%2B", "a", "q", CARD, "4242+4242+4242+4242"])
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_reading_decoded_writes_no_line_break(text: str) -> None:
+    out = scrub_data({"v": text})["v"]
+    assert ("\n" in out) <= ("\n" in text)
+    assert ("\r" in out) <= ("\r" in text)
+    assert "4242 4242" not in out
