@@ -178,3 +178,34 @@ def test_reading_decoded_writes_no_line_break(text: str) -> None:
     assert ("\n" in out) <= ("\n" in text)
     assert ("\r" in out) <= ("\r" in text)
     assert "4242 4242" not in out
+
+
+def test_a_page_url_sent_as_a_query_value_form_path_or_text_is_read_decoded() -> None:
+    """JSON bodies' strings were read decoded, query values (a pixel's ``dl=``, holding the
+    page URL with its own query encoded twice), forms, path segments and text were not."""
+    from piimw.contrib.httpx import PIITransport
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        request.read()
+        sent.append(request)
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=PIITransport(httpx.MockTransport(handler),
+                                                 hosts={"www.google-analytics.com": "analytics"}))
+    page = "https%3A%2F%2Fshop.example%2Fc%3Fcard%3D4242%25204242%25204242%25204242"
+    base = "https://www.google-analytics.com/collect"
+    client.get(f"{base}?v=1&dl={page}")
+    client.get(f"{base}/4242%25204242%25204242%25204242")
+    client.post(base, content=f"v=1&dl={page}".encode(),
+                headers={"content-type": "application/x-www-form-urlencoded"})
+    client.post(base, content=f"visited https://shop.example/c?card={CARD}".encode(),
+                headers={"content-type": "text/plain"})
+    for request in sent:
+        shown = str(request.url) + request.content.decode()
+        assert "4242" not in shown, shown
+        assert "REDACTED" in shown
+    clean = f"{base}?v=1&dl=https%3A%2F%2Fshop.example%2Fc%3Fq%3Dred%2520shoes"
+    client.get(clean)
+    assert str(sent[-1].url) == clean
