@@ -200,8 +200,11 @@ def test_settings_from_config() -> None:
 def test_session_consent() -> None:
     settings = ConsentSettings(session_key="privacy")
     assert session_consent({"privacy": True}, settings).opted_out_uses == set(NON_ESSENTIAL)
-    assert session_consent({"privacy": "analytics, bogus"}, settings).opted_out_uses == {
-        "analytics"}
+    # A name piimw does not know opts out of everything non-essential: the app asked for an
+    # opt-out, and a misspelt one must not leave the subject opted in.
+    assert session_consent({"privacy": "analytics, bogus"}, settings).opted_out_uses == set(
+        NON_ESSENTIAL)
+    assert session_consent({"privacy": "analytics"}, settings).opted_out_uses == {"analytics"}
     consent = session_consent({"privacy": ["marketing", "essential"]}, settings)
     assert consent.opted_out_of("marketing") == "session"
     assert consent.opted_out_of("essential") is None
