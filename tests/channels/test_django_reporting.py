@@ -310,3 +310,28 @@ def test_report_harvest_follows_the_form_being_parsed(canary: Canary) -> None:
     request.POST  # noqa: B018 - parsed later, as the report does
     assert report_context(request).hit(_answer(canary))
     assert report_context(request).extra_known is report_context(request).extra_known
+
+
+@pytest.mark.usefixtures("django_env")
+@pytest.mark.parametrize("accept", ["text/html", "text/plain"])
+def test_the_request_url_is_read_decoded_on_the_page_and_in_the_mail(accept: str) -> None:
+    """The debug page and the admin mail show the request URL as sent: a card or phone
+    number percent-encoded in its path or query hid its shape from the detectors (found by
+    review)."""
+    from django.test import RequestFactory
+    from django.views.debug import get_exception_reporter_class, technical_500_response
+
+    # Built from parts: the page quotes this function's source lines around the raise.
+    card, phone = "%20".join(["4242"] * 4), "%20".join(["%2B1", "415", "555", "0123"])
+    request = RequestFactory().get(f"/cards/{card}?phone={phone}", HTTP_ACCEPT=accept)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_type, exc, tb = sys.exc_info()
+    page = technical_500_response(request, exc_type, exc, tb).content.decode()
+    mail = get_exception_reporter_class(request)(
+        request, exc_type, exc, tb, is_email=True).get_traceback_text()
+    for shown in (page, mail):
+        assert "[REDACTED:card]" in shown
+        for needle in ("4242%204242", "4242 4242", "%2B1%20415", "415%20555"):
+            assert needle not in shown
