@@ -30,6 +30,10 @@ _EXTENDED = re.compile(r"(.*?)\*(?:(\d+)\*?)?$", re.ASCII)
 #: RFC 2231 charsets Werkzeug decodes; it leaves a value in any other as written, where the
 #: email package and Django decode it (``name*=utf-16''name`` is ``name`` to Werkzeug only).
 _RFC2231_CHARSETS = frozenset({"", "ascii", "us-ascii", "utf-8", "iso-8859-1"})
+#: RFC 2046's boundary characters. Werkzeug reads ``%22`` in a quoted boundary as ``"`` and
+#: drops a backslash before any character, where the email package (Django, Starlette,
+#: piimw) keeps both: under ``boundary="a%22b"`` Flask found parts piimw read as one field.
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
 
 
 def _unambiguous(text: str) -> bool:
@@ -48,6 +52,11 @@ def _unambiguous(text: str) -> bool:
             return False
         pos = m.end()
         key, value = m.group(1), m.group(2)
+        if value is not None and (value.count('"') - value.count('\\"')) % 2:
+            # "a\\": Werkzeug ends the value at the quote, the email package (which counts
+            # every \" as escaped) reads on into the next parameter, and missed the name
+            # Werkzeug found there (x="a\\"; name="card").
+            return False
         extended = _EXTENDED.match(key) if key is not None and "*" in key else None
         if extended is None:
             continue
@@ -75,8 +84,11 @@ def _params(value: bytes, *unique: str) -> dict[str, str] | None:
     msg = Message()
     msg["x"] = text
     out: dict[str, str] = {}
-    # Typed as str pairs, but an RFC 2231 value comes as (charset, language, text).
-    params: list[tuple[str, Any]] = msg.get_params(header="x") or []
+    try:
+        # Typed as str pairs, but an RFC 2231 value comes as (charset, language, text).
+        params: list[tuple[str, Any]] = msg.get_params(header="x") or []
+    except (TypeError, ValueError):  # name*= beside name*0=: the email package fails
+        return None
     for key, raw in params[1:]:
         text = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -91,24 +103,33 @@ def _params(value: bytes, *unique: str) -> dict[str, str] | None:
 
 
 def _boundary(content_type: bytes) -> bytes | None:
-    """The body's boundary; None if missing, given twice, or beside a charset that is not
+    """The body's boundary; None if missing, given twice, beside a charset that is not
     UTF-8 (Starlette and Django read field names and values in it: UTF-16 turns bytes that
-    name no tagged field for piimw into one)."""
+    name no tagged field for piimw into one), or not made of RFC 2046's characters (see
+    :data:`_BOUNDARY`)."""
     params = _params(content_type, "boundary", "charset")
     boundary = params.get("boundary") if params is not None else None
-    if params is None or not boundary or not _utf8(params.get("charset")):
+    if params is None or not boundary or not _utf8(params.get("charset")) or \
+            not _BOUNDARY.fullmatch(boundary):
         return None
     return boundary.encode("utf-8")
 
 
-def _utf8(charset: str | None) -> bool:
-    """Is ``charset`` (a ``charset`` parameter, or None for none) UTF-8?"""
+def _utf8(charset: str | None, ascii_text: bool = False) -> bool:
+    """Is ``charset`` (a ``charset`` parameter, or None for none) UTF-8, or, for text that
+    is ``ascii_text``, one that reads ASCII as UTF-8 does (Java's HttpClient labels every
+    text field ``charset=ISO-8859-1``, Python's email package ``us-ascii``)?"""
     if charset is None:
         return True
     try:
-        return codecs.lookup(charset.strip()).name == "utf-8"
+        name = codecs.lookup(charset.strip()).name
     except LookupError:
         return False
+    return name == "utf-8" or (ascii_text and name in _ASCII_READERS)
+
+
+#: Charsets in which ASCII bytes read as they do in UTF-8, whichever parser decodes them.
+_ASCII_READERS = frozenset({"ascii", "iso8859-1", "cp1252"})
 
 
 #: Content-Transfer-Encodings that leave a part's bytes as they are.
@@ -119,7 +140,7 @@ class _Malformed(ValueError):
     """A part whose headers the frameworks could read differently from piimw."""
 
 
-def _disposition(head: bytes) -> tuple[str | None, bool]:
+def _disposition(head: bytes, content: bytes) -> tuple[str | None, bool]:
     """(field name, is_file) from a part's headers.
 
     Refused (:class:`_Malformed`) where a framework reads the part another way: a header
@@ -128,7 +149,7 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
     it) or a backslash in it (Werkzeug drops one before any character, the others only
     before a quote or a backslash: ``"na\\me"``), and, on a field, a
     ``Content-Transfer-Encoding`` (Django decodes base64) or a charset other than UTF-8
-    (Werkzeug reads latin-1).
+    (Werkzeug reads latin-1) unless ``content`` is ASCII in one that reads it alike.
     """
     lines = head.split(b"\r\n")
     found: tuple[str | None, bool] | None = None
@@ -139,10 +160,11 @@ def _disposition(head: bytes) -> tuple[str | None, bool]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         if name == b"content-transfer-encoding":
-            coded = value.strip().lower().decode("latin-1") not in _IDENTITY_CODINGS
+            coded = coded or value.strip().lower().decode("latin-1") not in _IDENTITY_CODINGS
         elif name == b"content-type":
             media = _params(value, "charset")
-            coded = coded or media is None or not _utf8(media.get("charset"))
+            coded = coded or media is None or \
+                not _utf8(media.get("charset"), content.isascii())
         if name != b"content-disposition":
             continue
         params = _params(value, "name")
@@ -186,7 +208,7 @@ def scrub_multipart(exchange: Exchange, headers: Headers, body: bytes) -> Reques
         if not sep:
             return bad
         try:
-            name, is_file = _disposition(head)
+            name, is_file = _disposition(head, content)
         except _Malformed:
             return bad
         parts.append((head, content, name, is_file))
