@@ -637,7 +637,9 @@ class Exchange:
         if res.rejected is not None:
             return RequestOutcome(problem=rejected_problem(res.rejected_path,
                                                            declared_names(self.route)))
-        if value is doc and (lenient or forwards_what_was_read(body, doc)):
+        if value is doc and forwards_what_was_read(body, doc):
+            # A key given twice goes as read, leniently read bodies too: the standard
+            # library keeps the last copy as orjson does, and the first went on unread.
             return RequestOutcome(body)
         if lenient:
             return RequestOutcome(json.dumps(value, separators=(",", ":")).encode("ascii"),
