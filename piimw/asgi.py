@@ -402,8 +402,8 @@ class _Responder:
         chunk = message.get("body", b"")
         self.size += len(chunk)
         if self.size > self.exchange.config.max_response_bytes:
-            self.buffer.clear()
-            await self._finish(self.exchange.too_large())
+            if not await self._pass_on(message):
+                await self._finish(self.exchange.too_large())
             return
         self.buffer.append(chunk)
         if message.get("more_body", False):
@@ -414,6 +414,23 @@ class _Responder:
             start["status"], list(start.get("headers") or ()), b"".join(self.buffer))
         self.buffer.clear()
         await self._finish(outcome, trailers=bool(start.get("trailers")))
+
+    async def _pass_on(self, message: Message) -> bool:
+        """Too large to read: sent on as it streams if it would pass once read (see
+        :meth:`Exchange.passes_unread`), the bytes held so far first."""
+        assert self.start is not None
+        start = self.start
+        headers = list(start.get("headers") or ())
+        self.buffer.append(message.get("body", b""))
+        held = b"".join(self.buffer)
+        self.buffer.clear()
+        if not self.exchange.passes_unread(start["status"], headers, held):
+            return False
+        self.state = "stream"
+        await self.raw_send({**start, "headers": self.exchange.response_headers(
+            start["status"], headers)})
+        await self.raw_send({**message, "body": held})
+        return True
 
     async def _finish(self, outcome: ResponseOutcome, trailers: bool = False) -> None:
         self.state = "done" if not trailers else "trailers"

@@ -9,6 +9,7 @@ request's consent and the values it brought in.
 from __future__ import annotations
 
 import base64
+import codecs
 import ipaddress
 import json
 import logging
@@ -969,6 +970,33 @@ class Exchange:
                                        route=self.route_template, declared=False)
             if d.action != "allow":
                 return True
+        return False
+
+    def passes_unread(self, status: int, headers: Headers, head: bytes) -> bool:
+        """May a response grown past ``max_response_bytes`` while buffered go on unread?
+        Only one :meth:`response_body` would pass as it is: a type the operation does not
+        declare at a status whose schema tags nothing, neither text by its type nor by its
+        first bytes ``head``, not compressed (a download, where the operation declares
+        JSON). Withheld, it broke every large file a planned route sends; read, it passes.
+        Never raises: on doubt, no."""
+        try:
+            return self._passes_unread(status, headers, head)
+        except Exception as exc:
+            logger.error("piimw: response inspection failed (%s)", type(exc).__name__)
+            return False
+
+    def _passes_unread(self, status: int, headers: Headers, head: bytes) -> bool:
+        route = self.route
+        spec = route.response_for(status) if route is not None else None
+        mt = media_type(headers)
+        if spec is None or not spec.plan.empty or not mt or is_json_media_type(mt) or \
+                _textual(mt) or mt in spec.streams or _charset(headers) is not None or \
+                content_coding(headers) is not None:
+            return False
+        try:  # a character cut at the end of ``head`` is still text
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            return True
         return False
 
     def too_large(self) -> ResponseOutcome:

@@ -23,7 +23,6 @@ from piimw.exchange import (
     Exchange,
     Headers,
     LineStream,
-    ResponseOutcome,
     end_of_request,
     enter_closable,
     leave,
@@ -370,13 +369,12 @@ class _Responder:
         self._collect(data)
 
     def _collect(self, data: bytes) -> None:
+        """Hold ``data``; past the limit, what is held (and ``data``) stays until
+        :meth:`finish` decides whether it passes on unread, and nothing more is held."""
         if self.too_large:
             return
         self.size += len(data)
-        if self.size > self.exchange.config.max_response_bytes:
-            self.too_large = True
-            self.buffer.clear()
-            return
+        self.too_large = self.size > self.exchange.config.max_response_bytes
         self.buffer.append(data)
 
     def finish(self, result: Iterable[bytes], token: Activation) -> Iterable[bytes]:
@@ -384,36 +382,58 @@ class _Responder:
             result = self._started(result)
         if self.held is None:
             return _ClosingIterator(result, token, self.exchange, self.lines)
+        it = iter(result)
+        passes = self._passes_unread()  # grown too large through write()
         try:
-            for chunk in result:
+            while not passes and (chunk := next(it, None)) is not None:
                 self._collect(chunk)
+                passes = self._passes_unread()
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        code, headers, exc_info = self.held
+            if not passes:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        code, _, exc_info = self.held
+        if passes:
+            head = [b"".join(self.buffer)]
+            self.buffer.clear()
+            return self._start(code, self._raw(), False, exc_info,
+                               _Prefetched(head, it, result), token)
         if self.too_large:
             outcome = self.exchange.too_large()
         else:
-            outcome = self.exchange.response_body(
-                code, self.raw_headers if self.raw_headers is not None
-                else _to_bytes(headers), b"".join(self.buffer))
+            outcome = self.exchange.response_body(code, self._raw(), b"".join(self.buffer))
         self.buffer.clear()
-        return self._emit(outcome, exc_info, token)
+        return self._start(outcome.status, outcome.headers, outcome.withheld, exc_info,
+                           [outcome.body], token)
 
-    def _emit(self, outcome: ResponseOutcome, exc_info: ExcInfo | None,
-              token: Activation) -> Iterable[bytes]:
+    def _raw(self) -> Headers:
+        assert self.held is not None
+        return self.raw_headers if self.raw_headers is not None else _to_bytes(self.held[1])
+
+    def _passes_unread(self) -> bool:
+        """Just grown too large to read: may it stream on as the app sends it, what is
+        held first (see :meth:`Exchange.passes_unread`)? If not, what is held goes."""
+        if not self.too_large or not self.buffer:
+            return False
+        assert self.held is not None
+        if self.exchange.passes_unread(self.held[0], self._raw(), b"".join(self.buffer)):
+            return True
+        self.buffer.clear()
+        return False
+
+    def _start(self, code: int, raw: Headers, withheld: bool, exc_info: ExcInfo | None,
+               body: Iterable[bytes], token: Activation) -> Iterable[bytes]:
         # A held response is the server's first start_response unless the app called it
         # before (a response not held, then a failure: PEP 3333's error path); only then is
         # exc_info passed on, which lets the server replace headers it has not sent yet.
-        status = _status_line(outcome.status)
-        headers = _to_str(outcome.headers if outcome.withheld else
-                          self.exchange.response_headers(outcome.status, outcome.headers))
+        status = _status_line(code)
+        headers = _to_str(raw if withheld else self.exchange.response_headers(code, raw))
         if self.forwarded and exc_info is not None:
             self._start_response(status, headers, exc_info)
         else:
             self._start_response(status, headers)
-        return _ClosingIterator([outcome.body], token, self.exchange)
+        return _ClosingIterator(body, token, self.exchange)
 
 
 class _Prefetched:

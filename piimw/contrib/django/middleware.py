@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from io import BytesIO
+from itertools import chain
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -159,27 +160,45 @@ def _response_headers(response: HttpResponseBase) -> Headers:
             for name, value in response.items()]
 
 
-def _drain(chunks: Iterable[bytes], limit: int) -> bytes | None:
-    """At most ``limit`` bytes of a streaming body; None if there are more."""
+def _drain(chunks: Iterable[bytes], limit: int) -> tuple[bytes, Iterator[bytes] | None]:
+    """A streaming body's bytes; past ``limit``, those read (one chunk past it) and the
+    rest, unread."""
+    it = iter(chunks)
     out: list[bytes] = []
     size = 0
-    for chunk in chunks:
+    for chunk in it:
         size += len(chunk)
-        if size > limit:
-            return None
         out.append(chunk)
-    return b"".join(out)
+        if size > limit:
+            return b"".join(out), it
+    return b"".join(out), None
 
 
-async def _adrain(chunks: AsyncIterator[bytes], limit: int) -> bytes | None:
+async def _adrain(chunks: AsyncIterable[bytes],
+                  limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    it = aiter(chunks)
     out: list[bytes] = []
     size = 0
-    async for chunk in chunks:
+    async for chunk in it:
         size += len(chunk)
-        if size > limit:
-            return None
         out.append(chunk)
-    return b"".join(out)
+        if size > limit:
+            return b"".join(out), it
+    return b"".join(out), None
+
+
+def _then(head: bytes, rest: Iterator[bytes] | AsyncIterator[bytes]
+          ) -> Iterable[bytes] | AsyncIterable[bytes]:
+    """A streaming body of which ``head`` was read, streamed on."""
+    if isinstance(rest, AsyncIterator):
+        return _athen(head, rest)
+    return chain((head,), rest)
+
+
+async def _athen(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        yield chunk
 
 
 async def _one(body: bytes) -> AsyncIterator[bytes]:
@@ -647,13 +666,15 @@ class PIIMiddleware:
         if headers is None:
             return response
         limit = self.config.max_response_bytes
+        rest: Iterator[bytes] | AsyncIterator[bytes] | None = None
         if not response.streaming:
             body = response.content
         elif response.is_async:
-            body = async_to_sync(_adrain)(response.streaming_content, limit)
+            # The rest cannot stream on: its event loop ends with this call.
+            body, _ = async_to_sync(_adrain)(response.streaming_content, limit)
         else:
-            body = _drain(response.streaming_content, limit)
-        return self._finish(exchange, response, headers, body)
+            body, rest = _drain(response.streaming_content, limit)
+        return self._finish(exchange, response, headers, body, rest)
 
     async def _ainspect_response(self, exchange: Exchange,
                                  response: HttpResponseBase) -> HttpResponseBase:
@@ -661,30 +682,38 @@ class PIIMiddleware:
         if headers is None:
             return response
         limit = self.config.max_response_bytes
+        rest: Iterator[bytes] | AsyncIterator[bytes] | None = None
         if not response.streaming:
             body = response.content
         elif response.is_async:
-            body = await _adrain(response.streaming_content, limit)
+            body, rest = await _adrain(response.streaming_content, limit)
         else:  # a file or a generator: read it off the event loop
-            body = await sync_to_async(_drain)(response.streaming_content, limit)
-        return self._finish(exchange, response, headers, body)
+            body, rest = await sync_to_async(_drain)(response.streaming_content, limit)
+        return self._finish(exchange, response, headers, body, rest)
 
     def _finish(self, exchange: Exchange, response: HttpResponseBase, headers: Headers,
-                body: bytes | None) -> HttpResponseBase:
+                body: bytes, rest: Iterator[bytes] | AsyncIterator[bytes] | None
+                ) -> HttpResponseBase:
+        """``rest``: a streaming body's chunks past ``body``, unread (too large to read)."""
         status = response.status_code
-        if body is None or len(body) > self.config.max_response_bytes:
+        if len(body) > self.config.max_response_bytes:
+            if (rest is not None or not response.streaming) and \
+                    exchange.passes_unread(status, headers, body):  # a large download
+                if rest is not None:
+                    response.streaming_content = _then(body, rest)
+                return response
             outcome = exchange.too_large()
         else:
             outcome = exchange.response_body(status, headers, body)
         self._apply(response, outcome, headers, body)
-        if exchange.method == "HEAD" and not outcome.withheld and body is not None:
+        if exchange.method == "HEAD" and not outcome.withheld:
             # No body is forwarded; the length stays the GET body's (CommonMiddleware would
             # count the empty content; servers drop a HEAD body anyway).
             response.headers["Content-Length"] = str(len(body))
         return response
 
     def _apply(self, response: HttpResponseBase, outcome: ResponseOutcome, headers: Headers,
-               body: bytes | None) -> None:
+               body: bytes) -> None:
         """Rewrite the response in place, so cookies, closers and attributes stay."""
         if outcome.status != response.status_code:
             response.status_code = outcome.status
