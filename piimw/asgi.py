@@ -245,6 +245,8 @@ class PIIMiddleware:
 #: ASGI messages that send a file the server reads itself: never forwarded on a response
 #: piimw must read.
 _FILE_SENDS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
+#: How much of a file sent by path is read to tell text from bytes.
+_SNIFF_BYTES = 8192
 
 
 def _too_large() -> Problem:
@@ -358,8 +360,10 @@ class _Responder:
             await self._buffer(message)
             return
         if kind in _FILE_SENDS:
-            # A file we cannot read in flight: on a protected response, withhold it.
-            await self._finish(self.exchange.too_large())
+            # A file we cannot read in flight: on a protected response, withheld, unless
+            # its first bytes show it would pass once read (a download: see _pass_file).
+            if not await self._pass_file(message):
+                await self._finish(self.exchange.too_large())
             return
         await self.raw_send(message)  # e.g. trailers after the final body
 
@@ -416,20 +420,39 @@ class _Responder:
         await self._finish(outcome, trailers=bool(start.get("trailers")))
 
     async def _pass_on(self, message: Message) -> bool:
-        """Too large to read: sent on as it streams if it would pass once read (see
-        :meth:`Exchange.passes_unread`), the bytes held so far first."""
-        assert self.start is not None
-        start = self.start
-        headers = list(start.get("headers") or ())
+        """Too large to read: sent on as it streams if it would pass once read, the bytes
+        held so far first (see :meth:`_forward`)."""
         self.buffer.append(message.get("body", b""))
         held = b"".join(self.buffer)
         self.buffer.clear()
-        if not self.exchange.passes_unread(start["status"], headers, held):
+        return await self._forward(held, {**message, "body": held})
+
+    async def _pass_file(self, message: Message) -> bool:
+        """A file sent by path (Starlette's ``FileResponse`` under a server offering
+        ``pathsend``): sent on if its first bytes show it would pass once read. Withheld
+        whole, every download of a planned route failed there."""
+        if message["type"] != "http.response.pathsend" or self.buffer:
+            return False
+        try:
+            with open(message["path"], "rb") as file:
+                head = file.read(_SNIFF_BYTES)
+        except (OSError, KeyError, TypeError):
+            return False
+        return await self._forward(head, message)
+
+    async def _forward(self, head: bytes, message: Message) -> bool:
+        """Send the held start and ``message`` on, the rest streaming after them, if the
+        response would pass once read, judged by its first bytes ``head`` (see
+        :meth:`Exchange.passes_unread`)."""
+        assert self.start is not None
+        start = self.start
+        headers = list(start.get("headers") or ())
+        if not self.exchange.passes_unread(start["status"], headers, head):
             return False
         self.state = "stream"
         await self.raw_send({**start, "headers": self.exchange.response_headers(
             start["status"], headers)})
-        await self.raw_send({**message, "body": held})
+        await self.raw_send(message)
         return True
 
     async def _finish(self, outcome: ResponseOutcome, trailers: bool = False) -> None:

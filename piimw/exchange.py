@@ -973,12 +973,12 @@ class Exchange:
         return False
 
     def passes_unread(self, status: int, headers: Headers, head: bytes) -> bool:
-        """May a response grown past ``max_response_bytes`` while buffered go on unread?
-        Only one :meth:`response_body` would pass as it is: a type the operation does not
-        declare at a status whose schema tags nothing, neither text by its type nor by its
-        first bytes ``head``, not compressed (a download, where the operation declares
-        JSON). Withheld, it broke every large file a planned route sends; read, it passes.
-        Never raises: on doubt, no."""
+        """May a response piimw cannot read whole (grown past ``max_response_bytes``, or a
+        file the server sends itself) go on unread? Only one :meth:`response_body` would
+        pass as it is: a type the operation does not declare at a status whose schema tags
+        nothing, neither text by its type nor by its first bytes ``head``, not compressed
+        (a download, where the operation declares JSON). Withheld, it broke every large
+        file a planned route sends; read, it passes. Never raises: on doubt, no."""
         try:
             return self._passes_unread(status, headers, head)
         except Exception as exc:

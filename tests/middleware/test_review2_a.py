@@ -145,3 +145,29 @@ def test_wsgi_a_large_download_streams_on(case: str, large: piimw.Config) -> Non
     assert (res.status_code, data == b"".join(chunks)) == ((status, True) if passes
                                                             else (500, False))
     assert NICK.encode() not in data
+
+
+def _pathsend_app(status: int, media: str, path: Path) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", media.encode())]})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+    return app
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_asgi_a_file_sent_by_path_passes_as_it_would_once_read(
+        case: str, large: piimw.Config, tmp_path: Path) -> None:
+    """Starlette's FileResponse sends ``pathsend`` where the server offers it: a file of a
+    type the operation does not declare was withheld whatever its size and content."""
+    status, media, chunks, passes = CASES[case]
+    path = tmp_path / "download"
+    path.write_bytes(b"".join(chunks))
+    res = await call(ASGIMiddleware(_pathsend_app(status, media, path), config=large),
+                     "POST", "/e", body=b'{"nick": "Ann"}',
+                     headers=[("content-type", "application/json")])
+    sent = [m["type"] for m in res.messages]
+    assert (res.status, "http.response.pathsend" in sent) == ((status, True) if passes
+                                                               else (500, False))
