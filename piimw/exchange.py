@@ -878,6 +878,10 @@ class Exchange:
             logger.warning("piimw: response on %s %s could not be decompressed; withheld",
                            self.method, self.route_template)
             return self._withheld()
+        if not raw:
+            # Nothing to read and nothing to leak (Starlette's Response(status_code=200)
+            # has no type either): not a JSON parse error to withhold.
+            return ResponseOutcome(status, headers, body)
         route = self.route
         spec = route.response_for(status) if route is not None else None
         mt = media_type(headers)

@@ -171,3 +171,20 @@ async def test_asgi_a_file_sent_by_path_passes_as_it_would_once_read(
     sent = [m["type"] for m in res.messages]
     assert (res.status, "http.response.pathsend" in sent) == ((status, True) if passes
                                                                else (500, False))
+
+
+@pytest.mark.parametrize("media", ["", "application/json"])
+@pytest.mark.parametrize("status", [200, 201])
+async def test_an_empty_answer_at_a_declared_status_passes(media: str, status: int,
+                                                           large: piimw.Config) -> None:
+    """``Response(status_code=200)`` (no body, no type) at a status declaring JSON was read
+    as JSON, failed to parse and was withheld with a 500 (found by review)."""
+    res = await call(ASGIMiddleware(_stream_app(status, media, [b""]), config=large),
+                     "POST", "/e", body=b'{"nick": "Ann"}',
+                     headers=[("content-type", "application/json")])
+    assert (res.status, res.body) == (status, b"")
+    wsgi = Client(WSGIMiddleware(_wsgi_stream_app(status, media, [b""]), config=large)).post(
+        "/e", data=b'{"nick": "Ann"}', headers={"Content-Type": "application/json"})
+    data = wsgi.data
+    wsgi.close()
+    assert (wsgi.status_code, data) == (status, b"")
