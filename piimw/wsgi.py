@@ -385,9 +385,11 @@ class _Responder:
         it = iter(result)
         passes = self._passes_unread()  # grown too large through write()
         try:
-            while not passes and (chunk := next(it, None)) is not None:
+            for chunk in () if passes else it:
                 self._collect(chunk)
-                passes = self._passes_unread()
+                if self._passes_unread():
+                    passes = True
+                    break
         finally:
             if not passes:
                 close = getattr(result, "close", None)
