@@ -168,13 +168,42 @@ def _django(config: piimw.Config, body: bytes, content_type: str,
     return response.status_code, seen
 
 
-FRAMEWORKS = ["flask", "django"]
+def _starlette(config: piimw.Config, body: bytes, content_type: str) -> tuple[int, list[Any]]:
+    """Starlette's ``request.form()`` (python-multipart) behind the Starlette adapter."""
+    from starlette.applications import Starlette
+    from starlette.datastructures import UploadFile
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from piimw.contrib.starlette import PIIMiddleware as StarletteMiddleware
+
+    seen: list[Any] = []
+
+    async def signup(request: Request) -> JSONResponse:
+        async with request.form() as form:
+            for k, v in form.multi_items():
+                seen.append((k, (await v.read()).decode() if isinstance(v, UploadFile) else v))
+        return JSONResponse({"id": 1})
+
+    app = Starlette(routes=[Route("/signup", signup, methods=["POST"])],
+                    middleware=[Middleware(StarletteMiddleware, config=config)])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/signup", content=body, headers={"Content-Type": content_type})
+    return response.status_code, seen
+
+
+FRAMEWORKS = ["flask", "django", "starlette"]
 
 
 def _send(framework: str, config: piimw.Config, body: bytes, tmp_path: Path,
           content_type: str = "multipart/form-data; boundary=B") -> tuple[int, list[Any]]:
     if framework == "flask":
         return _flask(config, body, content_type)
+    if framework == "starlette":
+        return _starlette(config, body, content_type)
     return _django(config, body, content_type, tmp_path)
 
 
@@ -183,6 +212,10 @@ def _send(framework: str, config: piimw.Config, body: bytes, tmp_path: Path,
 def test_a_field_the_app_reads_as_card_is_redacted(framework: str, case: str,
                                                    config: piimw.Config, tmp_path: Path) -> None:
     status, seen = _send(framework, config, READ_AS_CARD[case], tmp_path)
+    if framework == "starlette" and case.startswith("RFC 2231"):
+        # python-multipart reads no RFC 2231 name: Starlette refuses the part itself.
+        assert (status, seen) == (400, [])
+        return
     assert status == 200
     assert ("card", "[REDACTED:card]") in seen
     assert not any(CARD in str(v) for _, v in seen)
