@@ -89,10 +89,15 @@ def entries_of(root: Node | None, source: str = "") -> tuple[PlanEntry, ...]:
     """Flatten a trie into path patterns (``*`` for any index or key; ``~`` for a pattern key)."""
     out: list[PlanEntry] = []
     stack: set[int] = set()
+    # A node reached again at the same path adds nothing new: without this, every simple
+    # path through a recursive plan was walked (factorial in the nodes of a cycle: a tree
+    # with a few patternProperties, one node per combination of them, never finished).
+    done: set[tuple[int, str]] = set()
 
     def visit(node: Node, path: str, depth: int) -> None:
-        if id(node) in stack:  # recursion: the first level describes the rest
-            return
+        if id(node) in stack or (id(node), path) in done:  # recursion: the first level
+            return                                         # describes the rest
+        done.add((id(node), path))
         stack.add(id(node))
         try:
             _visit_children(node, path, depth)

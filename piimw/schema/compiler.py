@@ -27,8 +27,10 @@ _SINGLE_MERGE_KEYS = ("if", "then", "else", "$ref", "$dynamicRef", "$recursiveRe
 #: holds schemas or, to be ignored, lists of names).
 _MAP_MERGE_KEYS = ("dependentSchemas", "dependencies")
 #: Up to this many patterns in one object, every combination of them a key may match gets
-#: its own node; beyond, a key matching several takes all patterns' schemas.
-_EXACT_PATTERNS = 6
+#: its own node; beyond, a key matching several takes all patterns' schemas (stricter, never
+#: looser). A node per combination of six made 63 per object, 63 x 63 for an object of such
+#: objects: start-up took seconds, then minutes, for ordinary nested maps.
+_EXACT_PATTERNS = 2
 
 
 class Compiler:
