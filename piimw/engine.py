@@ -153,12 +153,15 @@ class Scrubber:
         detect = self.detect_undeclared if detect is None else detect
         root = plan.root if plan is not None else None
         memo = known if collect else None
-        walk = _Walk(self, sink, consent, route, event_type, memo, detect, known, inline=False)
+        names = plan.names if plan is not None else frozenset()
+        walk = _Walk(self, sink, consent, route, event_type, memo, detect, known, names,
+                     inline=False)
         value = walk.visit(document, root, [], False)
         if walk.candidates and walk.any_candidate_hits():
             # Rare path: something untagged looks like PII. Walk again, detecting inline, so
             # that edits land on the right elements even where arrays lost dropped items.
-            walk = _Walk(self, sink, consent, route, event_type, memo, detect, known, inline=True)
+            walk = _Walk(self, sink, consent, route, event_type, memo, detect, known, names,
+                         inline=True)
             value = walk.visit(document, root, [], False)
         if value is DROP:
             value = None
@@ -240,6 +243,7 @@ class _Walk:
         "inline",
         "known",
         "lookup",
+        "names",
         "raw",
         "rejected",
         "route",
@@ -249,8 +253,10 @@ class _Walk:
 
     def __init__(self, scrubber: Scrubber, sink: Sink, consent: Consent, route: str | None,
                  event_type: str | None, known: KnownValues | None, detect: bool,
-                 lookup: KnownValues | None, *, inline: bool) -> None:
+                 lookup: KnownValues | None, names: frozenset[str], *, inline: bool) -> None:
         self.s = scrubber
+        #: The keys the plan's schema declares: the developer's, never read for PII.
+        self.names = names
         self.inline = inline
         #: The request's known values, even empty (values may be added during the walk): the
         #: detector pass searches them as they are when it runs and remembers there the texts
@@ -317,14 +323,14 @@ class _Walk:
             and node.additional is None else None
         # A key no schema declares is the client's choice: it may be personal data itself.
         keys = detect and not reviewed
-        declared = node.props if node is not None else _NO_PROPS
+        declared = self.names
         for k, v in value.items():
-            nk = k
+            nk = seg = k
             if keys and k.__class__ is str and len(k) > 4 and k not in declared:
                 if gather:
                     self.candidates.append(k)
                 else:
-                    nk = self._key(k, path)
+                    nk, seg = self._key(k, path)
                     if nk is DROP:
                         out = _without(value, out, k)
                         continue
@@ -341,11 +347,11 @@ class _Walk:
                         self.candidates.append(v)
                     continue
                 else:
-                    path.append(k)
+                    path.append(seg)
                     nv = self.visit(v, None, path, reviewed)
                     path.pop()
             else:
-                path.append(k)
+                path.append(seg)
                 tag = child.tag
                 if tag is not None and tag.categories:
                     nv = self.tagged(v, child, tag, path)
@@ -361,16 +367,19 @@ class _Walk:
                     out[k if nk is k else _free_key(out, value, nk)] = nv
         return value if out is None else out
 
-    def _key(self, key: str, path: list[str | int]) -> Any:
-        """``key`` as the policy wants it written, or :data:`DROP` (the entry goes)."""
+    def _key(self, key: str, path: list[str | int]) -> tuple[Any, str]:
+        """``key`` as the policy wants it written (or :data:`DROP`: the entry goes), and how
+        findings name it: as written, ``*`` where it stays as it was (a finding must not
+        carry the personal data it is about)."""
         spans = find_all(key, self.s.detectors, self.lookup)
         if not spans:
-            return key
+            return key, key
         path.append(key)
         try:
-            return self._undeclared(path, key, spans)
+            written: tuple[Any, str] = self._undeclared(path, key, spans, is_key=True)
         finally:
             path.pop()
+        return written
 
     def _visit_list(self, value: list[Any], node: Node | None, path: list[str | int],
                     reviewed: bool) -> Any:
@@ -417,7 +426,7 @@ class _Walk:
         key = None
         if self.detect and isinstance(value, (dict, list)):  # its keys are not the tag's
             def key(k: str) -> Any:
-                return self._key(k, path)
+                return k if k in self.names else self._key(k, path)[0]
         return _transform_tree(d.action, value, category, sink, self.s.hasher, types, key)
 
     # -- detection of PII nobody tagged -----------------------------------------------------
@@ -447,25 +456,34 @@ class _Walk:
             known.checked_clean(detectors, texts)
         return False
 
-    def _undeclared(self, path: list[str | int], text: str, spans: list[Span]) -> Any:
+    def _undeclared(self, path: list[str | int], text: str, spans: list[Span], *,
+                    is_key: bool = False) -> Any:
+        """``text`` as the policy writes it (or :data:`DROP`), its findings recorded. For a
+        key (``is_key``, ``path`` ending with it) the pair (written, the findings' segment)."""
         policy, sink = self.s.policy, self.sink
-        tpath = tuple(path)
-        worst: Action = "allow"
-        decisions: list[tuple[Span, Decision]] = []
-        for span in spans:
-            d = policy.decide(span.category, ("essential",), sink, self.consent, route=self.route,
-                              event_type=self.event_type, declared=False)
+        decisions = [(span, policy.decide(span.category, ("essential",), sink, self.consent,
+                                          route=self.route, event_type=self.event_type,
+                                          declared=False)) for span in spans]
+        out = self._written(text, spans, decisions)
+        seg = out if isinstance(out, str) and out != text else "*"
+        tpath = (*path[:-1], seg) if is_key else tuple(path)
+        for span, d in decisions:
             entry = (tpath, span.category, d, span.detector)
             self.raw.append(entry)
             if self.known is not None and span.detector != "known":
                 self.known.add(text[span.start:span.end], span.category)
-            decisions.append((span, d))
             if d.action == "reject" and self.rejected is None:
                 self.rejected = entry
-            if d.action in ("drop",) or (d.action == "reject" and sink != "app"):
-                worst = "drop"
-        if worst == "drop":
+        return (out, seg) if is_key else out
+
+    def _written(self, text: str, spans: list[Span],
+                 decisions: list[tuple[Span, Decision]]) -> Any:
+        sink = self.sink
+        if any(d.action == "drop" or (d.action == "reject" and sink != "app")
+               for _, d in decisions):
             return DROP
+        if all(d.action in ("allow", "reject") for _, d in decisions):
+            return text
         by_span = {id(sp): d for sp, d in decisions}
         hasher = self.s.hasher
 
@@ -473,12 +491,7 @@ class _Walk:
             d = by_span[id(span)]
             return _text_action(d.action, matched, span.category, sink, hasher)
 
-        if all(d.action in ("allow", "reject") for _, d in decisions):
-            return text
         return redact(text, spans, replace)
-
-
-_NO_PROPS: dict[str, Node] = {}
 
 
 def _without(value: dict[str, Any], out: dict[str, Any] | None, key: str) -> dict[str, Any]:

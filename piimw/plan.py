@@ -75,6 +75,9 @@ class Plan:
     name: str = ""
     schema_uri: str = ""
     schema_pointer: str = ""
+    #: Every property name the schema declares (tagged or not): the developer chose these
+    #: keys, so they are never read for personal data as a client's keys are.
+    names: frozenset[str] = frozenset()
     _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

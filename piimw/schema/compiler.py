@@ -41,13 +41,33 @@ class Compiler:
         self._memo: dict[frozenset[Loc], Node] = {}
         self._pattern_cache: dict[str, Any] = {}
         self._subtype_index: dict[str, dict[Loc, list[Loc]]] = {}
+        #: Per node (by id), the keys its schemas declare and its children, as built: pruning
+        #: takes untagged branches out of the trie, not out of what the schema declares.
+        self._declares: dict[int, tuple[frozenset[str], tuple[Node, ...]]] = {}
 
     def compile(self, uri: str, pointer: str = "", name: str = "") -> Plan:
         node = self._node(frozenset({(uri, pointer)}))
+        names = self._names(node)
         root = _prune(node)
         source = self.store.names.get(uri, uri)
         return Plan(root=root, entries=entries_of(root, source), source=source,
-                    name=name or f"{source}#{pointer}", schema_uri=uri, schema_pointer=pointer)
+                    name=name or f"{source}#{pointer}", schema_uri=uri, schema_pointer=pointer,
+                    names=names)
+
+    def _names(self, root: Node) -> frozenset[str]:
+        """Every property name the schema declares at or below ``root``."""
+        out: set[str] = set()
+        seen: set[int] = set()
+        stack = [root]
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            names, children = self._declares.get(id(n), (frozenset(), ()))
+            out |= names
+            stack.extend(children)
+        return frozenset(out)
 
     # -- expansion ------------------------------------------------------------------------
     def _expand(self, locs: frozenset[Loc]) -> list[tuple[Loc, Any]]:
@@ -182,10 +202,15 @@ class Compiler:
             shapes.append(_Shape.of(uri, ptr, schema))
         node.tag = tag
         node.types = tuple(dict.fromkeys(types)) or None
+        names = frozenset(k for sh in shapes for k in sh.props)
         if tag is not None and tag.categories:
+            self._declares[id(node)] = (names, ())
             return node  # the whole value is PII; children need no plan of their own
         self._object_children(node, shapes)
         self._array_children(node, shapes)
+        self._declares[id(node)] = (names, (
+            *node.props.values(), *(c for c in (*node.prefix, node.items, node.additional,
+                                                 *node.combos.values()) if c is not None)))
         return node
 
     def _object_children(self, node: Node, shapes: list[_Shape]) -> None:

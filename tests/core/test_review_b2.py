@@ -1,4 +1,5 @@
-"""Regressions found by the second review of the compiler and engine changes: start-up time."""
+"""Regressions found by the second review of the compiler and engine changes: findings that
+named a key holding personal data, declared keys read as the client's, start-up time."""
 
 from __future__ import annotations
 
@@ -9,11 +10,49 @@ from typing import Any
 
 import pytest
 
+import piimw
 from piimw.engine import Scrubber
 from piimw.plan import Node, entries_of
 from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
 from piimw.schema.tags import Tag
+
+_TAGGED = {"properties": {"n": {"x-pii": "name"}, "u": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("sink", ["log", "client", "app"])
+@pytest.mark.parametrize("doc", [
+    {"n": "x", "u": {"jane@example.com": {"note": "call +1 415 555 0100"}}},
+    {"jane@example.com": 1},
+    {"n": "x", "u": [{"jane@example.com": "+1 415 555 0100"}]},
+])
+def test_findings_never_name_a_key_that_is_personal_data(doc: Any, sink: str) -> None:
+    res = Scrubber().scrub(doc, piimw.compile_schema(_TAGGED), sink=sink)  # type: ignore[arg-type]
+    assert res.findings
+    for f in res.findings:
+        assert "jane@" not in f.location
+        assert "jane@" not in f.pattern
+    assert "jane@" not in repr(res.rejected_path)
+
+
+def test_a_finding_names_a_rewritten_key_as_written() -> None:
+    res = Scrubber().scrub({"jane@example.com": {"p": "+1 415 555 0100"}}, None)
+    assert sorted(f.location for f in res.findings) == [
+        "/[REDACTED:email]", "/[REDACTED:email]/p"]
+
+
+def test_keys_the_schema_declares_are_not_read_with_detectors_on() -> None:
+    schema = {"properties": {"jane@example.com": {"type": "integer"}, "n": {"x-pii": "name"},
+                             "ids": {"properties": {"+14155552671": {"type": "string"}}}}}
+    doc = {"jane@example.com": 1, "n": "x", "ids": {"+14155552671": "a"}}
+    plan = piimw.compile_schema(schema)
+    for sink in ("log", "client"):
+        out = Scrubber().scrub(doc, plan, sink=sink).value  # type: ignore[arg-type]
+        assert out["jane@example.com"] == 1
+        assert out["ids"] == {"+14155552671": "a"}
+    # a key nobody declared is still read
+    assert Scrubber().scrub({"n": "x", "u": {"john@example.com": 1}}, plan).value["u"] == {
+        "[REDACTED:email]": 1}
 
 
 @contextmanager
