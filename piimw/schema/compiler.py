@@ -143,11 +143,16 @@ class Compiler:
         source = self.store.names.get(uri, uri)
         out: list[Loc] = []
         mapping = disc.get("mapping")
+        doc = self.store.documents.get(uri)
+        comps = doc.get("components") if isinstance(doc, Mapping) else None
+        schemas = comps.get("schemas") if isinstance(comps, Mapping) else None
         for name, target in (mapping.items() if isinstance(mapping, Mapping) else ()):
             if not isinstance(target, str):
                 continue
-            ref = target if "/" in target or "#" in target else \
-                f"#/components/schemas/{escape_token(target)}"
+            # A component's name, or else a URI reference (OpenAPI 3.1.1): "Dog.yaml" is a
+            # file beside this one unless a component is called so.
+            ref = f"#/components/schemas/{escape_token(target)}" \
+                if isinstance(schemas, Mapping) and target in schemas else target
             ref_uri, ref_ptr, _ = self.store.resolve(
                 self.store.base_uri(uri, ptr), ref, source=source,
                 pointer=f"{ptr}/discriminator/mapping/{escape_token(str(name))}")

@@ -3,9 +3,11 @@ named a key holding personal data, declared keys read as the client's, start-up 
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,3 +111,23 @@ def test_overlapping_patterns_compile_to_a_small_plan(schema: Any) -> None:
     out = Scrubber(detect_undeclared=False).scrub(doc, plan).value
     assert out != doc
     assert "jane@" not in repr(out)
+
+
+def test_a_discriminator_mapping_to_a_file_resolves_the_file(tmp_path: Path) -> None:
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/pets/1": {
+        "get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Pet"}}}}}}}},
+        "components": {"schemas": {"Pet": {
+            "type": "object", "properties": {"kind": {"type": "string"}},
+            "discriminator": {"propertyName": "kind", "mapping": {"dog": "Dog.json"}},
+            "oneOf": [{"$ref": "Dog.json"}]}}}}
+    (tmp_path / "o.json").write_text(json.dumps(spec))
+    (tmp_path / "Dog.json").write_text(json.dumps(
+        {"type": "object", "properties": {"owner": {"type": "string", "x-pii": "name"}}}))
+    cfg = piimw.Config.from_dict({"openapi": str(tmp_path / "o.json"),
+                                  "schemas": str(tmp_path / "Dog.json")}, environ={})
+    route = cfg.routes.lookup("GET", None, "/pets/1")
+    assert route is not None
+    out = cfg.scrubber.scrub({"kind": "dog", "owner": "Jane Doe"},
+                             route.responses["200"].plan, sink="log").value
+    assert out == {"kind": "dog", "owner": "[REDACTED:name]"}
