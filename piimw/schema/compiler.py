@@ -16,7 +16,7 @@ import re2
 
 from piimw.errors import SchemaError
 from piimw.plan import Node, Plan, entries_of
-from piimw.schema.loader import RECURSIVE, SchemaStore, escape_token
+from piimw.schema.loader import RECURSIVE, SchemaStore, escape_token, references
 from piimw.schema.tags import Tag, tag_of
 
 Loc = tuple[str, str]  # (document URI, JSON pointer)
@@ -44,6 +44,8 @@ class Compiler:
         #: Per node (by id), the keys its schemas declare and its children, as built: pruning
         #: takes untagged branches out of the trie, not out of what the schema declares.
         self._declares: dict[int, tuple[frozenset[str], tuple[Node, ...]]] = {}
+        #: Per document, the documents referring to it; built for this many documents.
+        self._referrers: tuple[int, dict[str, set[str]]] = (-1, {})
 
     def compile(self, uri: str, pointer: str = "", name: str = "") -> Plan:
         node = self._node(frozenset({(uri, pointer)}))
@@ -103,7 +105,7 @@ class Compiler:
                     ref_uri, ref_ptr, target = self.store.resolve(
                         base, sub, source=self.store.names.get(uri, uri), pointer=f"{ptr}/{key}")
                     todo.append((ref_uri, ref_ptr))
-                    todo.extend(self._dynamic_targets(key, sub, target))
+                    todo.extend(self._dynamic_targets(key, sub, target, uri))
                 else:
                     todo.append((uri, f"{ptr}/{key}"))
             for key in _MERGE_KEYS:
@@ -120,11 +122,12 @@ class Compiler:
                                 if isinstance(v, Mapping))
         return out
 
-    def _dynamic_targets(self, key: str, ref: str, target: Any) -> list[Loc]:
-        """Where a dynamic reference may land besides its static target: every schema with
-        the same dynamic anchor (the one in force depends on how the value was reached, which
-        a plan shared by all ways cannot know; a schema extending a recursive one tags its
-        nested values so)."""
+    def _dynamic_targets(self, key: str, ref: str, target: Any, uri: str) -> list[Loc]:
+        """Where a dynamic reference (in the document at ``uri``) may land besides its static
+        target: every schema with the same dynamic anchor in a document a value can pass
+        through on its way there (the one in force depends on how the value was reached,
+        which a plan shared by all ways cannot know; a schema extending a recursive one tags
+        its nested values so). An unrelated tree declaring the same anchor name is not one."""
         if not isinstance(target, Mapping):
             return []
         if key == "$recursiveRef":
@@ -134,7 +137,33 @@ class Compiler:
             name = urldefrag(ref)[1]
             anchored = key == "$dynamicRef" and bool(name) and \
                 target.get("$dynamicAnchor") == name
-        return self.store.dynamic_anchors.get(name, []) if anchored else []
+        if not anchored:
+            return []
+        reaching = self._reaching(uri)
+        return [loc for loc in self.store.dynamic_anchors.get(name, []) if loc[0] in reaching]
+
+    def _reaching(self, uri: str) -> set[str]:
+        """The document at ``uri`` and those whose references lead to it, through others."""
+        built, referrers = self._referrers
+        if built != len(self.store.documents):  # documents added since: build again
+            referrers = {}
+            for doc_uri, doc in self.store.documents.items():
+                source = self.store.names.get(doc_uri, doc_uri)
+                for ref, ptr in references(doc):
+                    try:
+                        to = self.store.resolve(self.store.base_uri(doc_uri, ptr), ref,
+                                                source=source, pointer=ptr)[0]
+                    except SchemaError:
+                        continue  # reported where that schema is compiled, if it ever is
+                    referrers.setdefault(to, set()).add(doc_uri)
+            self._referrers = (len(self.store.documents), referrers)
+        out, todo = {uri}, [uri]
+        while todo:
+            for src in referrers.get(todo.pop(), ()):
+                if src not in out:
+                    out.add(src)
+                    todo.append(src)
+        return out
 
     def _subtypes(self, uri: str, ptr: str, disc: Mapping[str, Any]) -> list[Loc]:
         """OpenAPI's ``discriminator``: a value may be any schema its ``mapping`` names, or

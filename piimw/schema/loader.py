@@ -260,6 +260,21 @@ def _patterns(node: Any, pointer: str) -> Iterator[tuple[str, str]]:
             yield from _patterns(v, f"{pointer}/{i}")
 
 
+def references(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
+    """(reference, the JSON pointer of the schema holding it) of every ``$ref``,
+    ``$dynamicRef`` and ``$recursiveRef`` under ``node``, values not looked in."""
+    if isinstance(node, dict):
+        for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+            if isinstance(node.get(key), str):
+                yield node[key], pointer
+        for k, v in node.items():
+            if k not in _VALUE_KEYWORDS:
+                yield from references(v, f"{pointer}/{escape_token(str(k))}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from references(v, f"{pointer}/{i}")
+
+
 def _tokens(pointer: str) -> list[str]:
     if not pointer:
         return []

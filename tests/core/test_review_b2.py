@@ -131,3 +131,23 @@ def test_a_discriminator_mapping_to_a_file_resolves_the_file(tmp_path: Path) -> 
     out = cfg.scrubber.scrub({"kind": "dog", "owner": "Jane Doe"},
                              route.responses["200"].plan, sink="log").value
     assert out == {"kind": "dog", "owner": "[REDACTED:name]"}
+
+
+@pytest.mark.parametrize(("anchor", "ref"), [
+    ({"$dynamicAnchor": "node"}, {"$dynamicRef": "#node"}),
+    ({"$schema": "https://json-schema.org/draft/2019-09/schema", "$recursiveAnchor": True},
+     {"$recursiveRef": "#"}),
+])
+def test_an_unrelated_tree_with_the_same_dynamic_anchor_tags_nothing(
+        anchor: dict[str, Any], ref: dict[str, Any]) -> None:
+    store = SchemaStore()
+    for name, props in (("people", {"name": {"type": "string", "x-pii": "name"}}),
+                        ("categories", {"name": {"type": "string"},
+                                        "owner": {"type": "string", "x-pii": "email"}})):
+        uri = f"https://example.com/{name}"
+        store.add_document({"$id": uri, **anchor, "type": "object", "properties": {
+            **props, "children": {"type": "array", "items": ref}}}, uri)
+    plan = Compiler(store).compile("https://example.com/categories")
+    doc = {"name": "Books", "children": [{"name": "Fiction", "owner": "x"}]}
+    assert Scrubber(detect_undeclared=False).scrub(doc, plan).value == {
+        "name": "Books", "children": [{"name": "Fiction", "owner": "[REDACTED:email]"}]}
