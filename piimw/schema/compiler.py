@@ -293,9 +293,13 @@ class Compiler:
             uri, ptr = loc
             try:
                 rx = re2.compile(pattern)
-            except re2.error:
-                raise SchemaError("patternProperties key is not a valid regular expression",
-                                  source=self.store.names.get(uri, uri), pointer=ptr) from None
+            except re2.error as e:
+                why = e.args[0] if e.args else ""
+                why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+                raise SchemaError(
+                    f"patternProperties key RE2 cannot compile ({why}); piimw matches object "
+                    "keys with RE2, which has no lookaround or backreferences",
+                    source=self.store.names.get(uri, uri), pointer=ptr) from None
             self._pattern_cache[pattern] = rx
         search = rx.search
         return lambda key: search(key) is not None

@@ -14,6 +14,7 @@ import pytest
 
 import piimw
 from piimw.engine import Scrubber
+from piimw.errors import SchemaError
 from piimw.plan import Node, entries_of
 from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
@@ -151,3 +152,12 @@ def test_an_unrelated_tree_with_the_same_dynamic_anchor_tags_nothing(
     doc = {"name": "Books", "children": [{"name": "Fiction", "owner": "x"}]}
     assert Scrubber(detect_undeclared=False).scrub(doc, plan).value == {
         "name": "Books", "children": [{"name": "Fiction", "owner": "[REDACTED:email]"}]}
+
+
+def test_a_pattern_re2_cannot_compile_is_named_with_the_reason() -> None:
+    with pytest.raises(SchemaError) as info:
+        piimw.compile_schema({"patternProperties": {"^(?!x-)": {"x-pii": "name"}}},
+                             name="s.json")
+    assert info.value.pointer == "/patternProperties/^(?!x-)"
+    assert "lookaround" in str(info.value)
+    assert "invalid perl operator" in str(info.value)
