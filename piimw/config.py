@@ -262,7 +262,7 @@ class Config:
                 raise ConfigError("the opt-out registry keys subjects with the hash key; set "
                                   "the environment variable named by hash.key_env",
                                   source=source, pointer="/hash/key_env")
-        cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._uses_hash(rules))
+        cfg.hasher = _hasher(data.get("hash", {}), env, source, needed=cfg._hash_user(rules))
         cfg.previous_hashers = _previous_hashers(data.get("hash", {}), env, source)
         if services:  # tools that only read the configuration must not append to the trail
             cfg.audit = AuditTrail.from_config(data, cfg.environment, policy_hash(cfg),
@@ -271,16 +271,20 @@ class Config:
             cfg.discovery = _discovery(data.get("discovery"), cfg)
         return cfg
 
-    def _uses_hash(self, rules: list[Rule]) -> bool:
-        if any(r.action == "hash" for r in rules):
-            return True
+    def _hash_user(self, rules: list[Rule]) -> str:
+        """What uses the hash action (a rule, or a schema and the tagged path), or ``""``:
+        a missing key is then reported where the user can find it."""
+        for r in rules:
+            if r.action == "hash":
+                return f"rule {r.id!r}"
         for route in self.routes:
             bodies = [b for b in (route.request, *route.responses.values()) if b is not None]
             plans = [route.query, *(b.plan for b in bodies),
                      *(p for b in bodies for p in b.streams.values())]
-            if any(e.tag.action == "hash" for p in plans if p is not None for e in p.entries):
-                return True
-        return False
+            for e in (e for p in plans if p is not None for e in p.entries):
+                if e.tag.action == "hash":
+                    return f"{e.source} at {e.pattern} ({route.method} {route.template})"
+        return ""
 
     def _load_schemas(self, data: Mapping[str, Any], base: Path, source: str,
                       documents: Mapping[str, Mapping[str, Any]]) -> None:
@@ -418,12 +422,13 @@ def _rule(raw: Mapping[str, Any], source: str, pointer: str) -> Rule:
 
 
 def _hasher(raw: Mapping[str, Any], env: Mapping[str, str], source: str,
-            needed: bool) -> Hasher | None:
+            needed: str) -> Hasher | None:
+    """``needed``: what uses the hash action (see :meth:`Config._hash_user`), or ``""``."""
     var = raw.get("key_env", "PIIMW_HASH_KEY")
     if not env.get(var):
         if needed:
-            raise ConfigError(f"action 'hash' is used but the environment variable {var} "
-                              "holding the secret key is not set", source=source,
+            raise ConfigError(f"action 'hash' is used (by {needed}) but the environment "
+                              f"variable {var} holding the secret key is not set", source=source,
                               pointer="/hash/key_env")
         return None
     return _hasher_from(var, raw.get("key_id"), env, source, "/hash")

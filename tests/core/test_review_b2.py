@@ -14,7 +14,7 @@ import pytest
 
 import piimw
 from piimw.engine import Scrubber
-from piimw.errors import SchemaError
+from piimw.errors import ConfigError, SchemaError
 from piimw.plan import Node, entries_of
 from piimw.schema.compiler import Compiler
 from piimw.schema.loader import SchemaStore
@@ -161,3 +161,15 @@ def test_a_pattern_re2_cannot_compile_is_named_with_the_reason() -> None:
     assert info.value.pointer == "/patternProperties/^(?!x-)"
     assert "lookaround" in str(info.value)
     assert "invalid perl operator" in str(info.value)
+
+
+def test_a_missing_hash_key_names_what_uses_the_hash_action(tmp_path: Path) -> None:
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/u": {"get": {
+        "parameters": [{"name": "q", "in": "query", "schema": {
+            "type": "string", "x-pii": {"category": "email", "action": "hash"}}}],
+        "responses": {"200": {"description": "ok"}}}}}}
+    (tmp_path / "o.json").write_text(json.dumps(spec))
+    with pytest.raises(ConfigError) as info:
+        piimw.Config.from_dict({"openapi": str(tmp_path / "o.json")}, environ={})
+    assert info.value.pointer == "/hash/key_env"
+    assert "o.json at /q (GET /u)" in str(info.value)
