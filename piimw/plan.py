@@ -88,20 +88,29 @@ class Plan:
         return iter(self.entries)
 
 
+#: How many paths :func:`entries_of` lists one node under (a component used in more places
+#: of one schema is listed at the first ones).
+_PATHS_PER_NODE = 32
+
+
 def entries_of(root: Node | None, source: str = "") -> tuple[PlanEntry, ...]:
     """Flatten a trie into path patterns (``*`` for any index or key; ``~`` for a pattern key)."""
     out: list[PlanEntry] = []
     stack: set[int] = set()
-    # A node reached again at the same path adds nothing new: without this, every simple
-    # path through a recursive plan was walked (factorial in the nodes of a cycle: a tree
-    # with a few patternProperties, one node per combination of them, never finished).
+    # A node reached again at the same path adds nothing new, and one is described from at
+    # most _PATHS_PER_NODE paths (each node at least once, so every tag is listed): every
+    # simple path through a recursive plan was walked, exponential in its nodes (polymorphic
+    # OpenAPI components referring to one another never finished compiling).
     done: set[tuple[int, str]] = set()
+    times: dict[int, int] = {}
 
     def visit(node: Node, path: str, depth: int) -> None:
-        if id(node) in stack or (id(node), path) in done:  # recursion: the first level
-            return                                         # describes the rest
-        done.add((id(node), path))
-        stack.add(id(node))
+        key = id(node)
+        if key in stack or (key, path) in done or times.get(key, 0) >= _PATHS_PER_NODE:
+            return  # recursion: the first level describes the rest
+        done.add((key, path))
+        times[key] = times.get(key, 0) + 1
+        stack.add(key)
         try:
             _visit_children(node, path, depth)
         finally:

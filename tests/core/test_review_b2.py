@@ -173,3 +173,22 @@ def test_a_missing_hash_key_names_what_uses_the_hash_action(tmp_path: Path) -> N
         piimw.Config.from_dict({"openapi": str(tmp_path / "o.json")}, environ={})
     assert info.value.pointer == "/hash/key_env"
     assert "o.json at /q (GET /u)" in str(info.value)
+
+
+_C = "#/components/schemas/"
+
+
+def test_components_referring_to_one_another_compile_quickly() -> None:
+    comps: dict[str, Any] = {}
+    for b in range(10):
+        comps[f"Base{b}"] = {"properties": {"ref": {"$ref": f"{_C}Base{(b + 1) % 10}"}},
+                             "oneOf": [{"$ref": f"{_C}Sub{b}_{s}"} for s in range(3)]}
+        for s in range(3):
+            comps[f"Sub{b}_{s}"] = {"properties": {
+                f"f{s}": {"x-pii": "email"},
+                "items": {"items": {"$ref": f"{_C}Base{(b + s) % 10}"}}}}
+    store = SchemaStore()
+    uri = store.add_document({"openapi": "3.1.0", "components": {"schemas": comps}}, "mem://o")
+    with _within(20):
+        plan = Compiler(store).compile(uri, "/components/schemas/Base0")
+    assert {"/f0", "/ref/f1", "/items/*/f2"} <= {e.pattern for e in plan.entries}
