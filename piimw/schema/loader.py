@@ -242,37 +242,38 @@ def join_uri(base: str, ref: str) -> str:
     return urljoin(base, ref)
 
 
-def _patterns(node: Any, pointer: str) -> Iterator[tuple[str, str]]:
-    """(regular expression, its JSON pointer) of every ``pattern`` and ``patternProperties``
-    key under ``node``; values (``enum``, ``const``, examples, defaults) are not looked in."""
+def _objects(node: Any, pointer: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every object under ``node`` with its JSON pointer, in document order; values
+    (``enum``, ``const``, examples, defaults) are not looked in."""
     if isinstance(node, dict):
-        if isinstance(node.get("pattern"), str):
-            yield node["pattern"], f"{pointer}/pattern"
-        pp = node.get("patternProperties")
-        if isinstance(pp, dict):
-            yield from ((k, f"{pointer}/patternProperties/{escape_token(k)}") for k in pp
-                        if isinstance(k, str))
+        yield node, pointer
         for k, v in node.items():
             if k not in _VALUE_KEYWORDS:
-                yield from _patterns(v, f"{pointer}/{escape_token(str(k))}")
+                yield from _objects(v, f"{pointer}/{escape_token(str(k))}")
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            yield from _patterns(v, f"{pointer}/{i}")
+            yield from _objects(v, f"{pointer}/{i}")
+
+
+def _patterns(node: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """(regular expression, its JSON pointer) of every ``pattern`` and ``patternProperties``
+    key under ``node``."""
+    for obj, at in _objects(node, pointer):
+        if isinstance(obj.get("pattern"), str):
+            yield obj["pattern"], f"{at}/pattern"
+        pp = obj.get("patternProperties")
+        if isinstance(pp, dict):
+            yield from ((k, f"{at}/patternProperties/{escape_token(k)}") for k in pp
+                        if isinstance(k, str))
 
 
 def references(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
     """(reference, the JSON pointer of the schema holding it) of every ``$ref``,
-    ``$dynamicRef`` and ``$recursiveRef`` under ``node``, values not looked in."""
-    if isinstance(node, dict):
+    ``$dynamicRef`` and ``$recursiveRef`` under ``node``."""
+    for obj, at in _objects(node, pointer):
         for key in ("$ref", "$dynamicRef", "$recursiveRef"):
-            if isinstance(node.get(key), str):
-                yield node[key], pointer
-        for k, v in node.items():
-            if k not in _VALUE_KEYWORDS:
-                yield from references(v, f"{pointer}/{escape_token(str(k))}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from references(v, f"{pointer}/{i}")
+            if isinstance(obj.get(key), str):
+                yield obj[key], at
 
 
 def _tokens(pointer: str) -> list[str]:
