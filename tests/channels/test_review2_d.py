@@ -177,7 +177,9 @@ def test_reading_decoded_writes_no_line_break(text: str) -> None:
     out = scrub_data({"v": text})["v"]
     assert ("\n" in out) <= ("\n" in text)
     assert ("\r" in out) <= ("\r" in text)
-    assert "4242 4242" not in out
+    # No decoded card in clear; the pieces themselves can join into "4242 4242"
+    # ("4242+4242+4242+4242 4242+4242+4242+4242", two plus-written groups around a space).
+    assert ("4242 4242" in out) <= ("4242 4242" in text)
 
 
 def test_a_page_url_sent_as_a_query_value_form_path_or_text_is_read_decoded() -> None:
