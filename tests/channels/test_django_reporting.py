@@ -75,11 +75,6 @@ def _forget_translation_functions() -> None:
     translation._trans.__dict__.clear()
 
 
-@pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
 def _request(c: Canary, *, accept: str = "text/html", json_body: bool = False) -> Any:
     from django.test import RequestFactory
 

@@ -23,11 +23,6 @@ from piimw.exchange import activate
 HOSTS = {"api.segment.io": "analytics", ".doubleclick.net": "marketing"}
 
 
-@pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
 def _event(c: Canary) -> dict[str, Any]:
     return {"type": "track", "event": "Signed Up", "userId": "u-42",
             "properties": {"plan": "pro", "email": c.email, "referrer": f"?ref={c.name}",

@@ -26,11 +26,6 @@ from piimw.sanitize import (
 )
 
 
-@pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
 def rendered(exc: BaseException) -> list[str]:
     """Everything a reporter prints of an exception."""
     return [str(exc), repr(exc), "".join(traceback.format_exception(exc))]

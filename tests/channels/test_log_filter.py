@@ -47,11 +47,6 @@ class Capture:
 
 
 @pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
-@pytest.fixture
 def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
     cap = Capture(f"piimw.tests.log.{request.node.name}")
     yield cap

@@ -60,11 +60,6 @@ def server() -> Iterator[tuple[int, list[tuple[str, bytes]]]]:
         thread.join()
 
 
-@pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
 def _redirect_url(port: int, status: int) -> tuple[str, dict[str, str]]:
     return (f"http://localhost:{port}/redirect/{status}",
             {"to": f"http://127.0.0.1:{port}/collect"})

@@ -57,11 +57,6 @@ class SentForm(logging.handlers.HTTPHandler):
 
 
 @pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
-@pytest.fixture
 def sent(request: pytest.FixtureRequest) -> Iterator[SentForm]:
     handler = SentForm(f"piimw.tests.review_a.{request.node.name}")
     yield handler

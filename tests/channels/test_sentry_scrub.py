@@ -62,11 +62,6 @@ def _init(transport: CapturingTransport, *, pii: bool, **options: Any) -> None:
 
 
 @pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
-@pytest.fixture
 def transport() -> Iterator[CapturingTransport]:
     t = CapturingTransport()
     yield t

@@ -15,11 +15,6 @@ from piimw.exchange import activate
 from piimw.sanitize import ScrubContext
 
 
-@pytest.fixture
-def canary() -> Canary:
-    return Canary()
-
-
 def _logger(stream: io.StringIO, *, scrub: bool) -> Any:
     processors: list[Any] = [structlog.processors.add_log_level]
     if scrub:
