@@ -285,7 +285,7 @@ def _scrub_utf8(raw: bytes, media: str, ctx: ScrubContext, use: str, host: str) 
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise BlockedEvent(use, "undecodable text", host=host) from e
-        new_text = _text(text, ctx)
+        new_text = ctx.text_and_urls(text)
         # Several JSON documents (NDJSON beacons, an event a line) are not one: their receiver
         # still undoes the escapes (``\u0040`` hid an e-mail address from the scan).
         if "\\u" in new_text and ctx.changes(_JSON_ESCAPE.sub(_unescape, new_text)):
@@ -317,19 +317,13 @@ def _scrub_json(raw: bytes, doc: Any, ctx: ScrubContext) -> bytes:
     return dumps_exact(new) if exact else orjson.dumps(new)
 
 
-def _text(text: str, ctx: ScrubContext) -> str:
-    """``text`` scrubbed, URLs in it read decoded, as JSON bodies' strings are: a page URL
-    sent as a query value (``dl=``, ``page=``) holds its own query encoded twice."""
-    return ctx.url_decoded(ctx.text(text))
-
-
 def _scrub_path(path: str, ctx: ScrubContext) -> str:
     """Each segment read percent-decoded, as the receiver reads it; changed ones re-encoded."""
     segments = path.split("/")
     out: list[str] = []
     for segment in segments:
         text = unquote(segment)
-        new = _text(text, ctx)
+        new = ctx.text_and_urls(text)
         out.append(segment if new is text else quote(new, safe=""))
     return path if all(a is b for a, b in zip(out, segments, strict=True)) else "/".join(out)
 
@@ -341,10 +335,10 @@ def _scrub_query(query: str, ctx: ScrubContext) -> str:
     out: list[tuple[str, str]] = []
     changed = False
     for k, v in pairs:
-        nk, nv = _text(k, ctx), _text(v, ctx)
+        nk, nv = ctx.text_and_urls(k), ctx.text_and_urls(v)
         changed = changed or nk is not k or nv is not v
         out.append((nk, nv))
     if not changed:
         # parse_qsl decodes; a value may only be visible encoded in the raw string
-        return _text(query, ctx)
+        return ctx.text_and_urls(query)
     return urlencode(out)

@@ -145,12 +145,12 @@ class PIIFilter(_logging.Filter):
             clean = ctx.exception(ei[1], copy=True)
             tb = ei[2]
             text = _logging.Formatter().formatException((type(clean), clean, tb))
-            record.exc_text = _text(text, ctx)
+            record.exc_text = ctx.text_and_urls(text)
             record.exc_info = (type(clean), clean, tb) if self.keep_traceback else None
         elif record.exc_text:
-            record.exc_text = _text(record.exc_text, ctx)
+            record.exc_text = ctx.text_and_urls(record.exc_text)
         if record.stack_info:
-            record.stack_info = _text(record.stack_info, ctx)
+            record.stack_info = ctx.text_and_urls(record.stack_info)
         attrs = record.__dict__
         for key in attrs.keys() - _STANDARD:  # extras: one set difference, usually empty
             value = attrs[key]
@@ -189,11 +189,11 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
     except Exception:
         # A broken format would make every handler print msg and args raw (handleError).
         message = f"{_str(record.msg)} {_repr(record.args)} [piimw: message could not be formatted]"
-        record.msg = _text(message, ctx)
+        record.msg = ctx.text_and_urls(message)
         _render_templates(record, record.msg)
         record.args = ()
         return
-    scrubbed = _text(message, ctx)
+    scrubbed = ctx.text_and_urls(message)
     # A record class (or a patch) with its own getMessage may add values on every rendering,
     # after this filter: the formatter then gets the checked text, not a new rendering.
     own = type(record).getMessage is not _GET_MESSAGE or "getMessage" in record.__dict__
@@ -209,12 +209,6 @@ def _scrub_message(record: _logging.LogRecord, ctx: ScrubContext) -> None:
         record.message = scrubbed
     if own:
         _pin_message(record, scrubbed)
-
-
-def _text(text: str, ctx: ScrubContext) -> str:
-    """Free text of a record scrubbed, its URLs' encoded parts read decoded: httpx logs every
-    request as ``HTTP Request: GET https://...?phone=%2B1%20415...`` (``text`` when clean)."""
-    return ctx.url_decoded(ctx.text(text))
 
 
 def _render_templates(record: _logging.LogRecord, fallback: str) -> None:

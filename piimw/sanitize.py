@@ -300,6 +300,12 @@ class ScrubContext:
         out = _QUERY_VALUE.sub(lambda m: self._decoded(m, _unquote_plus), out)
         return text if out == text else out
 
+    def text_and_urls(self, text: str) -> str:
+        """:meth:`text`, then :meth:`url_decoded`: free text whose URLs may hide a value
+        percent-encoded (a log message, a query value holding a page URL, a report's request
+        URL). ``text`` itself when clean."""
+        return self.url_decoded(self.text(text))
+
     def _decoded(self, m: re.Match[str], decode: Callable[[str], str]) -> str:
         decoded = _fully_decoded(m.group(2), decode)
         scrubbed = self.text(decoded)

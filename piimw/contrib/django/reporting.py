@@ -179,7 +179,7 @@ class PIIExceptionReporterFilter(SafeExceptionReporterFilter):
                 shown = pprint.pformat(value)
             except Exception as e:
                 shown = f"Error in formatting: {type(e).__name__}"
-            out.append((name, _Shown(ctx.url_decoded(ctx.text(shown)))))
+            out.append((name, _Shown(ctx.text_and_urls(shown))))
         ctx.flush()
         return out
 
@@ -217,7 +217,7 @@ class PIIExceptionReporter(ExceptionReporter):
         for key in ("request_insecure_uri", "exception_value", "exception_notes", "user_str"):
             if isinstance(c.get(key), str):
                 # The request URL is shown as sent: its encoded parts are read decoded.
-                c[key] = ctx.url_decoded(ctx.text(c[key]))
+                c[key] = ctx.text_and_urls(c[key])
         if "request_GET_items" in c:
             c["request_GET_items"] = [(ctx.text(str(k)), ctx.data(v))
                                       for k, v in c["request_GET_items"]]
